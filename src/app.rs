@@ -1,0 +1,114 @@
+//! The application: shared state, the HTTP server, and graceful shutdown.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use axum::Router;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Config, http};
+
+/// What handlers share. Cheap to clone; holds nothing another instance would need.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    pub metrics: Arc<http::metrics::HttpMetrics>,
+    /// The OpenAPI document, rendered once at start-up.
+    pub openapi_json: Arc<str>,
+    /// Set when shutdown begins, so `/readyz` turns away new traffic while requests drain.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `config.listen` (port 0 picks a free port) and assembles the router.
+    pub async fn build(config: Config, db: PgPool) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            metrics: Arc::default(),
+            openapi_json: http::openapi::spec_json().into(),
+            draining: Arc::default(),
+        };
+        let router = http::router(state.clone());
+        Ok(Self { listener, router, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish for up to the
+    /// configured grace period.
+    pub async fn run_until(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let draining = self.state.draining.clone();
+        let drain_started = shutdown.clone();
+        tokio::spawn(async move {
+            drain_started.cancelled().await;
+            draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        serve(self.listener, self.router, shutdown, self.state.config.shutdown_grace).await
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`, then drains for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let deadline = async {
+        shutdown.cancelled().await;
+        tracing::info!(grace = ?grace, "shutting down: draining in-flight requests");
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!("grace period over: exiting with requests still in flight");
+            Ok(())
+        }
+    }
+}
+
+/// Cancels the returned token on SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received"),
+            () = terminate => tracing::info!("SIGTERM received"),
+        }
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,332 @@
+//! Configuration: one [`Config`], read from the environment (and an optional `.env`), validated at
+//! start-up.
+//!
+//! Every variable the service reads is listed once in [`VARIABLES`]; that list is what
+//! `.env.example`, the Docker files and the tests are checked against, so a variable cannot be
+//! added in one place and forgotten in another.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+
+/// One environment variable the service understands.
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    pub name: &'static str,
+    /// The value used when the variable is unset; empty when unset means "off" or "none".
+    pub default: &'static str,
+    /// One line for `.env.example` and the README.
+    pub help: &'static str,
+}
+
+/// Every variable the service reads, in the order `.env.example` lists them.
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "DATABASE_URL",
+        default: "",
+        help: "Postgres connection URL. Unset: an embedded private cluster under PAYYMO_DATA_DIR is started from the machine's PostgreSQL binaries.",
+    },
+    Variable {
+        name: "REDIS_URL",
+        default: "",
+        help: "Optional Redis URL (redis:// or rediss://). Validated at start-up; reserved for counters shared between instances (rate limits).",
+    },
+    Variable {
+        name: "PAYYMO_LISTEN",
+        default: "127.0.0.1:8080",
+        help: "Address the HTTP server binds (host:port). Use 0.0.0.0:8080 in containers.",
+    },
+    Variable {
+        name: "PAYYMO_DATA_DIR",
+        default: ".payymo",
+        help: "Directory for local state: the embedded Postgres cluster lives in <dir>/postgres.",
+    },
+    Variable {
+        name: "PAYYMO_MIGRATE_ON_START",
+        default: "true",
+        help: "Apply pending migrations when `payymo serve` starts (true/false). `serve --no-migrate` also turns it off.",
+    },
+    Variable {
+        name: "PAYYMO_DB_MAX_CONNECTIONS",
+        default: "10",
+        help: "Pool size per instance. Keep (replicas x this) below Postgres's max_connections.",
+    },
+    Variable {
+        name: "PAYYMO_DB_ACQUIRE_TIMEOUT",
+        default: "3s",
+        help: "How long a request waits for a database connection before failing fast with 503.",
+    },
+    Variable {
+        name: "PAYYMO_REQUEST_TIMEOUT",
+        default: "30s",
+        help: "Longest time a request may take before it is answered 503 request_timeout.",
+    },
+    Variable {
+        name: "PAYYMO_BODY_LIMIT",
+        default: "1048576",
+        help: "Largest accepted request body, in bytes (default 1 MiB). Larger bodies get 413.",
+    },
+    Variable {
+        name: "PAYYMO_CORS_ORIGINS",
+        default: "",
+        help: "Comma-separated origins allowed by CORS (e.g. https://portal.example.com). Empty: CORS off.",
+    },
+    Variable {
+        name: "PAYYMO_SHUTDOWN_GRACE",
+        default: "30s",
+        help: "On SIGTERM/SIGINT, how long in-flight requests may run before the server exits anyway.",
+    },
+    Variable {
+        name: "PAYYMO_LOG",
+        default: "info",
+        help: "Log filter in tracing's EnvFilter syntax, e.g. info or payymo=debug,sqlx=warn.",
+    },
+    Variable {
+        name: "PAYYMO_LOG_FORMAT",
+        default: "text",
+        help: "Log format: text (for people) or json (for log pipelines).",
+    },
+];
+
+/// Validated configuration for one process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None`: use the embedded cluster in `data_dir`.
+    pub database_url: Option<SecretString>,
+    pub redis_url: Option<SecretString>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub migrate_on_start: bool,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout: Duration,
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+    pub cors_origins: Vec<String>,
+    pub shutdown_grace: Duration,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A variable with a value the service cannot use. The message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads the process environment, after loading `.env` from the working directory if there is
+    /// one (variables already set win over the file).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        if let Err(error) = dotenvy::dotenv()
+            && !error.not_found()
+        {
+            return Err(ConfigError { name: ".env", problem: error.to_string() });
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds a config from any source of variables; unset and empty both mean "use the default".
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup: &lookup };
+        Ok(Self {
+            database_url: env.secret("DATABASE_URL", &["postgres://", "postgresql://"])?,
+            redis_url: env.secret("REDIS_URL", &["redis://", "rediss://"])?,
+            listen: env.parse("PAYYMO_LISTEN", "an address like 127.0.0.1:8080")?,
+            data_dir: PathBuf::from(env.value("PAYYMO_DATA_DIR")),
+            migrate_on_start: env.boolean("PAYYMO_MIGRATE_ON_START")?,
+            db_max_connections: env.bounded("PAYYMO_DB_MAX_CONNECTIONS", 1, 1_000)?,
+            db_acquire_timeout: env.duration("PAYYMO_DB_ACQUIRE_TIMEOUT")?,
+            request_timeout: env.duration("PAYYMO_REQUEST_TIMEOUT")?,
+            body_limit: env.bounded("PAYYMO_BODY_LIMIT", 1_024, 1 << 30)?,
+            cors_origins: env.origins("PAYYMO_CORS_ORIGINS")?,
+            shutdown_grace: env.duration("PAYYMO_SHUTDOWN_GRACE")?,
+            log_filter: env.value("PAYYMO_LOG"),
+            log_format: match env.value("PAYYMO_LOG_FORMAT").as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(env.invalid("PAYYMO_LOG_FORMAT", other, "text or json")),
+            },
+        })
+    }
+
+    /// The defaults, as if nothing were set.
+    pub fn defaults() -> Self {
+        // The defaults are constants checked by `defaults_are_valid`; failing here is a bug.
+        #[allow(clippy::expect_used)]
+        Self::from_lookup(|_| None).expect("the built-in defaults are valid")
+    }
+
+    /// The variable names the service reads.
+    pub fn variable_names() -> impl Iterator<Item = &'static str> {
+        VARIABLES.iter().map(|v| v.name)
+    }
+
+    /// The text of `.env.example`, generated from [`VARIABLES`].
+    pub fn env_example() -> String {
+        let mut out = String::from(
+            "# Payymo core configuration. Every variable is optional: the defaults below run the\n\
+             # service and the test suite with nothing set. Copy to .env to override locally.\n",
+        );
+        for v in VARIABLES {
+            out.push_str(&format!("\n# {}\n", v.help));
+            if v.default.is_empty() {
+                out.push_str(&format!("# {}=\n", v.name));
+            } else {
+                out.push_str(&format!("{}={}\n", v.name, v.default));
+            }
+        }
+        out
+    }
+}
+
+/// Reads and validates variables, always naming the variable in its error.
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn value(&self, name: &'static str) -> String {
+        match (self.lookup)(name) {
+            Some(value) if !value.trim().is_empty() => value.trim().to_owned(),
+            _ => default_of(name).to_owned(),
+        }
+    }
+
+    fn invalid(&self, name: &'static str, value: &str, expected: &str) -> ConfigError {
+        ConfigError { name, problem: format!("invalid value {value:?}: expected {expected}") }
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str, expected: &str) -> Result<T, ConfigError> {
+        let value = self.value(name);
+        value.parse().map_err(|_| self.invalid(name, &value, expected))
+    }
+
+    fn bounded<T>(&self, name: &'static str, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let expected = format!("a whole number from {min} to {max}");
+        let parsed: T = self.parse(name, &expected)?;
+        if parsed < min || parsed > max {
+            return Err(self.invalid(name, &parsed.to_string(), &expected));
+        }
+        Ok(parsed)
+    }
+
+    fn boolean(&self, name: &'static str) -> Result<bool, ConfigError> {
+        let value = self.value(name);
+        match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(self.invalid(name, &value, "true or false")),
+        }
+    }
+
+    fn duration(&self, name: &'static str) -> Result<Duration, ConfigError> {
+        let value = self.value(name);
+        match humantime::parse_duration(&value) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err(self.invalid(name, &value, "a positive duration such as 500ms, 3s or 2m")),
+        }
+    }
+
+    /// A secret URL: checked for its scheme, never echoed back in an error.
+    fn secret(&self, name: &'static str, schemes: &[&str]) -> Result<Option<SecretString>, ConfigError> {
+        let value = self.value(name);
+        if value.is_empty() {
+            return Ok(None);
+        }
+        if !schemes.iter().any(|s| value.starts_with(s)) {
+            return Err(ConfigError {
+                name,
+                problem: format!("expected a URL starting with {}", schemes.join(" or ")),
+            });
+        }
+        Ok(Some(SecretString::from(value)))
+    }
+
+    fn origins(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
+        let value = self.value(name);
+        let mut origins = Vec::new();
+        for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.trim_end_matches('/').contains(['?', '#'])
+                && origin.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+            if !valid {
+                return Err(self.invalid(name, origin, "origins like https://portal.example.com, comma-separated"));
+            }
+            origins.push(origin.to_owned());
+        }
+        Ok(origins)
+    }
+}
+
+fn default_of(name: &str) -> &'static str {
+    VARIABLES.iter().find(|v| v.name == name).map_or("", |v| v.default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::defaults();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.database_url.is_none());
+        assert_eq!(c.body_limit, 1 << 20);
+        assert!(c.migrate_on_start);
+        assert_eq!(c.db_acquire_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let err = config(&[("PAYYMO_LISTEN", "nope")]).unwrap_err();
+        assert_eq!(err.to_string(), "PAYYMO_LISTEN: invalid value \"nope\": expected an address like 127.0.0.1:8080");
+        let err = config(&[("PAYYMO_REQUEST_TIMEOUT", "0s")]).unwrap_err();
+        assert!(err.to_string().starts_with("PAYYMO_REQUEST_TIMEOUT: "), "{err}");
+        let err = config(&[("PAYYMO_DB_MAX_CONNECTIONS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("from 1 to 1000"), "{err}");
+        let err = config(&[("PAYYMO_MIGRATE_ON_START", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("true or false"), "{err}");
+        let err = config(&[("PAYYMO_CORS_ORIGINS", "portal.example.com")]).unwrap_err();
+        assert!(err.to_string().starts_with("PAYYMO_CORS_ORIGINS"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let err = config(&[("DATABASE_URL", "mysql://user:hunter2@db")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let c = config(&[("DATABASE_URL", "postgres://u:hunter2@db/payymo")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.database_url.unwrap().expose_secret(), "postgres://u:hunter2@db/payymo");
+    }
+
+    #[test]
+    fn cors_origins_are_split_and_trimmed() {
+        let c = config(&[("PAYYMO_CORS_ORIGINS", "https://a.example, http://localhost:3000 ")]).unwrap();
+        assert_eq!(c.cors_origins, ["https://a.example", "http://localhost:3000"]);
+    }
+
+    #[test]
+    fn env_example_lists_every_variable() {
+        let example = Config::env_example();
+        for name in Config::variable_names() {
+            assert!(example.contains(&format!("{name}=")), "{name} missing");
+        }
+    }
+}

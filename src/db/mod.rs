@@ -1,0 +1,157 @@
+//! The database: connection pool, embedded default cluster, migrations and readiness.
+
+pub mod embedded;
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::config::Config;
+use embedded::{EmbeddedError, EmbeddedPostgres};
+
+/// The migrations in `migrations/`, compiled into the binary (`build.rs` reruns on changes).
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The database name the service uses inside the embedded cluster.
+pub const EMBEDDED_DATABASE: &str = "payymo";
+
+/// Where the database is, and the embedded cluster to stop at shutdown, if we started one.
+#[derive(Debug)]
+pub struct Database {
+    pub options: PgConnectOptions,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+    #[error("DATABASE_URL: {0}")]
+    InvalidUrl(sqlx::Error),
+    #[error("cannot prepare the embedded database: {0}")]
+    Prepare(sqlx::Error),
+}
+
+impl Database {
+    /// Resolves `DATABASE_URL`, or starts (or reuses) the embedded cluster and makes sure its
+    /// `payymo` database exists.
+    pub async fn locate(config: &Config) -> Result<Self, DatabaseError> {
+        if let Some(url) = &config.database_url {
+            let options: PgConnectOptions = url.expose_secret().parse().map_err(DatabaseError::InvalidUrl)?;
+            return Ok(Self { options: options.application_name("payymo"), embedded: None });
+        }
+        let cluster = EmbeddedPostgres::start(&config.data_dir).await?;
+        create_database_if_missing(&cluster.connect_options("postgres"), EMBEDDED_DATABASE)
+            .await
+            .map_err(DatabaseError::Prepare)?;
+        Ok(Self {
+            options: cluster.connect_options(EMBEDDED_DATABASE).application_name("payymo"),
+            embedded: Some(cluster),
+        })
+    }
+
+    /// Stops the embedded cluster if this process started it.
+    pub async fn shutdown(self) {
+        if let Some(cluster) = self.embedded
+            && let Err(error) = cluster.stop().await
+        {
+            tracing::warn!(%error, "the embedded PostgreSQL cluster did not stop cleanly");
+        }
+    }
+}
+
+/// A lazily connecting pool: the service starts even while the database is away, answers 503
+/// meanwhile, and recovers by itself when it returns.
+pub fn pool(options: PgConnectOptions, config: &Config) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .min_connections(0)
+        .acquire_timeout(config.db_acquire_timeout)
+        .idle_timeout(Duration::from_secs(300))
+        // A connection that went bad while the database was away is dropped, not handed out.
+        .test_before_acquire(true)
+        .connect_lazy_with(options)
+}
+
+/// Creates `name` unless it exists. Safe to race: a concurrent creator's win is not an error.
+pub async fn create_database_if_missing(maintenance: &PgConnectOptions, name: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(maintenance).await?;
+    let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        let sql = format!("create database {}", quote_ident(name));
+        match sqlx::query(&sql).execute(&mut conn).await {
+            Ok(_) => {}
+            // 42P04 duplicate_database, 23505 unique_violation: someone else created it first.
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    conn.close().await
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Why the database is not ready to serve.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("the database is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the database schema is behind: migration {expected} is not applied yet (run `payymo migrate`)")]
+    MigrationsPending { expected: i64 },
+}
+
+/// Checks that the database answers and that every embedded migration has been applied.
+pub async fn check_ready(pool: &PgPool, within: Duration) -> Result<(), NotReady> {
+    let expected = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied = match tokio::time::timeout(within, applied_migration(pool)).await {
+        Ok(Ok(applied)) => applied,
+        Ok(Err(error)) => return Err(NotReady::Unreachable(error.to_string())),
+        Err(_) => return Err(NotReady::Unreachable(format!("no answer within {within:?}"))),
+    };
+    if applied < expected {
+        return Err(NotReady::MigrationsPending { expected });
+    }
+    Ok(())
+}
+
+/// The newest successfully applied migration, 0 when none (or no migrations table) exists.
+async fn applied_migration(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    // Checked first: a query naming a missing table fails at parse time, even inside a CASE.
+    let has_table: bool =
+        sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null").fetch_one(&mut *conn).await?;
+    if !has_table {
+        return Ok(0);
+    }
+    let applied: Option<i64> =
+        sqlx::query_scalar("select max(version) from _sqlx_migrations where success").fetch_one(&mut *conn).await?;
+    Ok(applied.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("payymo"), "\"payymo\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn migrations_are_embedded() {
+        assert!(MIGRATOR.iter().count() >= 1);
+    }
+}

@@ -1,0 +1,301 @@
+//! One error type for the whole API, rendered as `application/problem+json` (RFC 9457).
+//!
+//! Handlers return [`ApiError`]; its `IntoResponse` puts a [`Problem`] in the response's
+//! extensions, and the problem middleware (`http::problem`) writes the body with the request id.
+//! Responses that axum or tower produce themselves (unknown route, wrong method, body too large)
+//! are turned into the same shape there, so no failure path answers in another format.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The stable, machine-readable error codes. Clients branch on these, never on `title` or
+/// `detail`; `docs/errors.md` describes each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request is malformed (query string, headers).
+    InvalidRequest,
+    /// 400: the body is not valid JSON; `detail` says where.
+    MalformedJson,
+    /// 404: no such route or resource (another tenant's resource answers this too).
+    NotFound,
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed,
+    /// 413: the body is larger than the limit.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 422: the JSON is well-formed but a field is missing or invalid; see `errors`.
+    ValidationFailed,
+    /// 500: something failed on our side; the cause is logged under the request id.
+    InternalError,
+    /// 503: the database cannot be reached right now; retry with backoff.
+    DatabaseUnavailable,
+    /// 503: the database schema is older than this build (migrations pending).
+    MigrationsPending,
+    /// 503: the request took longer than the server's request timeout.
+    RequestTimeout,
+    /// 503: the instance is shutting down; retry against another one.
+    ShuttingDown,
+}
+
+impl ErrorCode {
+    /// Every code, for the catalogue test and documentation.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::InvalidRequest,
+        Self::MalformedJson,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::ValidationFailed,
+        Self::InternalError,
+        Self::DatabaseUnavailable,
+        Self::MigrationsPending,
+        Self::RequestTimeout,
+        Self::ShuttingDown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::MalformedJson => "malformed_json",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::ValidationFailed => "validation_failed",
+            Self::InternalError => "internal_error",
+            Self::DatabaseUnavailable => "database_unavailable",
+            Self::MigrationsPending => "migrations_pending",
+            Self::RequestTimeout => "request_timeout",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest | Self::MalformedJson => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::DatabaseUnavailable | Self::MigrationsPending | Self::RequestTimeout | Self::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "Invalid request",
+            Self::MalformedJson => "Malformed JSON",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::PayloadTooLarge => "Payload too large",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::ValidationFailed => "Validation failed",
+            Self::InternalError => "Internal error",
+            Self::DatabaseUnavailable => "Database unavailable",
+            Self::MigrationsPending => "Migrations pending",
+            Self::RequestTimeout => "Request timeout",
+            Self::ShuttingDown => "Shutting down",
+        }
+    }
+
+    /// Whether the same request may succeed if simply sent again later.
+    pub fn retryable(self) -> bool {
+        matches!(self, Self::DatabaseUnavailable | Self::MigrationsPending | Self::RequestTimeout | Self::ShuttingDown)
+    }
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Path of the field in the request, dotted (`lines[2].amount`), or the query parameter name.
+    pub field: String,
+    pub message: String,
+}
+
+/// The error body of every failed request (RFC 9457 problem details).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "/docs/errors#validation_failed",
+    "title": "Validation failed",
+    "status": 422,
+    "detail": "1 field is invalid",
+    "code": "validation_failed",
+    "request_id": "req_0192f3c4d5e6478fa1b2c3d4e5f60718",
+    "retryable": false,
+    "errors": [{"field": "amount", "message": "must be a positive integer"}]
+}))]
+pub struct Problem {
+    /// A URI reference identifying the problem type; resolves to the code's entry in the error
+    /// catalogue served at `/docs/errors`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong with this request, for people.
+    pub detail: String,
+    pub code: ErrorCode,
+    /// The `X-Request-Id` of this request; quote it when asking for support.
+    pub request_id: String,
+    /// True when sending the same request again later may succeed.
+    pub retryable: bool,
+    /// Per-field errors, for `validation_failed`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            type_uri: format!("/docs/errors#{}", code.as_str()),
+            title: code.title().to_owned(),
+            status: code.status().as_u16(),
+            detail: detail.into(),
+            code,
+            request_id: String::new(),
+            retryable: code.retryable(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The full response: status, `application/problem+json`, and the body.
+    pub fn into_response_with_id(mut self, request_id: &str) -> Response {
+        self.request_id = request_id.to_owned();
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+/// The error every handler and extractor returns.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    Problem { code: ErrorCode, detail: String, errors: Vec<FieldError> },
+    /// Anything unexpected: logged once with its cause, answered as a bare 500.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::Problem { code, detail: detail.into(), errors: Vec::new() }
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.len() {
+            1 => format!("{}: {}", errors[0].field, errors[0].message),
+            n => format!("{n} fields are invalid"),
+        };
+        Self::Problem { code: ErrorCode::ValidationFailed, detail, errors }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::NotFound, "no such resource")
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Problem { code, .. } => *code,
+            Self::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+
+    fn into_problem(self) -> Problem {
+        match self {
+            Self::Problem { code, detail, errors } => Problem { errors, ..Problem::new(code, detail) },
+            Self::Internal(cause) => {
+                // The one place an internal error is logged: inside the request's span, so the
+                // log line carries the request id that the client sees in the body.
+                tracing::error!(error = ?cause, "internal error");
+                Problem::new(
+                    ErrorCode::InternalError,
+                    "the request could not be completed because of an error on our side; quote the request_id when contacting support",
+                )
+            }
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                tracing::warn!(%error, "database unavailable");
+                Self::new(ErrorCode::DatabaseUnavailable, "the database is unavailable right now; retry with backoff")
+            }
+            _ => Self::Internal(error.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.into_problem();
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = status.into_response();
+        response.extensions_mut().insert(problem);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_distinct_name_and_an_error_status() {
+        let mut names: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for code in ErrorCode::ALL {
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let response = ApiError::Internal(anyhow::anyhow!("password=hunter2 in connection string")).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let problem = response.extensions().get::<Problem>().unwrap();
+        assert!(!problem.detail.contains("hunter2"));
+        let rendered = problem.clone().into_response_with_id("req_1");
+        assert_eq!(rendered.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn validation_errors_list_fields() {
+        let err = ApiError::validation(vec![FieldError { field: "amount".into(), message: "must be positive".into() }]);
+        let problem = err.into_problem();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.detail, "amount: must be positive");
+        let json = serde_json::to_value(&problem).unwrap();
+        assert_eq!(json["errors"][0]["field"], "amount");
+        assert_eq!(json["type"], "/docs/errors#validation_failed");
+    }
+
+    #[test]
+    fn lost_connections_are_retryable_503s() {
+        let err = ApiError::from(sqlx::Error::PoolTimedOut);
+        assert_eq!(err.code(), ErrorCode::DatabaseUnavailable);
+        assert!(err.code().retryable());
+        assert_eq!(err.code().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

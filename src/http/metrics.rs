@@ -1,0 +1,124 @@
+//! Request metrics in the Prometheus exposition format, labelled by route *template* (never the
+//! raw path, so ids cannot explode the series count), method and status.
+//!
+//! The registry belongs to the application state, not to a process-global, so two servers in one
+//! process (as in the tests) keep their own figures.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tracing::Instrument;
+
+use super::{error::ApiError, request_id::RequestId};
+
+/// The route label of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// The HTTP metrics of one server.
+#[derive(Debug)]
+pub struct HttpMetrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+    in_flight: Gauge,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 0.5 ms to ~16 s, doubling.
+        let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16))
+        });
+        let in_flight = Gauge::default();
+        let build = Family::<BuildLabels, Gauge>::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register("http_request_duration_seconds", "Time to answer an HTTP request", duration.clone());
+        registry.register("http_requests_in_flight", "HTTP requests being served now", in_flight.clone());
+        registry.register("payymo_build_info", "The running build", build);
+        Self { registry, requests, duration, in_flight }
+    }
+}
+
+impl HttpMetrics {
+    fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let labels = RequestLabels { method: method.to_owned(), route: route.to_owned(), status };
+        self.requests.get_or_create(&labels).inc();
+        self.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Wraps each request in a span (method, route template, request id, then status and latency),
+/// logs one line when it completes, and counts it.
+pub async fn observe(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, |p| p.as_str()).to_owned();
+    let method = request.method().as_str().to_owned();
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
+    let span = tracing::info_span!(
+        "http.request",
+        method = %method,
+        route = %route,
+        request_id = %request_id,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    metrics.in_flight.inc();
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    metrics.in_flight.dec();
+
+    let status = response.status().as_u16();
+    span.record("status", status);
+    span.record("latency_ms", elapsed.as_secs_f64() * 1e3);
+    span.in_scope(|| tracing::info!("request completed"));
+    metrics.record(&method, &route, status, elapsed);
+    response
+}
+
+/// Prometheus metrics
+///
+/// Request counts and a latency histogram per route template, method and status, in the
+/// OpenMetrics text format that Prometheus scrapes.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Metrics in OpenMetrics text format", body = String, content_type = "application/openmetrics-text"))
+)]
+pub async fn metrics(State(state): State<crate::app::AppState>) -> Result<Response, ApiError> {
+    let text = state.metrics.render().map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response())
+}

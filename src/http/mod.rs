@@ -1,0 +1,126 @@
+//! The HTTP layer: the router, the middleware every request passes through, and one module per
+//! resource.
+
+pub mod docs;
+pub mod error;
+pub mod health;
+pub mod json;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod request_id;
+
+use std::{any::Any, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{Next, from_fn, from_fn_with_state},
+    response::{IntoResponse, Response},
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    compression::CompressionLayer,
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    set_header::SetResponseHeaderLayer,
+};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{app::AppState, config::Config};
+use error::{ApiError, ErrorCode};
+
+/// The documented routes: everything that appears in the OpenAPI document.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(openapi::openapi_json))
+}
+
+/// The whole application: documented routes, `/docs`, and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_router().split_for_parts();
+    let routes = api.merge(docs::router()).fallback(|| async { StatusCode::NOT_FOUND }).with_state(state.clone());
+    with_middleware(routes, &state.config, state.metrics.clone())
+}
+
+/// Wraps routes in the middleware every request passes through, outermost first: request id,
+/// span and metrics, security headers, CORS, compression, the problem renderer, panic catcher,
+/// request timeout, body limit.
+pub fn with_middleware(routes: Router, config: &Config, metrics: Arc<metrics::HttpMetrics>) -> Router {
+    let cors = (!config.cors_origins.is_empty()).then(|| cors(&config.cors_origins));
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(from_fn(request_id::middleware))
+            .layer(from_fn_with_state(metrics, metrics::observe))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .option_layer(cors)
+            .layer(CompressionLayer::new())
+            .layer(from_fn(problem::middleware))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(from_fn_with_state(config.request_timeout, request_timeout))
+            .layer(RequestBodyLimitLayer::new(config.body_limit))
+            .layer(DefaultBodyLimit::max(config.body_limit)),
+    )
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-api-key"),
+            request_id::X_REQUEST_ID.clone(),
+        ])
+        .expose_headers([
+            request_id::X_REQUEST_ID.clone(),
+            header::RETRY_AFTER,
+            HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?limit, "request timed out");
+            ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("the request did not complete within {}", humantime::format_duration(limit)),
+            )
+            .into_response()
+        }
+    }
+}
+
+fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    ApiError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}

@@ -1,0 +1,89 @@
+//! The `payymo` binary itself: configuration errors, the OpenAPI printer, and the embedded
+//! default database a newcomer gets with nothing configured.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+};
+
+use crate::support::client;
+
+fn payymo() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_payymo"));
+    // Nothing from the developer's environment: only what each test sets.
+    for name in payymo::config::Config::variable_names() {
+        command.env_remove(name);
+    }
+    command.kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
+    let output = payymo().args(["serve"]).env("PAYYMO_LISTEN", "localhost-8080").output().await.unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: invalid configuration: PAYYMO_LISTEN: invalid value \"localhost-8080\""),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_prints_the_committed_document() {
+    let output = payymo().arg("openapi").output().await.unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), payymo::http::openapi::spec_json());
+}
+
+/// The README's run command, as a newcomer has it: no DATABASE_URL, nothing running. The service
+/// creates its own cluster, serves, and stops the cluster again on SIGTERM.
+#[tokio::test]
+async fn serve_runs_on_the_embedded_database_and_stops_it_on_sigterm() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = payymo()
+        .arg("serve")
+        .env("PAYYMO_DATA_DIR", data_dir.path())
+        .env("PAYYMO_LISTEN", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let base = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.push_str(&line);
+            log.push('\n');
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("the server exited before listening:\n{log}");
+    })
+    .await
+    .expect("the server starts within two minutes");
+
+    let ready = client().get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let pid_file = cluster_dir(data_dir.path()).join("pgdata/postmaster.pid");
+    assert!(pid_file.exists(), "the embedded cluster runs under the data dir");
+
+    let status = Command::new("kill").args(["-TERM", &child.id().unwrap().to_string()]).status().await.unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(!pid_file.exists(), "the cluster is stopped with the service");
+
+    // The cluster is reused by the next command, which applies migrations and stops it again.
+    let migrate = payymo().arg("migrate").env("PAYYMO_DATA_DIR", data_dir.path()).output().await.unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(!String::from_utf8_lossy(&migrate.stderr).contains("initialising"), "the cluster was reused");
+    assert!(!pid_file.exists());
+}
+
+fn cluster_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.canonicalize().unwrap().join("postgres")
+}

@@ -1,0 +1,16 @@
+//! Integration tests: the real server on a real port, over a real Postgres.
+
+// This crate is test code throughout; the project denies unwrap only outside tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod cli;
+mod db_outage;
+mod deployment;
+mod docs;
+mod errors;
+mod health;
+mod metrics;
+mod middleware;
+mod openapi;

@@ -1,0 +1,225 @@
+//! Test support: the real server on a free port, over a fresh database per test.
+//!
+//! Databases come from `DATABASE_URL` when set, otherwise from the embedded cluster in
+//! `.payymo/test`. A template database is migrated once per migration set (coordinated across
+//! processes with an advisory lock) and each test clones it, which takes milliseconds.
+
+#![allow(dead_code)]
+
+pub mod db_proxy;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use payymo::{
+    app::Application,
+    config::Config,
+    db::{self, embedded::EmbeddedPostgres},
+};
+use sqlx::{Connection, PgConnection, PgPool, postgres::PgConnectOptions};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// Test databases older than this are dropped when a test run starts.
+const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
+
+/// Where test databases are created, and the template they are cloned from.
+pub struct TestCluster {
+    /// Options for the maintenance database (`postgres`).
+    maintenance: PgConnectOptions,
+    template: String,
+}
+
+static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
+
+impl TestCluster {
+    pub async fn get() -> &'static TestCluster {
+        CLUSTER.get_or_init(Self::init).await
+    }
+
+    async fn init() -> TestCluster {
+        let maintenance = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => {
+                url.parse::<PgConnectOptions>().expect("DATABASE_URL parses").database("postgres")
+            }
+            _ => {
+                let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".payymo/test");
+                let cluster = EmbeddedPostgres::start(&dir).await.expect("the embedded test cluster starts");
+                // Left running on purpose: the next test run reuses it.
+                cluster.connect_options("postgres")
+            }
+        };
+        let template = format!("payymo_tpl_{}", migrations_fingerprint());
+        let mut conn = PgConnection::connect_with(&maintenance).await.expect("connect to the maintenance database");
+        sqlx::query("select pg_advisory_lock(7170001)").execute(&mut conn).await.expect("lock");
+        let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut conn)
+            .await
+            .expect("query pg_database");
+        if !exists {
+            let building = format!("{template}_building");
+            sqlx::query(&format!("drop database if exists {} with (force)", db::quote_ident(&building)))
+                .execute(&mut conn)
+                .await
+                .expect("drop half-built template");
+            sqlx::query(&format!("create database {}", db::quote_ident(&building)))
+                .execute(&mut conn)
+                .await
+                .expect("create template");
+            let pool =
+                PgPool::connect_with(maintenance.clone().database(&building)).await.expect("connect to template");
+            db::MIGRATOR.run(&pool).await.expect("migrate the template");
+            pool.close().await;
+            sqlx::query(&format!(
+                "alter database {} rename to {}",
+                db::quote_ident(&building),
+                db::quote_ident(&template)
+            ))
+            .execute(&mut conn)
+            .await
+            .expect("publish template");
+        }
+        drop_stale_databases(&mut conn).await;
+        sqlx::query("select pg_advisory_unlock(7170001)").execute(&mut conn).await.expect("unlock");
+        conn.close().await.ok();
+        TestCluster { maintenance, template }
+    }
+
+    /// A new, migrated database of its own.
+    pub async fn fresh_database(&self) -> PgConnectOptions {
+        let name = format!("payymo_test_{}_{}", unix_now(), uuid::Uuid::new_v4().simple());
+        self.create(&name, Some(&self.template)).await;
+        self.maintenance.clone().database(&name)
+    }
+
+    /// A new database with no schema at all.
+    pub async fn empty_database(&self) -> PgConnectOptions {
+        let name = format!("payymo_test_{}_{}", unix_now(), uuid::Uuid::new_v4().simple());
+        self.create(&name, None).await;
+        self.maintenance.clone().database(&name)
+    }
+
+    async fn create(&self, name: &str, template: Option<&str>) {
+        let mut conn =
+            PgConnection::connect_with(&self.maintenance).await.expect("connect to the maintenance database");
+        let sql = match template {
+            Some(t) => format!("create database {} template {}", db::quote_ident(name), db::quote_ident(t)),
+            None => format!("create database {}", db::quote_ident(name)),
+        };
+        // Cloning fails while another session is connected to the template; that is brief.
+        for attempt in 0.. {
+            match sqlx::query(&sql).execute(&mut conn).await {
+                Ok(_) => break,
+                Err(e) if attempt < 50 && e.to_string().contains("being accessed by other users") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot create test database {name}: {e}"),
+            }
+        }
+        conn.close().await.ok();
+    }
+}
+
+async fn drop_stale_databases(conn: &mut PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("select datname from pg_database where datname like 'payymo\\_test\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    let cutoff = unix_now().saturating_sub(STALE_AFTER.as_secs());
+    for name in names {
+        let created: u64 = name.split('_').nth(2).and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+        if created < cutoff {
+            let _ = sqlx::query(&format!("drop database if exists {} with (force)", db::quote_ident(&name)))
+                .execute(&mut *conn)
+                .await;
+        }
+    }
+}
+
+fn migrations_fingerprint() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for m in db::MIGRATOR.iter() {
+        for b in m.version.to_le_bytes().iter().chain(m.checksum.iter()) {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The configuration tests start from: a free port, defaults elsewhere.
+pub fn test_config() -> Config {
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
+/// A running server and the database behind it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: PgPool,
+    pub client: reqwest::Client,
+    pub shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestApp {
+    /// The real application on a fresh, migrated database.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(test_config(), TestCluster::get().await.fresh_database().await).await
+    }
+
+    pub async fn spawn_with(config: Config, options: PgConnectOptions) -> TestApp {
+        let db = db::pool(options, &config);
+        let app = Application::build(config, db.clone()).await.expect("the server binds");
+        let addr = app.local_addr().expect("local address");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run_until(shutdown.clone()));
+        TestApp { addr, db, client: client(), shutdown, server }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    /// Stops the server and waits for it to finish draining.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.server.await.expect("server task")
+    }
+}
+
+/// An HTTP client that never goes through a proxy from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// Reads a problem+json body, asserting the content type and the fields every problem carries.
+pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers()["content-type"].to_str().expect("ascii").to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let body: serde_json::Value = response.json().await.expect("JSON body");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["request_id"], request_id.as_str(), "{body}");
+    assert_eq!(body["type"], format!("/docs/errors#{code}"), "{body}");
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["retryable"].is_boolean(), "{body}");
+    body
+}
