@@ -44,6 +44,9 @@ async fn openapi_prints_the_committed_document() {
 #[tokio::test]
 async fn serve_runs_on_the_embedded_database_and_stops_it_on_sigterm() {
     let data_dir = tempfile::tempdir().unwrap();
+    // Readable by the unprivileged database user under root, so the cluster lives (and is
+    // deleted) inside it rather than in a fallback under the temp dir.
+    std::fs::set_permissions(data_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut child = payymo()
         .arg("serve")
         .env("PAYYMO_DATA_DIR", data_dir.path())

@@ -166,6 +166,8 @@ pub fn test_config() -> Config {
 /// A running server and the database behind it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The test's own database, dropped with the app.
+    database: Option<String>,
     pub db: PgPool,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
@@ -179,12 +181,13 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config, options: PgConnectOptions) -> TestApp {
+        let database = options.get_database().filter(|name| name.starts_with("payymo_test_")).map(str::to_owned);
         let db = db::pool(options, &config);
         let app = Application::build(config, db.clone()).await.expect("the server binds");
         let addr = app.local_addr().expect("local address");
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until(shutdown.clone()));
-        TestApp { addr, db, client: client(), shutdown, server }
+        TestApp { addr, database, db, client: client(), shutdown, server }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -196,9 +199,33 @@ impl TestApp {
     }
 
     /// Stops the server and waits for it to finish draining.
-    pub async fn stop(self) -> std::io::Result<()> {
+    pub async fn stop(mut self) -> std::io::Result<()> {
         self.shutdown.cancel();
-        self.server.await.expect("server task")
+        (&mut self.server).await.expect("server task")
+    }
+}
+
+impl Drop for TestApp {
+    /// Stops the server and drops the test's database, so runs do not pile databases up.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let (Some(name), Some(cluster)) = (self.database.take(), CLUSTER.get()) else { return };
+        let maintenance = cluster.maintenance.clone();
+        let label = name.clone();
+        // Drop cannot await, and this runtime may be finishing: use a private one on its own thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect_with(&maintenance).await?;
+                sqlx::query(&format!("drop database if exists {} with (force)", db::quote_ident(&name)))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })
+        });
+        if let Ok(Err(error)) = dropped.join() {
+            eprintln!("could not drop test database {label}: {error}");
+        }
     }
 }
 
