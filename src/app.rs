@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, http};
+use crate::{auth::authenticator::Authenticator, config::Config, http, ratelimit::RateLimiter};
 
 /// What handlers share. Cheap to clone; holds nothing another instance would need.
 #[derive(Clone)]
@@ -23,6 +23,8 @@ pub struct AppState {
     pub openapi_json: Arc<str>,
     /// Set when shutdown begins, so `/readyz` turns away new traffic while requests drain.
     pub draining: Arc<AtomicBool>,
+    pub auth: Arc<Authenticator>,
+    pub limiter: Arc<RateLimiter>,
 }
 
 /// A bound, ready-to-run server.
@@ -33,11 +35,24 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `config.listen` (port 0 picks a free port) and assembles the router.
-    pub async fn build(config: Config, db: PgPool) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await?;
+    /// Binds `config.listen` (port 0 picks a free port), loads the token signing key, connects
+    /// the rate limiter's store, and assembles the router.
+    pub async fn build(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("PAYYMO_LISTEN: cannot bind {}: {e}", config.listen))?;
+
+        let limiter = match &config.redis_url {
+            Some(url) => RateLimiter::redis(secrecy::ExposeSecret::expose_secret(url))
+                .await
+                .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?,
+            None => RateLimiter::local(),
+        };
+        let config = Arc::new(config);
         let state = AppState {
-            config: Arc::new(config),
+            auth: Arc::new(Authenticator::new(db.clone(), config.clone())),
+            limiter: Arc::new(limiter),
+            config,
             db,
             metrics: Arc::default(),
             openapi_json: http::openapi::spec_json().into(),
@@ -60,7 +75,31 @@ impl Application {
             drain_started.cancelled().await;
             draining.store(true, std::sync::atomic::Ordering::Relaxed);
         });
-        serve(self.listener, self.router, shutdown, self.state.config.shutdown_grace).await
+        let usage = tokio::spawn(flush_usage_until(self.state.auth.clone(), shutdown.clone()));
+        let result = serve(self.listener, self.router, shutdown, self.state.config.shutdown_grace).await;
+        let _ = usage.await;
+        result
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+}
+
+/// Writes counted API key usage every two seconds, and once more at shutdown.
+async fn flush_usage_until(auth: Arc<Authenticator>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => break,
+        }
+        if let Err(error) = auth.flush_usage().await {
+            tracing::warn!(%error, "could not record API key usage; will retry");
+        }
+    }
+    if let Err(error) = auth.flush_usage().await {
+        tracing::warn!(%error, "could not record API key usage at shutdown");
     }
 }
 

@@ -35,6 +35,64 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Platform administration: tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Platform administration: users and their memberships.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Platform administration: API keys.
+    #[command(name = "api-key", subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print it as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// live or test.
+        #[arg(long, default_value = "test")]
+        environment: String,
+        /// free, standard or premium.
+        #[arg(long, default_value = "free")]
+        plan: String,
+        /// IANA time zone, e.g. Europe/London.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user to a tenant (creating the user if new; the password is read from the first
+    /// line of standard input) and print the membership as JSON.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        /// owner, admin, member or viewer.
+        #[arg(long, default_value = "owner")]
+        role: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key and print it, with its secret, as JSON.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+        /// Comma-separated scopes, e.g. `*` or transactions:read,invoices:write.
+        #[arg(long, default_value = "*")]
+        scopes: String,
+    },
 }
 
 /// Runs the command line and turns any failure into an exit code.
@@ -63,6 +121,9 @@ pub fn main() -> ExitCode {
             Command::Serve { no_migrate } => serve(config, !no_migrate).await,
             Command::Migrate => migrate(config).await,
             Command::Openapi { .. } => Ok(()),
+            Command::Tenant(command) => admin(config, AdminCommand::Tenant(command)).await,
+            Command::User(command) => admin(config, AdminCommand::User(command)).await,
+            Command::ApiKey(command) => admin(config, AdminCommand::ApiKey(command)).await,
         }
     }))
 }
@@ -86,9 +147,14 @@ async fn serve(config: Config, migrate_flag: bool) -> anyhow::Result<()> {
         if migrate_flag && config.migrate_on_start {
             apply_migrations(&pool).await?;
         }
-        let app = Application::build(config, pool.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("PAYYMO_LISTEN: cannot bind: {e}"))?;
+        match db::tenant::role_bypasses_rls(&pool).await {
+            Ok(true) => tracing::warn!(
+                "the database role is a superuser or has BYPASSRLS: row-level security, the second wall between tenants, is not enforced; connect as an ordinary role"
+            ),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "could not check the database role"),
+        }
+        let app = Application::build(config, pool.clone()).await?;
         let addr = app.local_addr()?;
         tracing::info!("listening on http://{addr} (docs: http://{addr}/docs)");
         app.run_until(shutdown).await?;
@@ -114,6 +180,94 @@ async fn apply_migrations(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     db::MIGRATOR.run(pool).await.map_err(|e| anyhow::anyhow!("cannot apply migrations: {e}"))?;
     tracing::info!(latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0), "migrations applied");
     Ok(())
+}
+
+enum AdminCommand {
+    Tenant(TenantCommand),
+    User(UserCommand),
+    ApiKey(ApiKeyCommand),
+}
+
+/// Runs an admin command against the configured (or embedded) database, printing JSON.
+async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    let database = Database::locate(&config).await?;
+    let pool = db::pool(database.options.clone(), &config);
+    let result = async {
+        apply_migrations(&pool).await?;
+        let output = run_admin(&pool, command).await?;
+        println!("{}", serde_json::to_string_pretty(&output)?);
+        anyhow::Ok(())
+    }
+    .await;
+    pool.close().await;
+    database.shutdown().await;
+    result
+}
+
+async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result<serde_json::Value> {
+    use crate::{
+        auth::{Environment, Plan},
+        db::tenant::{begin_platform, begin_tenant},
+        domain::{ids::TenantId, scope::Role},
+        tenancy,
+    };
+    let problem = |e: crate::http::error::ApiError| anyhow::anyhow!("{e}");
+    let load_tenant = |id: String| async move {
+        let id = TenantId::parse(&id).ok_or_else(|| anyhow::anyhow!("--tenant: {id:?} is not a tenant id (ten_…)"))?;
+        let mut tx = begin_platform(pool).await?;
+        let tenant =
+            tenancy::find_tenant(&mut tx, &id).await?.ok_or_else(|| anyhow::anyhow!("--tenant: no tenant {id}"))?;
+        tx.commit().await?;
+        anyhow::Ok(tenant)
+    };
+    match command {
+        AdminCommand::Tenant(TenantCommand::Create { name, environment, plan, time_zone }) => {
+            let environment = Environment::parse(&environment)
+                .ok_or_else(|| anyhow::anyhow!("--environment: expected live or test"))?;
+            let plan =
+                Plan::parse(&plan).ok_or_else(|| anyhow::anyhow!("--plan: expected free, standard or premium"))?;
+            let mut tx = begin_platform(pool).await?;
+            let tenant = tenancy::create_tenant(
+                &mut tx,
+                tenancy::NewTenant { name, environment, plan: Some(plan), time_zone: Some(time_zone) },
+            )
+            .await
+            .map_err(problem)?;
+            tx.commit().await?;
+            Ok(serde_json::to_value(tenant)?)
+        }
+        AdminCommand::User(UserCommand::Create { tenant, email, role, name }) => {
+            let tenant = load_tenant(tenant).await?;
+            let role =
+                Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role: expected owner, admin, member or viewer"))?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let tenant_id = TenantId::from_db(tenant.id);
+            let mut tx = begin_tenant(pool, &tenant_id).await?;
+            let user =
+                tenancy::ensure_user(&mut tx, &email, name.as_deref(), (!password.is_empty()).then_some(password))
+                    .await
+                    .map_err(problem)?;
+            tenancy::add_member(&mut tx, &tenant_id, &user.id, role).await.map_err(problem)?;
+            tx.commit().await?;
+            Ok(serde_json::json!({ "tenant_id": tenant_id, "user": user, "role": role }))
+        }
+        AdminCommand::ApiKey(ApiKeyCommand::Create { tenant, label, scopes }) => {
+            let tenant = load_tenant(tenant).await?;
+            let environment = Environment::parse(&tenant.environment).unwrap_or(Environment::Test);
+            let scopes: Vec<String> =
+                scopes.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            let spec = tenancy::KeySpec::parse(&label, &scopes, None, &[]).map_err(problem)?;
+            let tenant_id = TenantId::from_db(tenant.id);
+            let mut tx = begin_tenant(pool, &tenant_id).await?;
+            let (key, secret) = tenancy::create_api_key(&mut tx, &tenant_id, environment, &spec, Some("cli")).await?;
+            tx.commit().await?;
+            let mut value = serde_json::to_value(key)?;
+            value["secret"] = serde_json::Value::from(secret);
+            Ok(value)
+        }
+    }
 }
 
 fn write_openapi(output: Option<&std::path::Path>) -> anyhow::Result<()> {

@@ -77,6 +77,41 @@ pub const VARIABLES: &[Variable] = &[
         help: "On SIGTERM/SIGINT, how long in-flight requests may run before the server exits anyway.",
     },
     Variable {
+        name: "PAYYMO_ADMIN_TOKEN",
+        default: "",
+        help: "Bearer token for the platform admin API under /admin/v1 (at least 32 characters). Unset: the admin API is off (404).",
+    },
+    Variable {
+        name: "PAYYMO_JWT_SECRET",
+        default: "",
+        help: "HMAC key (at least 32 characters) for access tokens. Unset: a key is generated once and kept in the database, shared by all instances.",
+    },
+    Variable {
+        name: "PAYYMO_ACCESS_TOKEN_TTL",
+        default: "15m",
+        help: "Lifetime of OAuth2 and user access tokens (JWT).",
+    },
+    Variable {
+        name: "PAYYMO_REFRESH_TOKEN_TTL",
+        default: "30d",
+        help: "Lifetime of a user session's refresh token; each refresh rotates it.",
+    },
+    Variable {
+        name: "PAYYMO_RATE_LIMITS",
+        default: "free=60/1m,standard=600/1m,premium=6000/1m",
+        help: "Requests per credential allowed by each plan, as plan=count/period (bursts up to count).",
+    },
+    Variable {
+        name: "PAYYMO_CREDENTIAL_CACHE_TTL",
+        default: "5s",
+        help: "How long an instance may reuse a verified API key or OAuth client; also the longest a revoked credential can still work on another instance.",
+    },
+    Variable {
+        name: "PAYYMO_TRUSTED_PROXIES",
+        default: "",
+        help: "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed for the client IP (IP allow-lists, audit log). Empty: the peer address is the client.",
+    },
+    Variable {
         name: "PAYYMO_LOG",
         default: "info",
         help: "Log filter in tracing's EnvFilter syntax, e.g. info or payymo=debug,sqlx=warn.",
@@ -103,6 +138,13 @@ pub struct Config {
     pub body_limit: usize,
     pub cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
+    pub admin_token: Option<SecretString>,
+    pub jwt_secret: Option<SecretString>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub rate_limits: RateLimits,
+    pub credential_cache_ttl: Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -111,6 +153,14 @@ pub struct Config {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Requests allowed per credential, by plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub free: crate::ratelimit::Quota,
+    pub standard: crate::ratelimit::Quota,
+    pub premium: crate::ratelimit::Quota,
 }
 
 /// A variable with a value the service cannot use. The message names the variable.
@@ -148,6 +198,13 @@ impl Config {
             body_limit: env.bounded("PAYYMO_BODY_LIMIT", 1_024, 1 << 30)?,
             cors_origins: env.origins("PAYYMO_CORS_ORIGINS")?,
             shutdown_grace: env.duration("PAYYMO_SHUTDOWN_GRACE")?,
+            admin_token: env.long_secret("PAYYMO_ADMIN_TOKEN")?,
+            jwt_secret: env.long_secret("PAYYMO_JWT_SECRET")?,
+            access_token_ttl: env.duration("PAYYMO_ACCESS_TOKEN_TTL")?,
+            refresh_token_ttl: env.duration("PAYYMO_REFRESH_TOKEN_TTL")?,
+            rate_limits: env.rate_limits("PAYYMO_RATE_LIMITS")?,
+            credential_cache_ttl: env.duration("PAYYMO_CREDENTIAL_CACHE_TTL")?,
+            trusted_proxies: env.networks("PAYYMO_TRUSTED_PROXIES")?,
             log_filter: env.value("PAYYMO_LOG"),
             log_format: match env.value("PAYYMO_LOG_FORMAT").as_str() {
                 "text" => LogFormat::Text,
@@ -253,6 +310,55 @@ impl Env<'_> {
         Ok(Some(SecretString::from(value)))
     }
 
+    /// An optional secret that must be long enough to be one.
+    fn long_secret(&self, name: &'static str) -> Result<Option<SecretString>, ConfigError> {
+        let value = self.value(name);
+        match value.len() {
+            0 => Ok(None),
+            n if n < 32 => Err(ConfigError {
+                name,
+                problem: format!("too short ({n} characters): use at least 32 random characters"),
+            }),
+            _ => Ok(Some(SecretString::from(value))),
+        }
+    }
+
+    fn rate_limits(&self, name: &'static str) -> Result<RateLimits, ConfigError> {
+        let value = self.value(name);
+        let expected =
+            "plan=count/period for free, standard and premium, e.g. free=60/1m,standard=600/1m,premium=6000/1m";
+        let mut plans: [Option<crate::ratelimit::Quota>; 3] = [None; 3];
+        for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let parsed = part.split_once('=').and_then(|(plan, rule)| {
+                let (count, period) = rule.split_once('/')?;
+                let limit: u32 = count.trim().parse().ok().filter(|n| *n > 0)?;
+                let period = humantime::parse_duration(period.trim()).ok().filter(|d| !d.is_zero())?;
+                let slot = ["free", "standard", "premium"].iter().position(|p| *p == plan.trim())?;
+                Some((slot, crate::ratelimit::Quota { limit, period }))
+            });
+            let Some((slot, quota)) = parsed else { return Err(self.invalid(name, part, expected)) };
+            plans[slot] = Some(quota);
+        }
+        match plans {
+            [Some(free), Some(standard), Some(premium)] => Ok(RateLimits { free, standard, premium }),
+            _ => Err(self.invalid(name, &value, expected)),
+        }
+    }
+
+    fn networks(&self, name: &'static str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        let value = self.value(name);
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| self.invalid(name, p, "comma-separated CIDRs such as 10.0.0.0/8"))
+            })
+            .collect()
+    }
+
     fn origins(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
         let value = self.value(name);
         let mut origins = Vec::new();
@@ -314,6 +420,22 @@ mod tests {
         let c = config(&[("DATABASE_URL", "postgres://u:hunter2@db/payymo")]).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.database_url.unwrap().expose_secret(), "postgres://u:hunter2@db/payymo");
+    }
+
+    #[test]
+    fn rate_limits_parse_per_plan() {
+        let c = config(&[("PAYYMO_RATE_LIMITS", "free=10/1s, standard=20/1m,premium=30/1h")]).unwrap();
+        assert_eq!(c.rate_limits.free, crate::ratelimit::Quota { limit: 10, period: Duration::from_secs(1) });
+        assert_eq!(c.rate_limits.premium.period, Duration::from_secs(3600));
+        assert!(config(&[("PAYYMO_RATE_LIMITS", "free=10/1s")]).is_err(), "every plan must be given");
+        assert!(config(&[("PAYYMO_RATE_LIMITS", "free=0/1s,standard=1/1s,premium=1/1s")]).is_err());
+    }
+
+    #[test]
+    fn secrets_must_be_long_enough() {
+        let err = config(&[("PAYYMO_ADMIN_TOKEN", "short")]).unwrap_err();
+        assert!(err.to_string().starts_with("PAYYMO_ADMIN_TOKEN: too short"), "{err}");
+        assert!(!err.to_string().contains("short\""));
     }
 
     #[test]

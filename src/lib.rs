@@ -2,13 +2,23 @@
 
 /// Shared state, the HTTP server and graceful shutdown.
 pub mod app;
+/// The hash-chained, append-only audit log.
+pub mod audit;
+/// Credentials verified into a principal: API keys, OAuth2 client tokens, user sessions.
+pub mod auth;
 /// The command line: `serve`, `migrate`, `openapi`.
 pub mod cli;
 /// Configuration from the environment, validated at start-up.
 pub mod config;
-/// Pool, embedded default cluster, migrations, readiness.
+/// Pool, embedded default cluster, migrations, readiness, tenant-bound transactions.
 pub mod db;
+/// Pure domain types: ids, scopes, secrets.
+pub mod domain;
 /// Router, middleware, error shape, one module per resource.
 pub mod http;
+/// Per-credential rate limiting (GCRA), in process or shared through Redis.
+pub mod ratelimit;
 /// Log subscriber set-up.
 pub mod telemetry;
+/// Tenants, users, memberships and API keys: operations shared by the API, admin API and CLI.
+pub mod tenancy;

@@ -1,6 +1,7 @@
 //! The database: connection pool, embedded default cluster, migrations and readiness.
 
 pub mod embedded;
+pub mod tenant;
 
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The database name the service uses inside the embedded cluster.
 pub const EMBEDDED_DATABASE: &str = "payymo";
+/// The ordinary (not superuser) role the service connects as inside the embedded cluster, so
+/// row-level security applies to it.
+pub const EMBEDDED_ROLE: &str = "payymo";
 
 /// Where the database is, and the embedded cluster to stop at shutdown, if we started one.
 #[derive(Debug)]
@@ -46,11 +50,13 @@ impl Database {
             return Ok(Self { options: options.application_name("payymo"), embedded: None });
         }
         let cluster = EmbeddedPostgres::start(&config.data_dir).await?;
-        create_database_if_missing(&cluster.connect_options("postgres"), EMBEDDED_DATABASE)
+        let admin = cluster.connect_options("postgres");
+        ensure_role(&admin, EMBEDDED_ROLE, None).await.map_err(DatabaseError::Prepare)?;
+        create_database_if_missing(&admin, EMBEDDED_DATABASE, Some(EMBEDDED_ROLE))
             .await
             .map_err(DatabaseError::Prepare)?;
         Ok(Self {
-            options: cluster.connect_options(EMBEDDED_DATABASE).application_name("payymo"),
+            options: cluster.connect_options(EMBEDDED_DATABASE).username(EMBEDDED_ROLE).application_name("payymo"),
             embedded: Some(cluster),
         })
     }
@@ -78,8 +84,38 @@ pub fn pool(options: PgConnectOptions, config: &Config) -> PgPool {
         .connect_lazy_with(options)
 }
 
-/// Creates `name` unless it exists. Safe to race: a concurrent creator's win is not an error.
-pub async fn create_database_if_missing(maintenance: &PgConnectOptions, name: &str) -> Result<(), sqlx::Error> {
+/// Creates the login role `name` (not superuser, no BYPASSRLS) unless it exists.
+pub async fn ensure_role(
+    maintenance: &PgConnectOptions,
+    name: &str,
+    password: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(maintenance).await?;
+    let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_roles where rolname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        let password = password.map(|p| format!(" password '{}'", p.replace('\'', "''"))).unwrap_or_default();
+        let sql = format!("create role {} login nosuperuser nobypassrls{password}", quote_ident(name));
+        match sqlx::query(&sql).execute(&mut conn).await {
+            Ok(_) => {}
+            // 42710 duplicate_object, 23505: created concurrently.
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42710" | "23505")) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    conn.close().await
+}
+
+/// Creates `name` (owned by `owner`, when given) unless it exists. Safe to race: a concurrent
+/// creator's win is not an error.
+pub async fn create_database_if_missing(
+    maintenance: &PgConnectOptions,
+    name: &str,
+    owner: Option<&str>,
+) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect_with(maintenance).await?;
     let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
@@ -87,7 +123,8 @@ pub async fn create_database_if_missing(maintenance: &PgConnectOptions, name: &s
         .fetch_one(&mut conn)
         .await?;
     if !exists {
-        let sql = format!("create database {}", quote_ident(name));
+        let owner = owner.map(|o| format!(" owner {}", quote_ident(o))).unwrap_or_default();
+        let sql = format!("create database {}{owner}", quote_ident(name));
         match sqlx::query(&sql).execute(&mut conn).await {
             Ok(_) => {}
             // 42P04 duplicate_database, 23505 unique_violation: someone else created it first.

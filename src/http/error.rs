@@ -24,6 +24,14 @@ pub enum ErrorCode {
     InvalidRequest,
     /// 400: the body is not valid JSON; `detail` says where.
     MalformedJson,
+    /// 401: the credential is missing, malformed, unknown, expired or revoked.
+    Unauthenticated,
+    /// 401: wrong email, password or tenant at sign-in.
+    InvalidCredentials,
+    /// 403: the credential is valid but lacks the scope named in `required_scope`.
+    InsufficientScope,
+    /// 403: the API key may not be used from this IP address.
+    IpNotAllowed,
     /// 404: no such route or resource (another tenant's resource answers this too).
     NotFound,
     /// 405: the route exists but not with this method.
@@ -32,8 +40,16 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
+    /// 409: the request conflicts with the current state (a duplicate, the last owner).
+    Conflict,
+    /// 409: a request with this `Idempotency-Key` is still being processed.
+    IdempotencyKeyInUse,
     /// 422: the JSON is well-formed but a field is missing or invalid; see `errors`.
     ValidationFailed,
+    /// 422: this `Idempotency-Key` was used with different parameters.
+    IdempotencyKeyReused,
+    /// 429: too many requests for this credential; wait `Retry-After` seconds.
+    RateLimited,
     /// 500: something failed on our side; the cause is logged under the request id.
     InternalError,
     /// 503: the database cannot be reached right now; retry with backoff.
@@ -51,11 +67,19 @@ impl ErrorCode {
     pub const ALL: &'static [ErrorCode] = &[
         Self::InvalidRequest,
         Self::MalformedJson,
+        Self::Unauthenticated,
+        Self::InvalidCredentials,
+        Self::InsufficientScope,
+        Self::IpNotAllowed,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
+        Self::Conflict,
+        Self::IdempotencyKeyInUse,
         Self::ValidationFailed,
+        Self::IdempotencyKeyReused,
+        Self::RateLimited,
         Self::InternalError,
         Self::DatabaseUnavailable,
         Self::MigrationsPending,
@@ -67,11 +91,19 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::MalformedJson => "malformed_json",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::IpNotAllowed => "ip_not_allowed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Conflict => "conflict",
+            Self::IdempotencyKeyInUse => "idempotency_key_in_use",
             Self::ValidationFailed => "validation_failed",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::RateLimited => "rate_limited",
             Self::InternalError => "internal_error",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::MigrationsPending => "migrations_pending",
@@ -83,11 +115,15 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidRequest | Self::MalformedJson => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope | Self::IpNotAllowed => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            Self::ValidationFailed | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::DatabaseUnavailable | Self::MigrationsPending | Self::RequestTimeout | Self::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -99,11 +135,19 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest => "Invalid request",
             Self::MalformedJson => "Malformed JSON",
+            Self::Unauthenticated => "Unauthenticated",
+            Self::InvalidCredentials => "Invalid credentials",
+            Self::InsufficientScope => "Insufficient scope",
+            Self::IpNotAllowed => "IP address not allowed",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
+            Self::Conflict => "Conflict",
+            Self::IdempotencyKeyInUse => "Idempotency key in use",
             Self::ValidationFailed => "Validation failed",
+            Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::RateLimited => "Rate limited",
             Self::InternalError => "Internal error",
             Self::DatabaseUnavailable => "Database unavailable",
             Self::MigrationsPending => "Migrations pending",
@@ -114,7 +158,15 @@ impl ErrorCode {
 
     /// Whether the same request may succeed if simply sent again later.
     pub fn retryable(self) -> bool {
-        matches!(self, Self::DatabaseUnavailable | Self::MigrationsPending | Self::RequestTimeout | Self::ShuttingDown)
+        matches!(
+            self,
+            Self::DatabaseUnavailable
+                | Self::MigrationsPending
+                | Self::RequestTimeout
+                | Self::ShuttingDown
+                | Self::RateLimited
+                | Self::IdempotencyKeyInUse
+        )
     }
 }
 
@@ -155,6 +207,9 @@ pub struct Problem {
     /// Per-field errors, for `validation_failed`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The scope the credential lacks, for `insufficient_scope`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_scope: Option<String>,
 }
 
 impl Problem {
@@ -168,6 +223,7 @@ impl Problem {
             request_id: String::new(),
             retryable: code.retryable(),
             errors: Vec::new(),
+            required_scope: None,
         }
     }
 
@@ -186,15 +242,50 @@ impl Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]
-    Problem { code: ErrorCode, detail: String, errors: Vec<FieldError> },
+    Problem { code: ErrorCode, detail: String, errors: Vec<FieldError>, extra: Box<Extra> },
     /// Anything unexpected: logged once with its cause, answered as a bare 500.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
 
+/// What some problems carry besides their body: response headers, the missing scope.
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub headers: axum::http::HeaderMap,
+    pub required_scope: Option<String>,
+}
+
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self::Problem { code, detail: detail.into(), errors: Vec::new() }
+        Self::Problem { code, detail: detail.into(), errors: Vec::new(), extra: Box::default() }
+    }
+
+    /// A 401 with the `WWW-Authenticate` challenge RFC 6750 asks for.
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        let challenge = format!(
+            "Bearer realm=\"payymo\", error=\"invalid_token\", error_description=\"{}\"",
+            detail.replace('"', "'")
+        );
+        Self::new(ErrorCode::Unauthenticated, detail).with_header(header::WWW_AUTHENTICATE, &challenge)
+    }
+
+    /// A 403 naming the scope the credential lacks.
+    pub fn insufficient_scope(scope: impl std::fmt::Display) -> Self {
+        let scope = scope.to_string();
+        let mut error = Self::new(ErrorCode::InsufficientScope, format!("this credential lacks the scope {scope}"));
+        if let Self::Problem { extra, .. } = &mut error {
+            extra.required_scope = Some(scope);
+        }
+        error
+    }
+
+    /// Adds a response header (ignored if the value is not a valid header value).
+    pub fn with_header(mut self, name: axum::http::HeaderName, value: &str) -> Self {
+        if let (Self::Problem { extra, .. }, Ok(value)) = (&mut self, HeaderValue::from_str(value)) {
+            extra.headers.insert(name, value);
+        }
+        self
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
@@ -202,7 +293,12 @@ impl ApiError {
             1 => format!("{}: {}", errors[0].field, errors[0].message),
             n => format!("{n} fields are invalid"),
         };
-        Self::Problem { code: ErrorCode::ValidationFailed, detail, errors }
+        Self::Problem { code: ErrorCode::ValidationFailed, detail, errors, extra: Box::default() }
+    }
+
+    /// A validation error for one field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError { field: field.into(), message: message.into() }])
     }
 
     pub fn not_found() -> Self {
@@ -216,17 +312,21 @@ impl ApiError {
         }
     }
 
-    fn into_problem(self) -> Problem {
+    fn into_problem(self) -> (Problem, axum::http::HeaderMap) {
         match self {
-            Self::Problem { code, detail, errors } => Problem { errors, ..Problem::new(code, detail) },
+            Self::Problem { code, detail, errors, extra } => {
+                let Extra { headers, required_scope } = *extra;
+                (Problem { errors, required_scope, ..Problem::new(code, detail) }, headers)
+            }
             Self::Internal(cause) => {
                 // The one place an internal error is logged: inside the request's span, so the
                 // log line carries the request id that the client sees in the body.
                 tracing::error!(error = ?cause, "internal error");
-                Problem::new(
+                let problem = Problem::new(
                     ErrorCode::InternalError,
                     "the request could not be completed because of an error on our side; quote the request_id when contacting support",
-                )
+                );
+                (problem, axum::http::HeaderMap::new())
             }
         }
     }
@@ -246,9 +346,9 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let problem = self.into_problem();
+        let (problem, headers) = self.into_problem();
         let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = status.into_response();
+        let mut response = (status, headers).into_response();
         response.extensions_mut().insert(problem);
         response
     }
@@ -283,7 +383,7 @@ mod tests {
     #[test]
     fn validation_errors_list_fields() {
         let err = ApiError::validation(vec![FieldError { field: "amount".into(), message: "must be positive".into() }]);
-        let problem = err.into_problem();
+        let (problem, _) = err.into_problem();
         assert_eq!(problem.status, 422);
         assert_eq!(problem.detail, "amount: must be positive");
         let json = serde_json::to_value(&problem).unwrap();

@@ -38,6 +38,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body that may be left out entirely (no body, or an empty one): then `T::default()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let declared_empty = request.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v == "0");
+        if declared_empty
+            || (!request.headers().contains_key(header::CONTENT_TYPE)
+                && !request.headers().contains_key(header::TRANSFER_ENCODING))
+        {
+            return Ok(OptionalJson(T::default()));
+        }
+        ApiJson::<T>::from_request(request, state).await.map(|ApiJson(value)| OptionalJson(value))
+    }
+}
+
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
@@ -113,7 +132,7 @@ mod tests {
 
     fn problem(body: &str) -> (ErrorCode, String, Vec<FieldError>) {
         match parse::<Payment>(body.as_bytes()).unwrap_err() {
-            ApiError::Problem { code, detail, errors } => (code, detail, errors),
+            ApiError::Problem { code, detail, errors, .. } => (code, detail, errors),
             other => panic!("unexpected {other:?}"),
         }
     }

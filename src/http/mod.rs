@@ -1,14 +1,26 @@
 //! The HTTP layer: the router, the middleware every request passes through, and one module per
 //! resource.
 
+pub mod admin;
+pub mod api_keys;
+pub mod audit_logs;
+pub mod audit_trail;
+pub mod auth;
 pub mod docs;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod json;
+pub mod members;
 pub mod metrics;
+pub mod oauth;
 pub mod openapi;
+pub mod pagination;
 pub mod problem;
+pub mod query;
+pub mod rate_limit;
 pub mod request_id;
+pub mod sessions;
 
 use std::{any::Any, sync::Arc, time::Duration};
 
@@ -33,19 +45,58 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{app::AppState, config::Config};
 use error::{ApiError, ErrorCode};
 
-/// The documented routes: everything that appears in the OpenAPI document.
-pub fn api_router() -> OpenApiRouter<AppState> {
+/// Operations endpoints, outside the versioned API.
+fn operations_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::metrics))
+}
+
+/// `/api/v1` routes open to anyone: the spec, the token endpoint, sign-in.
+fn public_v1_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(openapi::openapi_json))
+        .merge(oauth::public_router())
+        .merge(sessions::public_router())
+}
+
+/// `/api/v1` routes that act for a tenant: every one authenticates, is rate limited, audited
+/// when it mutates, and honours `Idempotency-Key`.
+fn tenant_v1_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(api_keys::router())
+        .merge(audit_logs::router())
+        .merge(members::router())
+        .merge(oauth::router())
+        .merge(sessions::router())
+}
+
+/// The documented routes: everything that appears in the OpenAPI document.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    operations_routes().nest("/api/v1", public_v1_routes().merge(tenant_v1_routes())).merge(admin::router())
 }
 
 /// The whole application: documented routes, `/docs`, and the middleware stack.
 pub fn router(state: AppState) -> Router {
-    let (api, _) = api_router().split_for_parts();
-    let routes = api.merge(docs::router()).fallback(|| async { StatusCode::NOT_FOUND }).with_state(state.clone());
+    let (operations, _) = operations_routes().split_for_parts();
+    let (public_v1, _) = public_v1_routes().split_for_parts();
+    let (tenant_v1, _) = tenant_v1_routes().split_for_parts();
+    let tenant_v1 = tenant_v1.route_layer(
+        ServiceBuilder::new()
+            .layer(from_fn_with_state(state.clone(), auth::authenticate))
+            .layer(from_fn_with_state(state.clone(), rate_limit::limit))
+            .layer(from_fn_with_state(state.clone(), audit_trail::middleware))
+            .layer(from_fn_with_state(state.clone(), idempotency::middleware)),
+    );
+    let (admin, _) = admin::router().split_for_parts();
+    let admin = admin.route_layer(from_fn_with_state(state.clone(), admin::guard));
+    let routes = operations
+        .nest("/api/v1", public_v1.merge(tenant_v1))
+        .merge(admin)
+        .merge(docs::router())
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(state.clone());
     with_middleware(routes, &state.config, state.metrics.clone())
 }
 
@@ -98,6 +149,11 @@ fn cors(origins: &[String]) -> CorsLayer {
             request_id::X_REQUEST_ID.clone(),
             header::RETRY_AFTER,
             HeaderName::from_static("idempotent-replayed"),
+            HeaderName::from_static("x-rate-limit-limit"),
+            HeaderName::from_static("x-rate-limit-remaining"),
+            HeaderName::from_static("x-rate-limit-reset"),
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
         ])
         .max_age(Duration::from_secs(3600))
 }

@@ -68,7 +68,7 @@ pub fn spec_json() -> String {
 /// This API's OpenAPI 3.1 description, as JSON. Interactive docs are at `/docs`.
 #[utoipa::path(
     get,
-    path = "/api/v1/openapi.json",
+    path = "/openapi.json",
     tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
 )]

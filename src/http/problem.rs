@@ -17,11 +17,19 @@ use super::{
     request_id::RequestId,
 };
 
+/// Put in a response's extensions to keep its error body as it is: for endpoints whose clients
+/// expect another standard's error shape (RFC 6749 on the OAuth2 token endpoint).
+#[derive(Debug, Clone, Copy)]
+pub struct KeepErrorBody;
+
 pub async fn middleware(request: Request, next: Next) -> Response {
     let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let mut response = next.run(request).await;
 
+    if response.extensions().get::<KeepErrorBody>().is_some() {
+        return response;
+    }
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None if is_unshaped_error(&response) => stray_problem(&response, &method, &path),

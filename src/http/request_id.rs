@@ -27,6 +27,14 @@ impl RequestId {
     }
 }
 
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate))
+    }
+}
+
 pub async fn middleware(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()

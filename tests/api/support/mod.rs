@@ -25,12 +25,17 @@ use tokio_util::sync::CancellationToken;
 
 /// Test databases older than this are dropped when a test run starts.
 const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
+/// The ordinary role tests connect as, so row-level security applies as it does in production.
+pub const APP_ROLE: &str = "payymo_app";
+const APP_PASSWORD: &str = "payymo_app";
 
 /// Where test databases are created, and the template they are cloned from.
 pub struct TestCluster {
-    /// Options for the maintenance database (`postgres`).
+    /// Options for the maintenance database (`postgres`), as the superuser.
     maintenance: PgConnectOptions,
     template: String,
+    /// The role test databases belong to and apps connect as, when it could be created.
+    app_role: Option<&'static str>,
 }
 
 static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
@@ -52,7 +57,16 @@ impl TestCluster {
                 cluster.connect_options("postgres")
             }
         };
-        let template = format!("payymo_tpl_{}", migrations_fingerprint());
+        let app_role = match db::ensure_role(&maintenance, APP_ROLE, Some(APP_PASSWORD)).await {
+            Ok(()) => Some(APP_ROLE),
+            Err(error) => {
+                eprintln!("cannot create role {APP_ROLE} ({error}); tests connect as the DATABASE_URL role");
+                None
+            }
+        };
+        let owner = app_role.map(|r| format!(" owner {r}")).unwrap_or_default();
+        // Named after the migrations and the owning role: a change to either builds a new one.
+        let template = format!("payymo_tpl_{}_{}", migrations_fingerprint(), app_role.unwrap_or("dburl"));
         let mut conn = PgConnection::connect_with(&maintenance).await.expect("connect to the maintenance database");
         sqlx::query("select pg_advisory_lock(7170001)").execute(&mut conn).await.expect("lock");
         let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
@@ -66,12 +80,13 @@ impl TestCluster {
                 .execute(&mut conn)
                 .await
                 .expect("drop half-built template");
-            sqlx::query(&format!("create database {}", db::quote_ident(&building)))
+            sqlx::query(&format!("create database {}{owner}", db::quote_ident(&building)))
                 .execute(&mut conn)
                 .await
                 .expect("create template");
-            let pool =
-                PgPool::connect_with(maintenance.clone().database(&building)).await.expect("connect to template");
+            let pool = PgPool::connect_with(as_app(&maintenance, app_role).database(&building))
+                .await
+                .expect("connect to template");
             db::MIGRATOR.run(&pool).await.expect("migrate the template");
             pool.close().await;
             sqlx::query(&format!(
@@ -86,29 +101,36 @@ impl TestCluster {
         drop_stale_databases(&mut conn).await;
         sqlx::query("select pg_advisory_unlock(7170001)").execute(&mut conn).await.expect("unlock");
         conn.close().await.ok();
-        TestCluster { maintenance, template }
+        TestCluster { maintenance, template, app_role }
+    }
+
+    /// Superuser options for a test database, for what a test must do behind the app's back
+    /// (tamper with the audit log, bypass row-level security to set up a check).
+    pub fn superuser(&self, database: &str) -> PgConnectOptions {
+        self.maintenance.clone().database(database)
     }
 
     /// A new, migrated database of its own.
     pub async fn fresh_database(&self) -> PgConnectOptions {
         let name = format!("payymo_test_{}_{}", unix_now(), uuid::Uuid::new_v4().simple());
         self.create(&name, Some(&self.template)).await;
-        self.maintenance.clone().database(&name)
+        as_app(&self.maintenance, self.app_role).database(&name)
     }
 
     /// A new database with no schema at all.
     pub async fn empty_database(&self) -> PgConnectOptions {
         let name = format!("payymo_test_{}_{}", unix_now(), uuid::Uuid::new_v4().simple());
         self.create(&name, None).await;
-        self.maintenance.clone().database(&name)
+        as_app(&self.maintenance, self.app_role).database(&name)
     }
 
     async fn create(&self, name: &str, template: Option<&str>) {
         let mut conn =
             PgConnection::connect_with(&self.maintenance).await.expect("connect to the maintenance database");
+        let owner = self.app_role.map(|r| format!(" owner {r}")).unwrap_or_default();
         let sql = match template {
-            Some(t) => format!("create database {} template {}", db::quote_ident(name), db::quote_ident(t)),
-            None => format!("create database {}", db::quote_ident(name)),
+            Some(t) => format!("create database {} template {}{owner}", db::quote_ident(name), db::quote_ident(t)),
+            None => format!("create database {}{owner}", db::quote_ident(name)),
         };
         // Cloning fails while another session is connected to the template; that is brief.
         for attempt in 0.. {
@@ -121,6 +143,13 @@ impl TestCluster {
             }
         }
         conn.close().await.ok();
+    }
+}
+
+fn as_app(maintenance: &PgConnectOptions, role: Option<&str>) -> PgConnectOptions {
+    match role {
+        Some(role) => maintenance.clone().username(role).password(APP_PASSWORD),
+        None => maintenance.clone(),
     }
 }
 

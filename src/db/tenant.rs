@@ -1,0 +1,35 @@
+//! Tenant-bound and platform transactions: the only two ways the application opens a transaction
+//! on tenant-owned tables.
+//!
+//! A tenant-bound transaction sets `payymo.tenant_id` for its own duration, so row-level security
+//! shows it that tenant's rows and nothing else, even to a query that forgets its `tenant_id`
+//! filter. A platform transaction sets `payymo.platform = 'on'` instead and sees every tenant; it
+//! is for authentication lookups and platform administration only.
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::domain::ids::TenantId;
+
+/// A transaction that sees only `tenant`'s rows.
+pub async fn begin_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    // BEGIN and the setting travel in one round trip. Inlining is safe: a TenantId is only ever
+    // `ten_` and 32 lowercase hex digits (checked again here, so a bug elsewhere cannot inject).
+    let id = tenant.as_str();
+    if TenantId::parse(id).is_none() {
+        return Err(sqlx::Error::Protocol(format!("refusing to bind a transaction to malformed tenant id {id:?}")));
+    }
+    pool.begin_with(format!("begin; select set_config('payymo.tenant_id', '{id}', true)")).await
+}
+
+/// A transaction that sees every tenant. Use for authentication and platform administration only.
+pub async fn begin_platform(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin_with("begin; select set_config('payymo.platform', 'on', true)").await
+}
+
+/// Whether the connected role bypasses row-level security (superuser or BYPASSRLS), in which case
+/// the second wall of tenant isolation is down and only the queries' own filters remain.
+pub async fn role_bypasses_rls(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select rolsuper or rolbypassrls from pg_roles where rolname = current_user")
+        .fetch_one(pool)
+        .await
+}

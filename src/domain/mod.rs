@@ -1,0 +1,6 @@
+//! Pure domain types and logic: no I/O, unit-tested next to the code.
+
+pub mod canonical_json;
+pub mod ids;
+pub mod scope;
+pub mod secret;

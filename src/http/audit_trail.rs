@@ -1,0 +1,145 @@
+//! Writes one audit row per mutating API call (whatever its outcome), and records attempts to
+//! reach another tenant's resources as security incidents.
+//!
+//! Handlers say which resource they acted on by putting an [`AuditResource`] in the response's
+//! extensions; the middleware adds who, from where, the outcome and the request id.
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::Method,
+    middleware::Next,
+    response::Response,
+};
+
+use super::{auth::ClientIp, error::ApiError, request_id::RequestId};
+use crate::{
+    app::AppState,
+    audit::{self, Outcome},
+    auth::Principal,
+    db::tenant::begin_platform,
+};
+
+/// The resource a mutating handler acted on.
+#[derive(Debug, Clone)]
+pub struct AuditResource {
+    pub resource_type: &'static str,
+    pub resource_id: String,
+}
+
+impl AuditResource {
+    pub fn new(resource_type: &'static str, resource_id: impl ToString) -> Self {
+        Self { resource_type, resource_id: resource_id.to_string() }
+    }
+}
+
+pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::POST | Method::PATCH | Method::PUT | Method::DELETE) {
+        return next.run(request).await;
+    }
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return next.run(request).await;
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let action = format!("{} {}", request.method(), route);
+    let ip = request.extensions().get::<ClientIp>().map(|ip| ip.0.to_string());
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
+
+    let response = next.run(request).await;
+    let status = response.status();
+    let resource = response.extensions().get::<AuditResource>().cloned();
+    let outcome = match status.as_u16() {
+        200..=399 => Outcome::Success,
+        401 | 403 => Outcome::Denied,
+        _ => Outcome::Failure,
+    };
+    let entry = audit::Entry {
+        actor_type: principal.actor.kind().into(),
+        actor_id: Some(principal.actor.id().to_owned()),
+        credential_id: Some(principal.credential_id().to_owned()),
+        action,
+        resource_type: resource.as_ref().map(|r| r.resource_type.to_owned()),
+        resource_id: resource.map(|r| r.resource_id),
+        outcome: Some(outcome),
+        status: Some(i32::from(status.as_u16())),
+        ip,
+        request_id,
+        detail: serde_json::json!({ "replayed": response.headers().contains_key("idempotent-replayed") }),
+    };
+    if let Err(error) = audit::append(&state.db, &principal.tenant.id, entry).await {
+        tracing::error!(%error, "could not write the audit log entry for a mutating call");
+    }
+    response
+}
+
+/// Tenant-owned tables whose ids a caller may name in a path.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    ApiKeys,
+    OAuthClients,
+    Memberships,
+}
+
+impl Probe {
+    fn sql(self) -> &'static str {
+        match self {
+            Probe::ApiKeys => "select tenant_id from api_keys where id = $1",
+            Probe::OAuthClients => "select tenant_id from oauth_clients where id = $1",
+            Probe::Memberships => "select tenant_id from memberships where user_id = $1 limit 1",
+        }
+    }
+
+    fn resource_type(self) -> &'static str {
+        match self {
+            Probe::ApiKeys => "api_key",
+            Probe::OAuthClients => "oauth_client",
+            Probe::Memberships => "member",
+        }
+    }
+}
+
+/// The 404 for an id the caller's tenant does not have. When the id exists in another tenant,
+/// the attempt is recorded in the caller's audit log as a security incident first; the answer is
+/// the same 404 either way, so a caller cannot tell the two apart.
+pub async fn not_found(
+    state: &AppState,
+    principal: &Principal,
+    probe: Probe,
+    id: &str,
+    ip: Option<ClientIp>,
+    request_id: Option<&RequestId>,
+) -> ApiError {
+    let owner: Result<Option<String>, sqlx::Error> = async {
+        let mut tx = begin_platform(&state.db).await?;
+        let owner = sqlx::query_scalar(probe.sql()).bind(id).fetch_optional(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(owner)
+    }
+    .await;
+    match owner {
+        Ok(Some(owner)) if owner != principal.tenant.id.as_str() => {
+            tracing::warn!(resource = probe.resource_type(), id, "cross-tenant access attempt");
+            let entry = audit::Entry {
+                actor_type: principal.actor.kind().into(),
+                actor_id: Some(principal.actor.id().to_owned()),
+                credential_id: Some(principal.credential_id().to_owned()),
+                action: "access.cross_tenant".into(),
+                resource_type: Some(probe.resource_type().into()),
+                resource_id: Some(id.to_owned()),
+                outcome: Some(Outcome::SecurityIncident),
+                status: Some(404),
+                ip: ip.map(|ip| ip.0.to_string()),
+                request_id: request_id.map(|id| id.0.clone()),
+                detail: serde_json::json!({}),
+            };
+            if let Err(error) = audit::append(&state.db, &principal.tenant.id, entry).await {
+                tracing::error!(%error, "could not record a cross-tenant access attempt");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not check the owner of a missing resource"),
+    }
+    ApiError::not_found()
+}
