@@ -29,7 +29,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "REDIS_URL",
         default: "",
-        help: "Optional Redis URL (redis:// or rediss://). Validated at start-up; reserved for counters shared between instances (rate limits).",
+        help: "Optional Redis URL (redis:// or rediss://). Set: rate limits are counted in Redis, so all instances share one limit. Unset: each instance counts in memory.",
     },
     Variable {
         name: "PAYYMO_LISTEN",
@@ -113,7 +113,7 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "PAYYMO_LOG",
-        default: "info",
+        default: "info,sqlx::postgres::notice=warn",
         help: "Log filter in tracing's EnvFilter syntax, e.g. info or payymo=debug,sqlx=warn.",
     },
     Variable {

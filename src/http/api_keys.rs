@@ -19,6 +19,7 @@ use super::{
         scopes::{ApiKeysRead, ApiKeysWrite},
     },
     error::{ApiError, ErrorCode, Problem},
+    idempotency::SecretFields,
     json::{ApiJson, OptionalJson},
     pagination::{self, Page},
     query::ApiQuery,
@@ -114,7 +115,12 @@ async fn create(
             .await?;
     tx.commit().await?;
     let audit = AuditResource::new("api_key", &key.id);
-    Ok((StatusCode::CREATED, Extension(audit), ApiJson(ApiKeyWithSecret { key, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Extension(audit),
+        Extension(SecretFields(&["secret"])),
+        ApiJson(ApiKeyWithSecret { key, secret }),
+    ))
 }
 
 /// List API keys
@@ -288,5 +294,10 @@ async fn rotate(
     tx.commit().await?;
     state.auth.forget_cached_credentials();
     let audit = AuditResource::new("api_key", &old.id);
-    Ok((StatusCode::CREATED, Extension(audit), ApiJson(ApiKeyWithSecret { key, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Extension(audit),
+        Extension(SecretFields(&["secret"])),
+        ApiJson(ApiKeyWithSecret { key, secret }),
+    ))
 }

@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Media type of every error body.
@@ -17,7 +17,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The stable, machine-readable error codes. Clients branch on these, never on `title` or
 /// `detail`; `docs/errors.md` describes each one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: the request is malformed (query string, headers).
@@ -171,7 +171,7 @@ impl ErrorCode {
 }
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     /// Path of the field in the request, dotted (`lines[2].amount`), or the query parameter name.
     pub field: String,
@@ -179,7 +179,7 @@ pub struct FieldError {
 }
 
 /// The error body of every failed request (RFC 9457 problem details).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "type": "/docs/errors#validation_failed",
     "title": "Validation failed",
@@ -205,10 +205,10 @@ pub struct Problem {
     /// True when sending the same request again later may succeed.
     pub retryable: bool,
     /// Per-field errors, for `validation_failed`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// The scope the credential lacks, for `insufficient_scope`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_scope: Option<String>,
 }
 

@@ -18,11 +18,17 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
 use crate::{app::AppState, auth::Principal, db::tenant::begin_tenant};
 
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Put in a response's extensions to name top-level JSON fields that hold a secret shown once.
+/// They are stored as `null`, so a replay returns the same object without the secret: secrets
+/// are never stored, not even for 24 hours.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretFields(pub &'static [&'static str]);
 
 /// How long a claimed key stays locked to its first request before a retry may take over.
 const LEASE: Duration = Duration::from_secs(60);
@@ -97,7 +103,9 @@ async fn run(
     let status = parts.status;
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         release(&state, &tenant, &credential, &key).await;
-    } else if let Err(error) = store(&state, &tenant, &credential, &key, status, &parts.headers, &body).await {
+    } else if let Err(error) =
+        store(&state, &tenant, &credential, &key, status, &parts.headers, &stored_body(&parts.extensions, &body)).await
+    {
         // The action happened; failing the request now would invite a duplicate retry.
         tracing::error!(%error, "could not store the idempotent response; the key stays locked until its lease ends");
     }
@@ -186,10 +194,13 @@ async fn store(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(), sqlx::Error> {
-    let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
+    let mut kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
         .iter()
         .filter_map(|name| Some((name.to_string(), serde_json::Value::from(headers.get(name)?.to_str().ok()?))))
         .collect();
+    if !status.is_success() {
+        kept.insert(header::CONTENT_TYPE.to_string(), serde_json::Value::from(PROBLEM_JSON));
+    }
     let mut tx = begin_tenant(&state.db, tenant).await?;
     sqlx::query(
         "update idempotency_keys set response_status = $4, response_headers = $5, response_body = $6, locked_until = null
@@ -226,7 +237,16 @@ async fn release(state: &AppState, tenant: &crate::domain::ids::TenantId, creden
 
 fn replay(status: i32, headers: Option<serde_json::Value>, body: Vec<u8>) -> Response {
     let status = u16::try_from(status).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::OK);
-    let mut response = (status, body).into_response();
+    let problem = (!status.is_success()).then(|| serde_json::from_slice::<Problem>(&body).ok()).flatten();
+    let mut response = match problem {
+        // Rendered by the problem middleware, stamped with this request's id.
+        Some(problem) => {
+            let mut response = status.into_response();
+            response.extensions_mut().insert(problem);
+            response
+        }
+        None => (status, body).into_response(),
+    };
     if let Some(serde_json::Value::Object(headers)) = headers {
         for (name, value) in headers {
             if let (Ok(name), Some(Ok(value))) = (HeaderName::try_from(name), value.as_str().map(HeaderValue::from_str))
@@ -237,6 +257,32 @@ fn replay(status: i32, headers: Option<serde_json::Value>, body: Vec<u8>) -> Res
     }
     response.headers_mut().insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
     response
+}
+
+/// What to store as the body: an error's [`Problem`] (rendered later, with the request id of
+/// whichever request is answered), or the body with any [`SecretFields`] nulled.
+fn stored_body(extensions: &axum::http::Extensions, body: &Bytes) -> Bytes {
+    match extensions.get::<Problem>() {
+        Some(problem) => Bytes::from(serde_json::to_vec(problem).unwrap_or_default()),
+        None => redacted(extensions, body),
+    }
+}
+
+/// The body with any [`SecretFields`] set to null.
+fn redacted(extensions: &axum::http::Extensions, body: &Bytes) -> Bytes {
+    let Some(SecretFields(fields)) = extensions.get::<SecretFields>() else { return body.clone() };
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            for field in *fields {
+                if object.contains_key(*field) {
+                    object.insert((*field).to_owned(), serde_json::Value::Null);
+                }
+            }
+            Bytes::from(serde_json::Value::Object(object).to_string())
+        }
+        // Not an object: store nothing rather than risk a secret.
+        _ => Bytes::from_static(b"{}"),
+    }
 }
 
 fn fingerprint(method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Vec<u8> {
@@ -263,6 +309,16 @@ fn db_error(error: sqlx::Error) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_fields_are_nulled_before_storing() {
+        let mut extensions = axum::http::Extensions::new();
+        let body = Bytes::from_static(br#"{"id":"key_1","secret":"sk_test_abc"}"#);
+        assert_eq!(redacted(&extensions, &body), body);
+        extensions.insert(SecretFields(&["secret"]));
+        let stored: serde_json::Value = serde_json::from_slice(&redacted(&extensions, &body)).unwrap();
+        assert_eq!(stored, serde_json::json!({"id": "key_1", "secret": null}));
+    }
 
     #[test]
     fn fingerprints_ignore_json_formatting_but_not_content() {

@@ -23,6 +23,7 @@ use super::{
         scopes::{ApiKeysRead, ApiKeysWrite},
     },
     error::{ApiError, Problem},
+    idempotency::SecretFields,
     json::ApiJson,
     pagination::{self, Page},
     problem::KeepErrorBody,
@@ -331,7 +332,12 @@ async fn create_client(
     .await?;
     tx.commit().await?;
     let audit = AuditResource::new("oauth_client", &client.id);
-    Ok((StatusCode::CREATED, Extension(audit), ApiJson(OAuthClientWithSecret { client, client_secret: secret })))
+    Ok((
+        StatusCode::CREATED,
+        Extension(audit),
+        Extension(SecretFields(&["client_secret"])),
+        ApiJson(OAuthClientWithSecret { client, client_secret: secret }),
+    ))
 }
 
 /// List OAuth2 clients

@@ -8,17 +8,7 @@ use tokio::{
     process::Command,
 };
 
-use crate::support::client;
-
-fn payymo() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_payymo"));
-    // Nothing from the developer's environment: only what each test sets.
-    for name in payymo::config::Config::variable_names() {
-        command.env_remove(name);
-    }
-    command.kill_on_drop(true);
-    command
-}
+use crate::support::{client, process::payymo};
 
 #[tokio::test]
 async fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {

@@ -5,12 +5,17 @@
 
 mod support;
 
+mod access;
+mod audit_log;
 mod cli;
 mod db_outage;
 mod deployment;
 mod docs;
 mod errors;
 mod health;
+mod idempotency;
 mod metrics;
 mod middleware;
 mod openapi;
+mod rate_limits;
+mod rls;

@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 pub mod db_proxy;
+pub mod process;
+pub mod tenants;
 
 use std::{
     net::SocketAddr,
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
 /// The ordinary role tests connect as, so row-level security applies as it does in production.
 pub const APP_ROLE: &str = "payymo_app";
-const APP_PASSWORD: &str = "payymo_app";
+pub const APP_PASSWORD: &str = "payymo_app";
 
 /// Where test databases are created, and the template they are cloned from.
 pub struct TestCluster {
@@ -195,6 +197,8 @@ pub fn test_config() -> Config {
 /// A running server and the database behind it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Superuser options for this app's database (None when it is not a test database).
+    pub superuser: Option<PgConnectOptions>,
     /// The test's own database, dropped with the app.
     database: Option<String>,
     pub db: PgPool,
@@ -216,7 +220,8 @@ impl TestApp {
         let addr = app.local_addr().expect("local address");
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until(shutdown.clone()));
-        TestApp { addr, database, db, client: client(), shutdown, server }
+        let superuser = database.as_deref().and_then(|name| Some(CLUSTER.get()?.superuser(name)));
+        TestApp { addr, superuser, database, db, client: client(), shutdown, server }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,236 @@
+//! Access control driven by the OpenAPI document, so every route added later is covered:
+//! - isolation: for every `/api/v1` path with an id and every method, tenant B's credential on
+//!   tenant A's object answers 404, A's data is unchanged, and B's attempt is audited;
+//! - scopes: every operation refuses a credential lacking its declared scope with 403 naming it,
+//!   and lets a credential holding exactly that scope past the scope check.
+
+use std::collections::BTreeMap;
+
+use payymo::domain::ids::{ApiKeyId, OAuthClientId, UserId};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, problem, tenants::TestTenant};
+
+fn spec() -> Value {
+    serde_json::from_str(&payymo::http::openapi::spec_json()).unwrap()
+}
+
+/// Every (method, path) under `/api/v1` in the spec.
+fn operations(spec: &Value) -> Vec<(Method, String, Value)> {
+    let mut ops = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            ops.push((method, path.clone(), op.clone()));
+        }
+    }
+    ops
+}
+
+/// The collection an id path belongs to: `/api/v1/api_keys/{id}/revoke` → `api_keys`.
+fn collection(path: &str) -> &str {
+    path.trim_start_matches("/api/v1/").split('/').next().unwrap()
+}
+
+/// Substitutes the path's single `{param}` with `id`.
+fn fill(path: &str, id: &str) -> String {
+    let start = path.find('{').unwrap();
+    let end = path.find('}').unwrap();
+    format!("{}{}{}", &path[..start], id, &path[end + 1..])
+}
+
+/// A body that passes validation, so the request reaches the lookup whose answer is tested.
+/// Operations not listed get `{}`; a 422 tells you to add one here.
+fn valid_body(method: &Method, path: &str) -> Value {
+    match (method.as_str(), path) {
+        ("PATCH", "/api/v1/members/{user_id}") => json!({"role": "viewer"}),
+        _ => json!({}),
+    }
+}
+
+/// Tenant A's objects, one per collection that has id paths. A new resource with `{id}` paths
+/// needs an entry here, or the isolation test fails and says so.
+struct Fixtures {
+    ids: BTreeMap<&'static str, String>,
+}
+
+impl Fixtures {
+    async fn create(app: &TestApp, a: &TestTenant) -> Self {
+        let mut ids = BTreeMap::new();
+        let (key_id, _) = app.key_with_id(a, &["api_keys:read"]).await;
+        ids.insert("api_keys", key_id);
+        let client: Value = app
+            .as_key(Method::POST, "/api/v1/oauth_clients", &a.key)
+            .json(&json!({"name": "erp", "scopes": ["api_keys:read"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("oauth_clients", client["id"].as_str().unwrap().to_owned());
+        ids.insert("members", app.user(a, "member-a@example.com", payymo::domain::scope::Role::Member).await);
+        Self { ids }
+    }
+
+    /// Everything about A's fixtures that a request could change.
+    async fn snapshot(&self, app: &TestApp, a: &TestTenant) -> Vec<Value> {
+        let mut out = Vec::new();
+        for path in [
+            format!("/api/v1/api_keys/{}", self.ids["api_keys"]),
+            format!("/api/v1/oauth_clients/{}", self.ids["oauth_clients"]),
+            "/api/v1/members?limit=100".to_owned(),
+        ] {
+            out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn another_tenants_object_is_404_on_every_id_path_and_method() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.tenant().await, app.tenant().await);
+    let fixtures = Fixtures::create(&app, &a).await;
+    let before = fixtures.snapshot(&app, &a).await;
+
+    let mut checked = Vec::new();
+    for (method, path, _) in operations(&spec()) {
+        if !path.contains('{') {
+            continue;
+        }
+        let id = fixtures.ids.get(collection(&path)).unwrap_or_else(|| {
+            panic!("no fixture for {path}: add tenant A's object for `{}` to Fixtures::create", collection(&path))
+        });
+        let response = app
+            .as_key(method.clone(), &fill(&path, id), &b.key)
+            .json(&valid_body(&method, &path))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert_ne!(
+            status, 422,
+            "{method} {path}: the body was refused before the lookup; add a valid body to valid_body()"
+        );
+        let body = problem(response, 404, "not_found").await;
+        assert_eq!(body["detail"], "no such resource", "{method} {path}: must look exactly like a missing id");
+        checked.push(format!("{method} {path}"));
+    }
+    assert!(checked.len() >= 7, "{checked:?}");
+    assert_eq!(fixtures.snapshot(&app, &a).await, before, "tenant A's data changed");
+
+    // Each attempt is a security incident in B's audit log, naming the resource.
+    let incidents: Value = app
+        .as_key(Method::GET, "/api/v1/audit_logs?outcome=security_incident&limit=100", &b.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let incidents = incidents["data"].as_array().unwrap();
+    assert_eq!(incidents.len(), checked.len(), "one incident per attempt: {incidents:?}");
+    assert!(
+        incidents
+            .iter()
+            .all(|i| i["action"] == "access.cross_tenant" && i["ip"] == "127.0.0.1" && i["request_id"].is_string())
+    );
+    // ...and nothing at all lands in A's log.
+    let a_log: Value = app
+        .as_key(Method::GET, "/api/v1/audit_logs?outcome=security_incident", &a.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a_log["data"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_missing_or_malformed_id_is_the_same_404() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant().await;
+    for path in [
+        format!("/api/v1/api_keys/{}", ApiKeyId::generate()),
+        "/api/v1/api_keys/not-an-id".to_owned(),
+        format!("/api/v1/api_keys/{}", UserId::generate()),
+        format!("/api/v1/oauth_clients/{}", OAuthClientId::generate()),
+        "/api/v1/oauth_clients/cli_'%20or%201=1".to_owned(),
+    ] {
+        let body = problem(app.as_key(Method::GET, &path, &a.key).send().await.unwrap(), 404, "not_found").await;
+        assert_eq!(body["detail"], "no such resource", "{path}");
+    }
+}
+
+/// The scope an operation declares in the spec, if any.
+fn declared_scope(op: &Value) -> Option<String> {
+    let requirement = op["security"].as_array()?.first()?.as_object()?;
+    requirement.values().next()?.as_array()?.first()?.as_str().map(str::to_owned)
+}
+
+fn placeholder_id(path: &str) -> String {
+    match collection(path) {
+        "api_keys" => ApiKeyId::generate().to_string(),
+        "oauth_clients" => OAuthClientId::generate().to_string(),
+        "members" => UserId::generate().to_string(),
+        other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
+    }
+}
+
+#[tokio::test]
+async fn every_operation_refuses_a_credential_lacking_its_scope_and_accepts_one_holding_it() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let mut checked = 0;
+    for (method, path, op) in operations(&spec()) {
+        let secured = op["security"].is_array();
+        let Some(scope) = declared_scope(&op) else {
+            if secured {
+                // Authenticated without a particular scope (e.g. /me): any valid credential works,
+                // none is refused.
+                let response = app.client.request(method.clone(), app.url(&path)).send().await.unwrap();
+                problem(response, 401, "unauthenticated").await;
+            }
+            continue;
+        };
+        let url = if path.contains('{') { fill(&path, &placeholder_id(&path)) } else { path.clone() };
+        // A credential from an unrelated family.
+        let family = scope.split(':').next().unwrap();
+        let unrelated = if family == "transactions" { "invoices:write" } else { "transactions:write" };
+        let lacking = app.key(&tenant, &[unrelated]).await;
+        let body = valid_body(&method, &path);
+        let response = app.as_key(method.clone(), &url, &lacking).json(&body).send().await.unwrap();
+        let refused = problem(response, 403, "insufficient_scope").await;
+        assert_eq!(refused["required_scope"], scope.as_str(), "{method} {path}");
+
+        let holding = app.key(&tenant, &[&scope]).await;
+        let response = app.as_key(method.clone(), &url, &holding).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        assert!(status != 401 && status != 403, "{method} {path} refused a credential holding {scope}: {status}");
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} operations declare scopes");
+}
+
+#[tokio::test]
+async fn write_scopes_imply_read_and_star_implies_all() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let writer = app.key(&tenant, &["api_keys:write"]).await;
+    assert_eq!(app.as_key(Method::GET, "/api/v1/api_keys", &writer).send().await.unwrap().status(), 200);
+    let reader = app.key(&tenant, &["api_keys:read"]).await;
+    let response = app
+        .as_key(Method::POST, "/api/v1/api_keys", &reader)
+        .json(&json!({"label": "x", "scopes": ["api_keys:read"]}))
+        .send()
+        .await
+        .unwrap();
+    problem(response, 403, "insufficient_scope").await;
+    assert_eq!(app.as_key(Method::GET, "/api/v1/audit_logs", &tenant.key).send().await.unwrap().status(), 200);
+}
