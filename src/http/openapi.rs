@@ -23,6 +23,11 @@ Every response carries `X-Request-Id`.",
     components(schemas(Problem, FieldError, ErrorCode)),
     tags(
         (name = "operations", description = "Health, readiness, metrics and this document"),
+        (name = "auth", description = "OAuth2 client credentials, user sessions, who am I"),
+        (name = "api_keys", description = "API keys for server-to-server use"),
+        (name = "members", description = "Users of this tenant and their roles"),
+        (name = "audit_logs", description = "The tamper-evident audit log"),
+        (name = "admin", description = "Platform administration (needs PAYYMO_ADMIN_TOKEN)"),
     )
 )]
 pub struct ApiDoc;
@@ -47,6 +52,15 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some("An OAuth2 access token or a user session token (JWT)."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The platform admin token (PAYYMO_ADMIN_TOKEN), for /admin/v1 only."))
                     .build(),
             ),
         );

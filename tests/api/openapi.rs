@@ -37,6 +37,16 @@ fn spec_is_openapi_3_1_with_problem_and_security_components() {
     assert_eq!(security["api_key"]["type"], "apiKey");
     assert_eq!(security["api_key"]["name"], "X-API-Key");
     assert_eq!(security["bearer"]["scheme"], "bearer");
+    // Every security scheme an operation names is defined.
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for requirement in op["security"].as_array().into_iter().flatten() {
+                for scheme in requirement.as_object().unwrap().keys() {
+                    assert!(security[scheme].is_object(), "{method} {path} names undefined scheme {scheme}");
+                }
+            }
+        }
+    }
     for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
         let op = &spec["paths"][path]["get"];
         assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{path} has no summary");
