@@ -48,7 +48,7 @@ impl AuthFailure {
     pub fn message(&self) -> String {
         match self {
             AuthFailure::Missing => {
-                "authentication required: send an API key (Authorization: Bearer sk_… or X-API-Key) or an access token"
+                "authentication required: send an API key (Authorization: Bearer sk_... or X-API-Key) or an access token"
                     .into()
             }
             AuthFailure::Malformed => "the credential is malformed".into(),

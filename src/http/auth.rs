@@ -2,7 +2,9 @@
 //! `principal: Principal` (who calls, bound to which tenant) and `_: Needs<ApiKeysWrite>` (the
 //! scope the handler requires, which is also what the OpenAPI document lists).
 
-use std::{marker::PhantomData, net::SocketAddr};
+use std::{marker::PhantomData, net::SocketAddr, sync::Arc};
+
+use ipnet::IpNet;
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts, Request, State},
@@ -29,16 +31,24 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
-/// Resolves the credential into a [`Principal`] for the handlers behind it, or answers 401/403.
-/// Failures of a recognised credential are written to its tenant's audit log.
-pub async fn authenticate(
-    State(state): State<AppState>,
+/// Works out every request's [`ClientIp`]: the peer, or what a trusted proxy forwarded.
+pub async fn resolve_client_ip(
+    State(trusted_proxies): State<Arc<Vec<IpNet>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let ip = client_ip(peer.ip(), request.headers(), &state.config.trusted_proxies);
+    let ip = client_ip(peer.ip(), request.headers(), &trusted_proxies);
     request.extensions_mut().insert(ClientIp(ip));
+    next.run(request).await
+}
+
+/// Resolves the credential into a [`Principal`] for the handlers behind it, or answers 401/403.
+/// Failures of a recognised credential are written to its tenant's audit log.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(ClientIp(ip)) = request.extensions().get::<ClientIp>().copied() else {
+        return ApiError::Internal(anyhow::anyhow!("the client IP middleware is not installed")).into_response();
+    };
     match state.auth.authenticate(request.headers(), ip).await {
         Ok(principal) => {
             request.extensions_mut().insert(principal);

@@ -263,10 +263,13 @@ impl ApiError {
     /// A 401 with the `WWW-Authenticate` challenge RFC 6750 asks for.
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
         let detail = detail.into();
-        let challenge = format!(
-            "Bearer realm=\"payymo\", error=\"invalid_token\", error_description=\"{}\"",
-            detail.replace('"', "'")
-        );
+        // RFC 6750 §3: error_description is printable ASCII without quotes or backslashes.
+        let description: String = detail
+            .chars()
+            .map(|c| if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' { c } else { '?' })
+            .collect();
+        let challenge =
+            format!("Bearer realm=\"payymo\", error=\"invalid_token\", error_description=\"{}\"", description);
         Self::new(ErrorCode::Unauthenticated, detail).with_header(header::WWW_AUTHENTICATE, &challenge)
     }
 

@@ -108,6 +108,7 @@ pub fn with_middleware(routes: Router, config: &Config, metrics: Arc<metrics::Ht
     routes.layer(
         ServiceBuilder::new()
             .layer(from_fn(request_id::middleware))
+            .layer(from_fn_with_state(Arc::new(config.trusted_proxies.clone()), auth::resolve_client_ip))
             .layer(from_fn_with_state(metrics, metrics::observe))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::X_CONTENT_TYPE_OPTIONS,
