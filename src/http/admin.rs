@@ -71,10 +71,14 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
 )]
 async fn create_tenant(
     State(state): State<AppState>,
+    request_id: RequestId,
     ApiJson(body): ApiJson<NewTenant>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = begin_platform(&state.db).await?;
     let tenant = tenancy::create_tenant(&mut tx, body).await?;
+    let id = TenantId::from_db(tenant.id.clone());
+    // The tenant's log starts with its own creation.
+    audit::append_in(&mut tx, &id, admin_entry("admin.tenants.create", "tenant", &tenant.id, &request_id)).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, ApiJson(tenant)))
 }

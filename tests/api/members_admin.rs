@@ -478,6 +478,7 @@ async fn the_admin_api_sets_up_a_tenant_its_first_user_and_key() {
     let actions: Vec<&str> = log["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert!(actions.contains(&"admin.members.add"), "{log}");
     assert!(actions.contains(&"admin.api_keys.create"), "{log}");
+    assert_eq!(actions.last(), Some(&"admin.tenants.create"), "the log starts with the tenant's creation: {log}");
 
     // A test tenant's key is a test key.
     let minimal_id = minimal["id"].as_str().unwrap();
