@@ -28,7 +28,7 @@ use super::{
 use crate::{
     app::AppState,
     auth::Principal,
-    db::tenant::begin_tenant,
+    db::tenant::{begin_tenant, end_read},
     domain::ids::ApiKeyId,
     tenancy::{API_KEY_COLUMNS, ApiKey, KeySpec, create_api_key},
 };
@@ -182,7 +182,7 @@ async fn get(
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
-    tx.commit().await?;
+    end_read(tx);
     match key {
         Some(key) => Ok(ApiJson(key)),
         None => Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), Some(ip), Some(&request_id)).await),
