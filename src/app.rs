@@ -13,9 +13,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{auth::authenticator::Authenticator, config::Config, http, ratelimit::RateLimiter};
 
-/// What handlers share. Cheap to clone; holds nothing another instance would need.
+/// What handlers share: one reference-counted pointer, so every middleware layer's clone is a
+/// single atomic increment. Holds nothing another instance would need.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
     pub config: Arc<Config>,
     pub db: PgPool,
     pub metrics: Arc<http::metrics::HttpMetrics>,
@@ -49,7 +61,7 @@ impl Application {
             None => RateLimiter::local(),
         };
         let config = Arc::new(config);
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             auth: Arc::new(Authenticator::new(db.clone(), config.clone())),
             limiter: Arc::new(limiter),
             config,
@@ -57,7 +69,7 @@ impl Application {
             metrics: Arc::default(),
             openapi_json: http::openapi::spec_json().into(),
             draining: Arc::default(),
-        };
+        }));
         let router = http::router(state.clone());
         Ok(Self { listener, router, state })
     }

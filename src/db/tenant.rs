@@ -18,12 +18,13 @@ pub async fn begin_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Transactio
     if TenantId::parse(id).is_none() {
         return Err(sqlx::Error::Protocol(format!("refusing to bind a transaction to malformed tenant id {id:?}")));
     }
-    pool.begin_with(format!("begin; select set_config('payymo.tenant_id', '{id}', true)")).await
+    // SET LOCAL is set_config(…, true) without a planned SELECT: measurably cheaper per request.
+    pool.begin_with(format!("begin; set local payymo.tenant_id = '{id}'")).await
 }
 
 /// A transaction that sees every tenant. Use for authentication and platform administration only.
 pub async fn begin_platform(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with("begin; select set_config('payymo.platform', 'on', true)").await
+    pool.begin_with("begin; set local payymo.platform = 'on'").await
 }
 
 /// Whether the connected role bypasses row-level security (superuser or BYPASSRLS), in which case

@@ -47,7 +47,8 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     let ip = request.extensions().get::<ClientIp>().map(|ip| ip.0.to_string());
     let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
 
-    let response = next.run(request).await;
+    // Idempotency runs inside, so a replayed response is audited as the call it answers.
+    let response = super::idempotency::middleware(State(state.clone()), request, next).await;
     let status = response.status();
     let resource = response.extensions().get::<AuditResource>().cloned();
     let outcome = match status.as_u16() {

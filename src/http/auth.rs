@@ -2,12 +2,10 @@
 //! `principal: Principal` (who calls, bound to which tenant) and `_: Needs<ApiKeysWrite>` (the
 //! scope the handler requires, which is also what the OpenAPI document lists).
 
-use std::{marker::PhantomData, net::SocketAddr, sync::Arc};
-
-use ipnet::IpNet;
+use std::marker::PhantomData;
 
 use axum::{
-    extract::{ConnectInfo, FromRequestParts, Request, State},
+    extract::{FromRequestParts, Request, State},
     http::request::Parts,
     middleware::Next,
     response::{IntoResponse, Response},
@@ -22,7 +20,7 @@ use crate::{
     audit,
     auth::{
         Principal,
-        authenticator::{AuthFailure, Outcome, client_ip},
+        authenticator::{AuthFailure, Outcome},
     },
     domain::scope::Scope,
 };
@@ -31,20 +29,9 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
-/// Works out every request's [`ClientIp`]: the peer, or what a trusted proxy forwarded.
-pub async fn resolve_client_ip(
-    State(trusted_proxies): State<Arc<Vec<IpNet>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let ip = client_ip(peer.ip(), request.headers(), &trusted_proxies);
-    request.extensions_mut().insert(ClientIp(ip));
-    next.run(request).await
-}
-
-/// Resolves the credential into a [`Principal`] for the handlers behind it, or answers 401/403.
-/// Failures of a recognised credential are written to its tenant's audit log.
+/// Resolves the credential into a [`Principal`] for the handlers behind it, or answers 401/403,
+/// then applies the credential's rate limit. Failures of a recognised credential are written to
+/// its tenant's audit log.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some(ClientIp(ip)) = request.extensions().get::<ClientIp>().copied() else {
         return ApiError::Internal(anyhow::anyhow!("the client IP middleware is not installed")).into_response();
@@ -52,7 +39,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     match state.auth.authenticate(request.headers(), ip).await {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            // Rate limiting runs here rather than as a layer of its own: one layer fewer on the
+            // hot path of every authenticated request.
+            super::rate_limit::limit(State(state), request, next).await
         }
         Err(Outcome::Database(error)) => ApiError::from(error).into_response(),
         Err(Outcome::Failed(failure)) => {

@@ -4,12 +4,12 @@
 //! The registry belongs to the application state, not to a process-global, so two servers in one
 //! process (as in the tests) keep their own figures.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
+use super::error::ApiError;
 use axum::{
-    extract::{MatchedPath, Request, State},
+    extract::State,
     http::header,
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use prometheus_client::{
@@ -17,9 +17,6 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use tracing::Instrument;
-
-use super::{error::ApiError, request_id::RequestId};
 
 /// The route label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -36,6 +33,15 @@ struct RequestLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
+}
+
+/// A request being served; decrements the in-flight gauge when dropped (also on cancellation).
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The HTTP metrics of one server.
@@ -67,7 +73,13 @@ impl Default for HttpMetrics {
 }
 
 impl HttpMetrics {
-    fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    /// Counts a request in flight until the returned guard is dropped.
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let labels = RequestLabels { method: method.to_owned(), route: route.to_owned(), status };
         self.requests.get_or_create(&labels).inc();
         self.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
@@ -78,34 +90,6 @@ impl HttpMetrics {
         encode(&mut out, &self.registry)?;
         Ok(out)
     }
-}
-
-/// Wraps each request in a span (method, route template, request id, then status and latency),
-/// logs one line when it completes, and counts it.
-pub async fn observe(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, |p| p.as_str()).to_owned();
-    let method = request.method().as_str().to_owned();
-    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
-    let span = tracing::info_span!(
-        "http.request",
-        method = %method,
-        route = %route,
-        request_id = %request_id,
-        status = tracing::field::Empty,
-        latency_ms = tracing::field::Empty,
-    );
-    metrics.in_flight.inc();
-    let started = std::time::Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
-    let elapsed = started.elapsed();
-    metrics.in_flight.dec();
-
-    let status = response.status().as_u16();
-    span.record("status", status);
-    span.record("latency_ms", elapsed.as_secs_f64() * 1e3);
-    span.in_scope(|| tracing::info!("request completed"));
-    metrics.record(&method, &route, status, elapsed);
-    response
 }
 
 /// Prometheus metrics

@@ -7,6 +7,7 @@ pub mod audit_logs;
 pub mod audit_trail;
 pub mod auth;
 pub mod docs;
+pub mod edge;
 pub mod error;
 pub mod health;
 pub mod idempotency;
@@ -26,9 +27,9 @@ use std::{any::Any, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request, State},
+    extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
-    middleware::{Next, from_fn, from_fn_with_state},
+    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
 };
 use tower::ServiceBuilder;
@@ -37,13 +38,12 @@ use tower_http::{
     compression::CompressionLayer,
     cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
-    set_header::SetResponseHeaderLayer,
 };
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{app::AppState, config::Config};
-use error::{ApiError, ErrorCode};
+use error::ApiError;
 
 /// Operations endpoints, outside the versioned API.
 fn operations_routes() -> OpenApiRouter<AppState> {
@@ -82,12 +82,12 @@ pub fn router(state: AppState) -> Router {
     let (operations, _) = operations_routes().split_for_parts();
     let (public_v1, _) = public_v1_routes().split_for_parts();
     let (tenant_v1, _) = tenant_v1_routes().split_for_parts();
+    // Two layers: authentication (then the rate limit), and for mutating calls the audit
+    // trail (around Idempotency-Key handling).
     let tenant_v1 = tenant_v1.route_layer(
         ServiceBuilder::new()
             .layer(from_fn_with_state(state.clone(), auth::authenticate))
-            .layer(from_fn_with_state(state.clone(), rate_limit::limit))
-            .layer(from_fn_with_state(state.clone(), audit_trail::middleware))
-            .layer(from_fn_with_state(state.clone(), idempotency::middleware)),
+            .layer(from_fn_with_state(state.clone(), audit_trail::middleware)),
     );
     let (admin, _) = admin::router().split_for_parts();
     let admin = admin.route_layer(from_fn_with_state(state.clone(), admin::guard));
@@ -100,35 +100,19 @@ pub fn router(state: AppState) -> Router {
     with_middleware(routes, &state.config, state.metrics.clone())
 }
 
-/// Wraps routes in the middleware every request passes through, outermost first: request id,
-/// span and metrics, security headers, CORS, compression, the problem renderer, panic catcher,
-/// request timeout, body limit.
+/// Wraps routes in the middleware every request passes through, outermost first: the edge
+/// (request id, client IP, span and metrics, security headers), CORS, compression, the problem
+/// renderer with the request timeout, the panic catcher, and the body limit.
 pub fn with_middleware(routes: Router, config: &Config, metrics: Arc<metrics::HttpMetrics>) -> Router {
     let cors = (!config.cors_origins.is_empty()).then(|| cors(&config.cors_origins));
+    let edge = Arc::new(edge::Edge { metrics, trusted_proxies: config.trusted_proxies.clone() });
     routes.layer(
         ServiceBuilder::new()
-            .layer(from_fn(request_id::middleware))
-            .layer(from_fn_with_state(Arc::new(config.trusted_proxies.clone()), auth::resolve_client_ip))
-            .layer(from_fn_with_state(metrics, metrics::observe))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ))
-            .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-            ))
-            .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .layer(from_fn_with_state(edge, edge::middleware))
             .option_layer(cors)
             .layer(CompressionLayer::new())
-            .layer(from_fn(problem::middleware))
+            .layer(from_fn_with_state(config.request_timeout, problem::middleware))
             .layer(CatchPanicLayer::custom(panic_response))
-            .layer(from_fn_with_state(config.request_timeout, request_timeout))
             .layer(RequestBodyLimitLayer::new(config.body_limit))
             .layer(DefaultBodyLimit::max(config.body_limit)),
     )
@@ -157,20 +141,6 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("ratelimit-policy"),
         ])
         .max_age(Duration::from_secs(3600))
-}
-
-async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(timeout = ?limit, "request timed out");
-            ApiError::new(
-                ErrorCode::RequestTimeout,
-                format!("the request did not complete within {}", humantime::format_duration(limit)),
-            )
-            .into_response()
-        }
-    }
 }
 
 fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {

@@ -4,16 +4,18 @@
 //! extensions, stamped with the request id, and turns any other error response (axum's 405,
 //! tower's 413, a panic) into the same shape, keeping headers such as `Allow` and `Retry-After`.
 
+use std::time::Duration;
+
 use axum::{
     body::Body,
-    extract::Request,
+    extract::{Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 
 use super::{
-    error::{ErrorCode, PROBLEM_JSON, Problem},
+    error::{ApiError, ErrorCode, PROBLEM_JSON, Problem},
     request_id::RequestId,
 };
 
@@ -22,10 +24,22 @@ use super::{
 #[derive(Debug, Clone, Copy)]
 pub struct KeepErrorBody;
 
-pub async fn middleware(request: Request, next: Next) -> Response {
+/// Renders problems, and bounds every request by the configured timeout (a timed-out request is
+/// a `request_timeout` problem like any other).
+pub async fn middleware(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
     let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default();
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    let mut response = next.run(request).await;
+    let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?timeout, "request timed out");
+            ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("the request did not complete within {}", humantime::format_duration(timeout)),
+            )
+            .into_response()
+        }
+    };
 
     if response.extensions().get::<KeepErrorBody>().is_some() {
         return response;

@@ -1,12 +1,7 @@
 //! `X-Request-Id`: taken from the request when it is a sane token, generated otherwise, stored in
 //! the request's extensions for logs and error bodies, and echoed on every response.
 
-use axum::{
-    extract::Request,
-    http::{HeaderName, HeaderValue},
-    middleware::Next,
-    response::Response,
-};
+use axum::http::HeaderName;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -33,22 +28,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(parts.extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate))
     }
-}
-
-pub async fn middleware(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(RequestId::parse)
-        .unwrap_or_else(RequestId::generate);
-    let header = HeaderValue::from_str(&id.0).ok();
-    request.extensions_mut().insert(id);
-    let mut response = next.run(request).await;
-    if let Some(header) = header {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), header);
-    }
-    response
 }
 
 #[cfg(test)]
