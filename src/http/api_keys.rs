@@ -9,7 +9,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
@@ -21,7 +21,7 @@ use super::{
     error::{ApiError, ErrorCode, Problem},
     idempotency::SecretFields,
     json::{ApiJson, OptionalJson},
-    pagination::{self, Page},
+    pagination::{self, Page, PageParams},
     query::ApiQuery,
     request_id::RequestId,
 };
@@ -73,16 +73,6 @@ pub struct RotateApiKey {
     pub overlap_seconds: Option<u32>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size, 1 to 100 (default 25).
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// Create an API key
 ///
 /// Returns the key with its `secret`, which is never shown again: only a hash is stored. The
@@ -130,7 +120,7 @@ async fn create(
     get,
     path = "/api_keys",
     tag = "api_keys",
-    params(ListParams),
+    params(PageParams),
     responses((status = 200, body = Page<ApiKey>)),
     security(("api_key" = ["api_keys:read"]), ("bearer" = ["api_keys:read"]))
 )]
@@ -138,7 +128,7 @@ async fn list(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<ApiKeysRead>,
-    ApiQuery(params): ApiQuery<ListParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<ApiKey>>, ApiError> {
     let limit = pagination::limit(params.limit)?;
     let after = pagination::after(params.cursor.as_deref(), ApiKeyId::parse)?;

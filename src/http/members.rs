@@ -10,7 +10,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgConnection};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
@@ -21,7 +21,7 @@ use super::{
     },
     error::{ApiError, ErrorCode, Problem},
     json::ApiJson,
-    pagination::{self, Page},
+    pagination::{self, Page, PageParams},
     query::ApiQuery,
     request_id::RequestId,
 };
@@ -91,16 +91,6 @@ pub struct UpdateMember {
     pub role: Role,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size, 1 to 100 (default 25).
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// Add a member
 ///
 /// Adds an existing user by email, or creates the user (a `password` is then required).
@@ -137,7 +127,7 @@ async fn add(
     get,
     path = "/members",
     tag = "members",
-    params(ListParams),
+    params(PageParams),
     responses((status = 200, body = Page<Member>)),
     security(("api_key" = ["members:read"]), ("bearer" = ["members:read"]))
 )]
@@ -145,7 +135,7 @@ async fn list(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<MembersRead>,
-    ApiQuery(params): ApiQuery<ListParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<Member>>, ApiError> {
     let limit = pagination::limit(params.limit)?;
     let after = pagination::after(params.cursor.as_deref(), UserId::parse)?;

@@ -13,7 +13,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
@@ -25,7 +25,7 @@ use super::{
     error::{ApiError, Problem},
     idempotency::SecretFields,
     json::ApiJson,
-    pagination::{self, Page},
+    pagination::{self, Page, PageParams},
     problem::KeepErrorBody,
     query::ApiQuery,
     request_id::RequestId,
@@ -279,16 +279,6 @@ pub struct CreateOAuthClient {
     pub scopes: Vec<String>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size, 1 to 100 (default 25).
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// Register an OAuth2 client
 ///
 /// Returns the `client_id` (the `id`) and the `client_secret`, shown this once.
@@ -345,7 +335,7 @@ async fn create_client(
     get,
     path = "/oauth_clients",
     tag = "auth",
-    params(ListParams),
+    params(PageParams),
     responses((status = 200, body = Page<OAuthClient>)),
     security(("api_key" = ["api_keys:read"]), ("bearer" = ["api_keys:read"]))
 )]
@@ -353,7 +343,7 @@ async fn list_clients(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<ApiKeysRead>,
-    ApiQuery(params): ApiQuery<ListParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<OAuthClient>>, ApiError> {
     let limit = pagination::limit(params.limit)?;
     let after = pagination::after(params.cursor.as_deref(), OAuthClientId::parse)?;

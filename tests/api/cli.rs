@@ -1,14 +1,14 @@
 //! The `payymo` binary itself: configuration errors, the OpenAPI printer, and the embedded
 //! default database a newcomer gets with nothing configured.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{path::Path, time::Duration};
 
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
+use tokio::process::Command;
+
+use crate::support::{
+    client,
+    process::{Server, payymo, serve},
 };
-
-use crate::support::{client, process::payymo};
 
 #[tokio::test]
 async fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
@@ -37,27 +37,8 @@ async fn serve_runs_on_the_embedded_database_and_stops_it_on_sigterm() {
     // Readable by the unprivileged database user under root, so the cluster lives (and is
     // deleted) inside it rather than in a fallback under the temp dir.
     std::fs::set_permissions(data_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut child = payymo()
-        .arg("serve")
-        .env("PAYYMO_DATA_DIR", data_dir.path())
-        .env("PAYYMO_LISTEN", "127.0.0.1:0")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    let base = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            log.push_str(&line);
-            log.push('\n');
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("the server exited before listening:\n{log}");
-    })
-    .await
-    .expect("the server starts within two minutes");
+    let data_dir_text = data_dir.path().to_string_lossy().into_owned();
+    let Server { mut child, base } = serve(&[("PAYYMO_DATA_DIR", &data_dir_text)]).await;
 
     let ready = client().get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
