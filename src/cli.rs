@@ -44,6 +44,15 @@ enum Command {
     /// Platform administration: API keys.
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Serve the GoCardless Bank Account Data simulator alone, until SIGINT or SIGTERM.
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+        /// Seed for the simulator's generated ids and data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +133,7 @@ pub fn main() -> ExitCode {
             Command::Tenant(command) => admin(config, AdminCommand::Tenant(command)).await,
             Command::User(command) => admin(config, AdminCommand::User(command)).await,
             Command::ApiKey(command) => admin(config, AdminCommand::ApiKey(command)).await,
+            Command::Sandbox { listen, seed } => sandbox(listen, seed).await,
         }
     }))
 }
@@ -165,6 +175,18 @@ async fn serve(config: Config, migrate_flag: bool) -> anyhow::Result<()> {
     database.shutdown().await;
     tracing::info!("stopped");
     result
+}
+
+async fn sandbox(listen: std::net::SocketAddr, seed: u64) -> anyhow::Result<()> {
+    use crate::sandbox::gocardless;
+    let shutdown = shutdown_on_signals();
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("sandbox listening on http://{addr}");
+    gocardless::serve(listener, gocardless::SandboxState::new(seed, gocardless::Clock::system()), shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ pub mod app;
 pub mod audit;
 /// Credentials verified into a principal: API keys, OAuth2 client tokens, user sessions.
 pub mod auth;
-/// The command line: `serve`, `migrate`, `openapi`.
+/// The command line: `serve`, `migrate`, `openapi`, `sandbox`, and the admin commands.
 pub mod cli;
 /// Configuration from the environment, validated at start-up.
 pub mod config;
@@ -18,6 +18,8 @@ pub mod domain;
 pub mod http;
 /// Per-credential rate limiting (GCRA), in process or shared through Redis.
 pub mod ratelimit;
+/// Local simulators of third-party APIs (GoCardless Bank Account Data).
+pub mod sandbox;
 /// Log subscriber set-up.
 pub mod telemetry;
 /// Tenants, users, memberships and API keys: operations shared by the API, admin API and CLI.

@@ -1,0 +1,4 @@
+//! Local simulators of third-party APIs, for development and tests without the real services.
+
+/// The GoCardless Bank Account Data (formerly Nordigen) API v2 simulator.
+pub mod gocardless;
