@@ -485,16 +485,42 @@ async fn same_seed_same_data_and_history_grows_with_the_clock() {
     assert!(overlap.len() > before.len() / 2, "history is stable as the clock moves");
 }
 
+/// A Python with the official client: the system's when it has `nordigen`, otherwise a private
+/// virtualenv under `target/` that this creates once (from PyPI), so `cargo test` needs no manual
+/// step on a fresh machine.
+async fn python_with_nordigen() -> String {
+    let has_nordigen = |python: String| async move {
+        let probe = tokio::process::Command::new(&python).args(["-c", "import nordigen"]).output().await;
+        probe.is_ok_and(|out| out.status.success())
+    };
+    if has_nordigen("python3".to_owned()).await {
+        return "python3".to_owned();
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/conformance-venv");
+    let python = format!("{venv}/bin/python");
+    if has_nordigen(python.clone()).await {
+        return python;
+    }
+    let run = |program: String, args: Vec<&'static str>| async move {
+        let out = tokio::process::Command::new(&program).args(&args).output().await;
+        assert!(
+            out.as_ref().is_ok_and(|o| o.status.success()),
+            "installing the nordigen client failed ({program} {args:?}): {out:?}; install it by hand with pip install nordigen==1.4.2"
+        );
+    };
+    run("python3".to_owned(), vec!["-m", "venv", venv]).await;
+    run(python.clone(), vec!["-m", "pip", "install", "--quiet", "nordigen==1.4.2"]).await;
+    python
+}
+
 #[tokio::test]
 async fn official_nordigen_client_conforms() {
-    let probe = tokio::process::Command::new("python3").args(["-c", "import nordigen"]).output().await;
-    let installed = probe.as_ref().is_ok_and(|out| out.status.success());
-    assert!(installed, "the nordigen Python client is missing: pip install nordigen==1.4.2 ({probe:?})");
+    let python = python_with_nordigen().await;
     let sim = start(9).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/nordigen_conformance.py");
     let output = tokio::time::timeout(
         Duration::from_secs(120),
-        tokio::process::Command::new("python3")
+        tokio::process::Command::new(&python)
             .arg(script)
             .arg(&sim.base)
             .env("NO_PROXY", "127.0.0.1,localhost")
