@@ -20,6 +20,8 @@ pub mod http;
 pub mod ratelimit;
 /// Local simulators of third-party APIs (GoCardless Bank Account Data).
 pub mod sandbox;
+/// Background work: the durable Postgres job queue and its runner.
+pub mod jobs;
 /// Log subscriber set-up.
 pub mod telemetry;
 /// Tenants, users, memberships and API keys: operations shared by the API, admin API and CLI.

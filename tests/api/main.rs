@@ -15,6 +15,7 @@ mod docs;
 mod errors;
 mod health;
 mod idempotency;
+mod jobs;
 mod members_admin;
 mod metrics;
 mod middleware;

@@ -17,7 +17,9 @@ async fn every_tenant_owned_table_forces_rls_and_leads_its_primary_key_with_tena
                  where i.indrelid = c.oid and i.indisprimary)
          from pg_class c join pg_namespace n on n.oid = c.relnamespace
          where n.nspname = 'public' and c.relkind = 'r'
-           and exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped)
+           -- Tenant-owned means a mandatory tenant_id; platform tables (jobs) may name a tenant optionally.
+           and exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id'
+                       and a.attnotnull and not a.attisdropped)
          order by c.relname",
     )
     .fetch_all(&app.db)
