@@ -14,14 +14,16 @@ pub mod config;
 pub mod db;
 /// Pure domain types: ids, scopes, secrets.
 pub mod domain;
+/// The events outbox: what happened, recorded with the change that caused it.
+pub mod events;
 /// Router, middleware, error shape, one module per resource.
 pub mod http;
+/// Background work: the durable Postgres job queue and its runner.
+pub mod jobs;
 /// Per-credential rate limiting (GCRA), in process or shared through Redis.
 pub mod ratelimit;
 /// Local simulators of third-party APIs (GoCardless Bank Account Data).
 pub mod sandbox;
-/// Background work: the durable Postgres job queue and its runner.
-pub mod jobs;
 /// Log subscriber set-up.
 pub mod telemetry;
 /// Tenants, users, memberships and API keys: operations shared by the API, admin API and CLI.

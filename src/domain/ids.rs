@@ -75,6 +75,10 @@ prefixed_id!(
     /// An audit log entry.
     AuditLogId, "aud"
 );
+prefixed_id!(
+    /// An event (what happened), as listed at `/events` and delivered by webhooks.
+    EventId, "evt"
+);
 
 fn is_prefixed_id(value: &str, prefix: &str) -> bool {
     value

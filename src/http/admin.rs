@@ -28,6 +28,7 @@ use crate::{
     auth::Environment,
     db::tenant::{begin_platform, begin_tenant},
     domain::{ids::TenantId, scope::Role},
+    events,
     tenancy::{self, KeySpec, NewTenant, Tenant},
 };
 
@@ -134,7 +135,6 @@ async fn add_member(
     let user = tenancy::ensure_user(&mut tx, &body.email, body.name.as_deref(), body.password).await?;
     tenancy::add_member(&mut tx, &tenant_id, &user.id, body.role).await?;
     audit::append_in(&mut tx, &tenant_id, admin_entry("admin.members.add", "member", &user.id, &request_id)).await?;
-    tx.commit().await?;
     let member = Member {
         user_id: user.id.clone(),
         email: user.email,
@@ -142,6 +142,8 @@ async fn add_member(
         role: body.role,
         created_at: user.created_at,
     };
+    events::record(&mut tx, &tenant_id, "member.added", &member).await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, ApiJson(member)))
 }
 
@@ -183,6 +185,7 @@ async fn create_key(
         tenancy::create_api_key(&mut tx, &tenant_id, environment, &spec, Some("platform_admin")).await?;
     audit::append_in(&mut tx, &tenant_id, admin_entry("admin.api_keys.create", "api_key", &key.id, &request_id))
         .await?;
+    events::record(&mut tx, &tenant_id, "api_key.created", &key).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, ApiJson(ApiKeyWithSecret { key, secret })))
 }

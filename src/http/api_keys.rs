@@ -30,6 +30,7 @@ use crate::{
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
     domain::ids::ApiKeyId,
+    events,
     tenancy::{API_KEY_COLUMNS, ApiKey, KeySpec, create_api_key},
 };
 
@@ -103,6 +104,7 @@ async fn create(
     let (key, secret) =
         create_api_key(&mut tx, &principal.tenant.id, principal.tenant.environment, &spec, Some(principal.actor.id()))
             .await?;
+    events::record(&mut tx, &principal.tenant.id, "api_key.created", &key).await?;
     tx.commit().await?;
     let audit = AuditResource::new("api_key", &key.id);
     Ok((
@@ -201,13 +203,28 @@ async fn revoke(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = ApiKeyId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    let key: Option<ApiKey> = sqlx::query_as(&format!(
-        "update api_keys set revoked_at = coalesce(revoked_at, now()) where tenant_id = $1 and id = $2 returning {API_KEY_COLUMNS}"
+    let revoked: Option<ApiKey> = sqlx::query_as(&format!(
+        "update api_keys set revoked_at = now() where tenant_id = $1 and id = $2 and revoked_at is null
+         returning {API_KEY_COLUMNS}"
     ))
     .bind(principal.tenant.id.as_str())
     .bind(id.as_str())
     .fetch_optional(&mut *tx)
     .await?;
+    let key = match revoked {
+        Some(key) => {
+            events::record(&mut tx, &principal.tenant.id, "api_key.revoked", &key).await?;
+            Some(key)
+        }
+        // Already revoked (nothing changes, nothing to announce), or not this tenant's.
+        None => {
+            sqlx::query_as(&format!("select {API_KEY_COLUMNS} from api_keys where tenant_id = $1 and id = $2"))
+                .bind(principal.tenant.id.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+    };
     tx.commit().await?;
     let Some(key) = key else {
         return Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), Some(ip), Some(&request_id)).await);
@@ -281,6 +298,8 @@ async fn rotate(
     .bind(f64::from(overlap))
     .execute(&mut *tx)
     .await?;
+    let rotated = serde_json::json!({ "id": old.id, "rotated_to": key.id, "overlap_seconds": overlap });
+    events::record(&mut tx, &principal.tenant.id, "api_key.rotated", rotated).await?;
     tx.commit().await?;
     state.auth.forget_cached_credentials();
     let audit = AuditResource::new("api_key", &old.id);

@@ -81,6 +81,7 @@ pub enum Probe {
     ApiKeys,
     OAuthClients,
     Memberships,
+    Events,
 }
 
 impl Probe {
@@ -89,6 +90,7 @@ impl Probe {
             Probe::ApiKeys => "select tenant_id from api_keys where id = $1",
             Probe::OAuthClients => "select tenant_id from oauth_clients where id = $1",
             Probe::Memberships => "select tenant_id from memberships where user_id = $1 limit 1",
+            Probe::Events => "select tenant_id from events where id = $1 limit 1",
         }
     }
 
@@ -97,6 +99,7 @@ impl Probe {
             Probe::ApiKeys => "api_key",
             Probe::OAuthClients => "oauth_client",
             Probe::Memberships => "member",
+            Probe::Events => "event",
         }
     }
 }

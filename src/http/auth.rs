@@ -136,4 +136,5 @@ scopes! {
     MembersRead = Scope::read("members");
     MembersWrite = Scope::write("members");
     AuditLogsRead = Scope::read("audit_logs");
+    WebhooksRead = Scope::read("webhooks");
 }

@@ -33,7 +33,7 @@ use crate::{
         ids::{TenantId, UserId},
         scope::Role,
     },
-    tenancy,
+    events, tenancy,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -118,6 +118,7 @@ async fn add(
     let user = tenancy::ensure_user(&mut tx, &body.email, body.name.as_deref(), body.password).await?;
     tenancy::add_member(&mut tx, &principal.tenant.id, &user.id, body.role).await?;
     let member = fetch(&mut tx, &principal.tenant.id, &user.id).await?.ok_or_else(ApiError::not_found)?;
+    events::record(&mut tx, &principal.tenant.id, "member.added", &member).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Extension(AuditResource::new("member", &member.user_id)), ApiJson(member)))
 }
@@ -193,6 +194,9 @@ async fn update(
         .execute(&mut *tx)
         .await?;
     let member = fetch(&mut tx, &principal.tenant.id, user.as_str()).await?.ok_or_else(ApiError::not_found)?;
+    let mut changed = serde_json::to_value(&member).map_err(anyhow::Error::from)?;
+    changed["previous_role"] = serde_json::to_value(current.role).map_err(anyhow::Error::from)?;
+    events::record(&mut tx, &principal.tenant.id, "member.updated", changed).await?;
     tx.commit().await?;
     state.auth.forget_cached_credentials();
     Ok((Extension(AuditResource::new("member", &member.user_id)), ApiJson(member)))
@@ -237,6 +241,7 @@ async fn remove(
         .bind(user.as_str())
         .execute(&mut *tx)
         .await?;
+    events::record(&mut tx, &principal.tenant.id, "member.removed", &current).await?;
     tx.commit().await?;
     state.auth.forget_cached_credentials();
     Ok((StatusCode::NO_CONTENT, Extension(AuditResource::new("member", user.as_str()))))

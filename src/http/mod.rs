@@ -9,6 +9,7 @@ pub mod auth;
 pub mod docs;
 pub mod edge;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod json;
@@ -67,6 +68,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(api_keys::router())
         .merge(audit_logs::router())
+        .merge(events::router())
         .merge(members::router())
         .merge(oauth::router())
         .merge(sessions::router())

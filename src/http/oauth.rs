@@ -39,6 +39,7 @@ use crate::{
         scope::{Scope, Scopes},
         secret::{random_base62, sha256},
     },
+    events,
 };
 
 /// Public: the token endpoint.
@@ -320,6 +321,7 @@ async fn create_client(
     .bind(scopes.to_strings())
     .fetch_one(&mut *tx)
     .await?;
+    events::record(&mut tx, &principal.tenant.id, "oauth_client.created", &client).await?;
     tx.commit().await?;
     let audit = AuditResource::new("oauth_client", &client.id);
     Ok((
@@ -414,13 +416,27 @@ async fn revoke_client(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = OAuthClientId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    let client: Option<OAuthClient> = sqlx::query_as(&format!(
-        "update oauth_clients set revoked_at = coalesce(revoked_at, now()) where tenant_id = $1 and id = $2 returning {CLIENT_COLUMNS}"
+    let revoked: Option<OAuthClient> = sqlx::query_as(&format!(
+        "update oauth_clients set revoked_at = now() where tenant_id = $1 and id = $2 and revoked_at is null
+         returning {CLIENT_COLUMNS}"
     ))
     .bind(principal.tenant.id.as_str())
     .bind(id.as_str())
     .fetch_optional(&mut *tx)
     .await?;
+    let client = match revoked {
+        Some(client) => {
+            events::record(&mut tx, &principal.tenant.id, "oauth_client.revoked", &client).await?;
+            Some(client)
+        }
+        None => {
+            sqlx::query_as(&format!("select {CLIENT_COLUMNS} from oauth_clients where tenant_id = $1 and id = $2"))
+                .bind(principal.tenant.id.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+    };
     tx.commit().await?;
     let Some(client) = client else {
         return Err(not_found(&state, &principal, Probe::OAuthClients, id.as_str(), Some(ip), Some(&request_id)).await);

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use payymo::domain::ids::{ApiKeyId, OAuthClientId, UserId};
+use payymo::domain::ids::{ApiKeyId, EventId, OAuthClientId, UserId};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -74,6 +74,9 @@ impl Fixtures {
             .unwrap();
         ids.insert("oauth_clients", client["id"].as_str().unwrap().to_owned());
         ids.insert("members", app.user(a, "member-a@example.com", payymo::domain::scope::Role::Member).await);
+        let events: Value =
+            app.as_key(Method::GET, "/api/v1/events?limit=1", &a.key).send().await.unwrap().json().await.unwrap();
+        ids.insert("events", events["data"][0]["id"].as_str().expect("tenant A has an event").to_owned());
         Self { ids }
     }
 
@@ -179,6 +182,7 @@ fn placeholder_id(path: &str) -> String {
         "api_keys" => ApiKeyId::generate().to_string(),
         "oauth_clients" => OAuthClientId::generate().to_string(),
         "members" => UserId::generate().to_string(),
+        "events" => EventId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }

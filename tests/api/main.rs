@@ -13,6 +13,7 @@ mod db_outage;
 mod deployment;
 mod docs;
 mod errors;
+mod events;
 mod health;
 mod idempotency;
 mod jobs;

@@ -1,0 +1,67 @@
+//! Events: what happened to a tenant's resources. Each is recorded in the same transaction as the
+//! change it announces (the outbox), so a committed change always has its event and a rolled-back
+//! one never does. Webhook delivery and `GET /api/v1/events` read them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection};
+use utoipa::ToSchema;
+
+use crate::domain::ids::{EventId, TenantId};
+
+/// Every event type this build emits. Filters accept only these.
+pub const EVENT_TYPES: &[&str] = &[
+    "api_key.created",
+    "api_key.revoked",
+    "api_key.rotated",
+    "oauth_client.created",
+    "oauth_client.revoked",
+    "member.added",
+    "member.updated",
+    "member.removed",
+];
+
+/// An event, in the envelope webhooks deliver.
+#[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
+#[schema(example = json!({
+    "id": "evt_0192f3c4d5e6478fa1b2c3d4e5f60718",
+    "event_type": "api_key.revoked",
+    "timestamp": "2026-11-21T09:30:00.000000Z",
+    "tenant_id": "ten_0192f3c4d5e6478fa1b2c3d4e5f60718",
+    "data": {"id": "key_0192f3c4d5e6478fa1b2c3d4e5f60718", "label": "erp-sync"}
+}))]
+pub struct Event {
+    /// Stable: receivers de-duplicate on it.
+    pub id: String,
+    /// One of the catalogue's types, e.g. `api_key.revoked`.
+    pub event_type: String,
+    /// When the change happened (RFC 3339, UTC).
+    #[sqlx(rename = "occurred_at")]
+    pub timestamp: DateTime<Utc>,
+    pub tenant_id: String,
+    /// The resource as it was after the change (secrets never included).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+pub const EVENT_COLUMNS: &str = "id, event_type, occurred_at, tenant_id, data";
+
+/// Records an event inside the transaction (bound to `tenant`) that makes the change.
+pub async fn record(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    event_type: &'static str,
+    data: impl Serialize,
+) -> Result<Event, sqlx::Error> {
+    debug_assert!(EVENT_TYPES.contains(&event_type), "{event_type} is not in EVENT_TYPES");
+    let data = serde_json::to_value(data).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query_as(&format!(
+        "insert into events (tenant_id, id, event_type, data) values ($1, $2, $3, $4) returning {EVENT_COLUMNS}"
+    ))
+    .bind(tenant.as_str())
+    .bind(EventId::generate().as_str())
+    .bind(event_type)
+    .bind(data)
+    .fetch_one(conn)
+    .await
+}
