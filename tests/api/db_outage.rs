@@ -49,7 +49,7 @@ async fn a_hanging_database_cannot_hold_requests_past_the_timeout() {
     let app = TestApp::spawn_with(config, proxy.connect_options()).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
 
-    // Live connections are cut; new ones are accepted and never answered.
+    // Live connections go silent; new ones are accepted and never answered.
     proxy.set(Mode::Hang);
     let started = std::time::Instant::now();
     problem(app.get("/readyz").await, 503, "request_timeout").await;

@@ -103,7 +103,8 @@ async fn forward(mut client: TcpStream, upstream: Upstream, mut mode: watch::Rec
     }
 }
 
-/// Copies both ways until either side closes or the proxy leaves `Up`.
+/// Copies both ways until either side closes or the proxy leaves `Up`. In `Hang` the connection
+/// stays open and silent, as a stuck database's would; in `Down` it is closed.
 async fn pipe<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut TcpStream,
     mut server: S,
@@ -112,5 +113,8 @@ async fn pipe<S: AsyncRead + AsyncWrite + Unpin>(
     tokio::select! {
         _ = tokio::io::copy_bidirectional(client, &mut server) => {}
         _ = mode.wait_for(|m| *m != Mode::Up) => {}
+    }
+    if *mode.borrow() == Mode::Hang {
+        let _ = mode.wait_for(|m| *m != Mode::Hang).await;
     }
 }
