@@ -9,6 +9,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -29,7 +30,7 @@ use crate::{
     app::AppState,
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
-    domain::ids::ApiKeyId,
+    domain::ids::{ApiKeyId, TenantId},
     events,
     tenancy::{API_KEY_COLUMNS, ApiKey, KeySpec, create_api_key},
 };
@@ -168,16 +169,11 @@ async fn get(
 ) -> Result<ApiJson<ApiKey>, ApiError> {
     let id = ApiKeyId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    let key: Option<ApiKey> =
-        sqlx::query_as(&format!("select {API_KEY_COLUMNS} from api_keys where tenant_id = $1 and id = $2"))
-            .bind(principal.tenant.id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let key = fetch(&mut tx, &principal.tenant.id, &id).await?;
     end_read(tx);
     match key {
         Some(key) => Ok(ApiJson(key)),
-        None => Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), Some(ip), Some(&request_id)).await),
+        None => Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), ip, &request_id).await),
     }
 }
 
@@ -217,17 +213,11 @@ async fn revoke(
             Some(key)
         }
         // Already revoked (nothing changes, nothing to announce), or not this tenant's.
-        None => {
-            sqlx::query_as(&format!("select {API_KEY_COLUMNS} from api_keys where tenant_id = $1 and id = $2"))
-                .bind(principal.tenant.id.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-        }
+        None => fetch(&mut tx, &principal.tenant.id, &id).await?,
     };
     tx.commit().await?;
     let Some(key) = key else {
-        return Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), Some(ip), Some(&request_id)).await);
+        return Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), ip, &request_id).await);
     };
     state.auth.forget_cached_credentials();
     Ok((Extension(AuditResource::new("api_key", &key.id)), ApiJson(key)))
@@ -274,7 +264,7 @@ async fn rotate(
             .await?;
     let Some(old) = old else {
         drop(tx);
-        return Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), Some(ip), Some(&request_id)).await);
+        return Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), ip, &request_id).await);
     };
     if old.revoked_at.is_some() || old.rotated_to.is_some() {
         return Err(ApiError::new(
@@ -309,4 +299,12 @@ async fn rotate(
         Extension(SecretFields(&["secret"])),
         ApiJson(ApiKeyWithSecret { key, secret }),
     ))
+}
+
+async fn fetch(conn: &mut PgConnection, tenant: &TenantId, id: &ApiKeyId) -> Result<Option<ApiKey>, sqlx::Error> {
+    sqlx::query_as(&format!("select {API_KEY_COLUMNS} from api_keys where tenant_id = $1 and id = $2"))
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await
 }

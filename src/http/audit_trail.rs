@@ -112,8 +112,8 @@ pub async fn not_found(
     principal: &Principal,
     probe: Probe,
     id: &str,
-    ip: Option<ClientIp>,
-    request_id: Option<&RequestId>,
+    ip: ClientIp,
+    request_id: &RequestId,
 ) -> ApiError {
     let owner: Result<Option<String>, sqlx::Error> = async {
         let mut tx = begin_platform(&state.db).await?;
@@ -134,8 +134,8 @@ pub async fn not_found(
                 resource_id: Some(id.to_owned()),
                 outcome: Some(Outcome::SecurityIncident),
                 status: Some(404),
-                ip: ip.map(|ip| ip.0.to_string()),
-                request_id: request_id.map(|id| id.0.clone()),
+                ip: Some(ip.0.to_string()),
+                request_id: Some(request_id.0.clone()),
                 detail: serde_json::json!({}),
             };
             if let Err(error) = audit::append(&state.db, &principal.tenant.id, entry).await {

@@ -128,6 +128,6 @@ async fn get(
     end_read(tx);
     match event {
         Some(event) => Ok(ApiJson(event)),
-        None => Err(not_found(&state, &principal, Probe::Events, id.as_str(), Some(ip), Some(&request_id)).await),
+        None => Err(not_found(&state, &principal, Probe::Events, id.as_str(), ip, &request_id).await),
     }
 }

@@ -180,7 +180,7 @@ async fn update(
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let Some(current) = fetch(&mut tx, &principal.tenant.id, user.as_str()).await? else {
         drop(tx);
-        return Err(not_found(&state, &principal, Probe::Memberships, user.as_str(), Some(ip), Some(&request_id)).await);
+        return Err(not_found(&state, &principal, Probe::Memberships, user.as_str(), ip, &request_id).await);
     };
     only_owners_touch_owners(&principal, current.role)?;
     only_owners_touch_owners(&principal, body.role)?;
@@ -230,7 +230,7 @@ async fn remove(
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let Some(current) = fetch(&mut tx, &principal.tenant.id, user.as_str()).await? else {
         drop(tx);
-        return Err(not_found(&state, &principal, Probe::Memberships, user.as_str(), Some(ip), Some(&request_id)).await);
+        return Err(not_found(&state, &principal, Probe::Memberships, user.as_str(), ip, &request_id).await);
     };
     only_owners_touch_owners(&principal, current.role)?;
     if current.role == Role::Owner {

@@ -12,7 +12,7 @@ use axum::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::FromRow;
+use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -35,7 +35,7 @@ use crate::{
     auth::Principal,
     db::tenant::{begin_platform, begin_tenant},
     domain::{
-        ids::OAuthClientId,
+        ids::{OAuthClientId, TenantId},
         scope::{Scope, Scopes},
         secret::{random_base62, sha256},
     },
@@ -381,16 +381,11 @@ async fn get_client(
 ) -> Result<ApiJson<OAuthClient>, ApiError> {
     let id = OAuthClientId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    let client: Option<OAuthClient> =
-        sqlx::query_as(&format!("select {CLIENT_COLUMNS} from oauth_clients where tenant_id = $1 and id = $2"))
-            .bind(principal.tenant.id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let client = fetch_client(&mut tx, &principal.tenant.id, &id).await?;
     tx.commit().await?;
     match client {
         Some(client) => Ok(ApiJson(client)),
-        None => Err(not_found(&state, &principal, Probe::OAuthClients, id.as_str(), Some(ip), Some(&request_id)).await),
+        None => Err(not_found(&state, &principal, Probe::OAuthClients, id.as_str(), ip, &request_id).await),
     }
 }
 
@@ -429,18 +424,24 @@ async fn revoke_client(
             events::record(&mut tx, &principal.tenant.id, "oauth_client.revoked", &client).await?;
             Some(client)
         }
-        None => {
-            sqlx::query_as(&format!("select {CLIENT_COLUMNS} from oauth_clients where tenant_id = $1 and id = $2"))
-                .bind(principal.tenant.id.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-        }
+        None => fetch_client(&mut tx, &principal.tenant.id, &id).await?,
     };
     tx.commit().await?;
     let Some(client) = client else {
-        return Err(not_found(&state, &principal, Probe::OAuthClients, id.as_str(), Some(ip), Some(&request_id)).await);
+        return Err(not_found(&state, &principal, Probe::OAuthClients, id.as_str(), ip, &request_id).await);
     };
     state.auth.forget_cached_credentials();
     Ok((Extension(AuditResource::new("oauth_client", &client.id)), ApiJson(client)))
+}
+
+async fn fetch_client(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    id: &OAuthClientId,
+) -> Result<Option<OAuthClient>, sqlx::Error> {
+    sqlx::query_as(&format!("select {CLIENT_COLUMNS} from oauth_clients where tenant_id = $1 and id = $2"))
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await
 }

@@ -35,20 +35,27 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     let mut response = if decision.allowed {
         next.run(request).await
     } else {
-        let wait = decision.retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64);
-        ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "this credential may make {} requests per {}; retry in {wait} s",
-                quota.limit,
-                humantime::format_duration(quota.period)
-            ),
-        )
-        .with_header(header::RETRY_AFTER, &wait.to_string())
-        .into_response()
+        let detail = format!(
+            "this credential may make {} requests per {}; retry in {} s",
+            quota.limit,
+            humantime::format_duration(quota.period),
+            retry_after_secs(&decision)
+        );
+        refusal(&decision, detail).into_response()
     };
     set_headers(response.headers_mut(), quota, &decision);
     response
+}
+
+/// The 429 for a refused `decision`, with `Retry-After`; every rate limit answers with this.
+pub fn refusal(decision: &Decision, detail: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::RateLimited, detail)
+        .with_header(header::RETRY_AFTER, &retry_after_secs(decision).to_string())
+}
+
+/// Whole seconds until one more request is allowed, rounded up so a client never retries early.
+fn retry_after_secs(decision: &Decision) -> u64 {
+    decision.retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 fn set_headers(headers: &mut HeaderMap, quota: Quota, decision: &Decision) {

@@ -111,9 +111,7 @@ async fn login(
     ] {
         let decision = state.limiter.check(&key, quota).await;
         if !decision.allowed {
-            let wait = decision.retry_after.map_or(60, |d| d.as_secs().max(1));
-            return Err(ApiError::new(ErrorCode::RateLimited, "too many sign-in attempts; try again later")
-                .with_header(header::RETRY_AFTER, &wait.to_string()));
+            return Err(super::rate_limit::refusal(&decision, "too many sign-in attempts; try again later"));
         }
     }
     let invalid = || ApiError::new(ErrorCode::InvalidCredentials, "the email, password or tenant is not right");
