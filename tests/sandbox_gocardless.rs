@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use payymo::sandbox::gocardless::{Clock, SandboxState, serve};
+use payymo::sandbox::gocardless::{Clock, CompanyLimits, SandboxConfig, SandboxState, serve};
 use reqwest::{Client, StatusCode, redirect::Policy};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -26,11 +26,15 @@ impl Drop for Sim {
 }
 
 async fn start(seed: u64) -> Sim {
+    start_with(seed, SandboxConfig::default()).await
+}
+
+async fn start_with(seed: u64, config: SandboxConfig) -> Sim {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let clock = Clock::fixed(Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap());
     let shutdown = CancellationToken::new();
-    tokio::spawn(serve(listener, SandboxState::new(seed, clock), shutdown.clone()));
+    tokio::spawn(serve(listener, SandboxState::with_config(seed, clock, config), shutdown.clone()));
     let http = Client::builder().no_proxy().redirect(Policy::none()).build().unwrap();
     Sim { base, http, shutdown }
 }
@@ -483,6 +487,393 @@ async fn same_seed_same_data_and_history_grows_with_the_clock() {
     assert!(dates(&later).iter().any(|d| d.as_str() >= "2026-03-02"));
     let overlap: Vec<&String> = before.iter().filter(|id| after.contains(id)).collect();
     assert!(overlap.len() > before.len() / 2, "history is stable as the clock moves");
+}
+
+async fn balance(sim: &Sim, token: &str, account: &str, kind: &str) -> String {
+    let response = sim.get(&format!("/api/v2/accounts/{account}/balances/"), token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let entry = body["balances"].as_array().unwrap().iter().find(|b| b["balanceType"] == kind).unwrap().clone();
+    entry["balanceAmount"]["amount"].as_str().unwrap().to_owned()
+}
+
+fn cents(amount: &str) -> i64 {
+    let (whole, fraction) = amount.trim_start_matches('-').split_once('.').unwrap();
+    let value = whole.parse::<i64>().unwrap() * 100 + fraction.parse::<i64>().unwrap();
+    if amount.starts_with('-') { -value } else { value }
+}
+
+#[tokio::test]
+async fn control_api_adds_explicit_and_pending_transactions() {
+    let sim = start(10).await;
+    let token = sim.access().await;
+    let (_, accounts) = sim.link_default(&token, "added").await;
+    let account = &accounts[0];
+    let closing_before = cents(&balance(&sim, &token, account, "closingBooked").await);
+    let available_before = cents(&balance(&sim, &token, account, "interimAvailable").await);
+
+    let added = sim
+        .post(
+            &format!("/_sandbox/accounts/{account}/transactions"),
+            None,
+            json!({"transactions": [
+                {"booking_date": "2026-03-01", "amount": "1250.00", "counterparty": "Acme Widgets Ltd",
+                    "remittance": "Payment INV-2026-0042", "transaction_id": "bank-ref-1"},
+                {"booking_date": "2026-03-02", "amount": "-12.34", "counterparty": "Pret A Manger",
+                    "remittance": "Card payment Pret", "pending": true}
+            ]}),
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let added: Value = added.json().await.unwrap();
+    assert_eq!(added["added"], 2);
+    let receipts = added["transactions"].as_array().unwrap();
+    assert_eq!(receipts[0]["transaction_id"], "bank-ref-1");
+    assert_eq!(receipts[0]["pending"], false);
+    assert!(receipts[0]["internal_transaction_id"].is_string());
+    assert_eq!(receipts[1]["pending"], true);
+    assert_eq!(receipts[1]["internal_transaction_id"], Value::Null);
+    let hold = receipts[1]["transaction_id"].as_str().unwrap().to_owned();
+
+    let body = transactions_of(&sim, &token, account).await;
+    let booked = body["transactions"]["booked"].as_array().unwrap();
+    let mine = booked.iter().find(|t| t["transactionId"] == "bank-ref-1").expect("the added booked transaction");
+    assert_eq!(mine["transactionAmount"]["amount"], "1250.00");
+    assert_eq!(mine["bookingDate"], "2026-03-01");
+    assert_eq!(mine["debtorName"], "Acme Widgets Ltd");
+    assert_eq!(mine["internalTransactionId"], receipts[0]["internal_transaction_id"]);
+    let pending = body["transactions"]["pending"].as_array().unwrap();
+    let held = pending.iter().find(|t| t["remittanceInformationUnstructured"] == "Card payment Pret").unwrap();
+    assert!(held.get("internalTransactionId").is_none() && held.get("bookingDate").is_none(), "{held}");
+    assert_eq!(held["transactionAmount"]["amount"], "-12.34");
+    assert_eq!(held["creditorName"], "Pret A Manger");
+    // Both count in the balances: the booked one everywhere, the pending one only as available.
+    assert_eq!(cents(&balance(&sim, &token, account, "closingBooked").await), closing_before + 125_000);
+    assert_eq!(cents(&balance(&sim, &token, account, "interimAvailable").await), available_before + 125_000 - 1234);
+
+    // Booking the hold settles it a little higher, under the same id.
+    let booked = sim
+        .post(&format!("/_sandbox/accounts/{account}/transactions/{hold}/book"), None, json!({"amount": "-12.96"}))
+        .await;
+    assert_eq!(booked.status(), StatusCode::OK);
+    let booked: Value = booked.json().await.unwrap();
+    assert_eq!(booked["transactionId"], hold.as_str());
+    assert_eq!(booked["bookingDate"], "2026-03-02");
+    assert_eq!(booked["transactionAmount"]["amount"], "-12.96");
+    assert!(booked["internalTransactionId"].is_string());
+    let body = transactions_of(&sim, &token, account).await;
+    assert!(body["transactions"]["booked"].as_array().unwrap().iter().any(|t| t["transactionId"] == hold.as_str()));
+    assert!(
+        body["transactions"]["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["transactionAmount"]["amount"] != "-12.34")
+    );
+    let again = sim.post(&format!("/_sandbox/accounts/{account}/transactions/{hold}/book"), None, json!({})).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let nothing = sim.post(&format!("/_sandbox/accounts/{account}/transactions/nope/book"), None, json!({})).await;
+    assert_eq!(nothing.status(), StatusCode::NOT_FOUND);
+
+    // Errors use the API's body.
+    let unknown = sim
+        .post("/_sandbox/accounts/00000000-0000-4000-8000-000000000000/transactions", None, json!({"generate": 1}))
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let unknown: Value = unknown.json().await.unwrap();
+    assert_eq!(unknown["summary"], "Account ID 00000000-0000-4000-8000-000000000000 not found");
+    assert_eq!(unknown["status_code"], 404);
+    let path = format!("/_sandbox/accounts/{account}/transactions");
+    let bad_amount =
+        sim.post(&path, None, json!({"transactions": [{"booking_date": "2026-03-01", "amount": "1.234"}]})).await;
+    assert_eq!(bad_amount.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(bad_amount.json::<Value>().await.unwrap()["summary"], "Invalid transactions[0].amount");
+    let both = sim.post(&path, None, json!({"transactions": [], "generate": 3})).await;
+    assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(sim.post(&path, None, json!({"generate": 0})).await.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn control_api_generates_a_hundred_thousand_transactions_quickly() {
+    let sim = start(11).await;
+    let token = sim.access().await;
+    let (_, accounts) = sim.link_default(&token, "bulk").await;
+    let account = &accounts[0];
+    let baseline = transactions_of(&sim, &token, account).await["transactions"]["booked"].as_array().unwrap().len();
+
+    let started = Instant::now();
+    let generated =
+        sim.post(&format!("/_sandbox/accounts/{account}/transactions"), None, json!({"generate": 100_000})).await;
+    let generation = started.elapsed();
+    assert_eq!(generated.status(), StatusCode::CREATED);
+    let generated: Value = generated.json().await.unwrap();
+    assert_eq!(generated["added"], 100_000);
+    // The default agreement keeps 90 days: the window is the 90 days up to yesterday.
+    assert_eq!(generated["date_from"], "2025-12-02");
+    assert_eq!(generated["date_to"], "2026-03-01");
+
+    let started = Instant::now();
+    let response = sim.get(&format!("/api/v2/accounts/{account}/transactions/"), &token).await;
+    let answered = started.elapsed();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.bytes().await.unwrap();
+    let fetch = started.elapsed();
+    eprintln!(
+        "generate 100k: {generation:?}; GET /transactions/: answered in {answered:?}, {} bytes read in {fetch:?}",
+        bytes.len()
+    );
+    // Generous bounds for an unoptimised test build on a busy machine; a release build is ~10x faster.
+    assert!(generation < Duration::from_secs(5) && fetch < Duration::from_secs(5), "{generation:?} {fetch:?}");
+
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let booked = body["transactions"]["booked"].as_array().unwrap();
+    assert_eq!(booked.len(), baseline + 100_000);
+    let ids: std::collections::HashSet<&str> =
+        booked.iter().map(|t| t["internalTransactionId"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), booked.len(), "internalTransactionIds are unique");
+    assert!(booked.windows(2).all(|w| w[0]["bookingDate"].as_str() >= w[1]["bookingDate"].as_str()), "newest first");
+
+    // Same seed, same calls: the same transactions.
+    let twin = start(11).await;
+    let twin_token = twin.access().await;
+    let (_, twin_accounts) = twin.link_default(&twin_token, "bulk").await;
+    twin.post(&format!("/_sandbox/accounts/{}/transactions", twin_accounts[0]), None, json!({"generate": 100_000}))
+        .await;
+    let twin_body = transactions_of(&twin, &twin_token, &twin_accounts[0]).await;
+    assert_eq!(body["transactions"], twin_body["transactions"]);
+}
+
+#[tokio::test]
+async fn pending_transactions_book_with_changed_amounts_or_ids() {
+    let sim = start(12).await;
+    let (_, accounts) = sim.link_default(&sim.access().await, "pending").await;
+    let account = &accounts[0];
+    let mut seen_pending = Vec::new();
+    for _ in 0..21 {
+        let token = sim.access().await;
+        let body = transactions_of(&sim, &token, account).await;
+        seen_pending.extend(body["transactions"]["pending"].as_array().unwrap().iter().cloned());
+        sim.advance(86_400).await;
+    }
+    let token = sim.access().await;
+    let body = transactions_of(&sim, &token, account).await;
+    let booked = body["transactions"]["booked"].as_array().unwrap();
+    let (mut amount_changed, mut id_changed) = (0, 0);
+    for pending in &seen_pending {
+        let same_text = |t: &&Value| {
+            t["remittanceInformationUnstructured"] == pending["remittanceInformationUnstructured"]
+                && t["creditorName"] == pending["creditorName"]
+                && t["debtorName"] == pending["debtorName"]
+        };
+        let Some(id) = pending["transactionId"].as_str() else { continue };
+        if id.starts_with("PDNG-") {
+            assert!(booked.iter().all(|t| t["transactionId"] != id), "{id} books under the bank's final id");
+            let same_amount = |t: &&Value| t["transactionAmount"] == pending["transactionAmount"];
+            assert!(booked.iter().any(|t| same_text(&t) && same_amount(&t)), "{pending} booked with its amount");
+            id_changed += 1;
+        } else if let Some(settled) = booked.iter().find(|t| t["transactionId"] == id) {
+            assert!(same_text(&settled), "{pending} vs {settled}");
+            let value_dates = [pending["valueDate"].as_str().unwrap(), settled["valueDate"].as_str().unwrap()];
+            let days = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+            assert!((days(value_dates[1]) - days(value_dates[0])).num_days().abs() <= 2, "{value_dates:?}");
+            let (held, paid) = (
+                cents(pending["transactionAmount"]["amount"].as_str().unwrap()),
+                cents(settled["transactionAmount"]["amount"].as_str().unwrap()),
+            );
+            if held != paid {
+                assert!(paid.abs() > held.abs() && paid.abs() <= held.abs() * 106 / 100 + 1, "{held} -> {paid}");
+                amount_changed += 1;
+            }
+        }
+    }
+    assert!(amount_changed > 0 && id_changed > 0, "{amount_changed} amount changes, {id_changed} id changes");
+}
+
+#[tokio::test]
+async fn dropped_connection_fault_closes_without_an_answer() {
+    let sim = start(13).await;
+    let token = sim.access().await;
+    let armed = sim.post("/_sandbox/faults", None, json!({"drop_connection": true, "count": 2})).await;
+    assert_eq!(armed.status(), StatusCode::OK);
+    assert_eq!(armed.json::<Value>().await.unwrap()["drop_connection"], true);
+    for _ in 0..2 {
+        let outcome = sim.http.get(sim.url("/api/v2/institutions/")).bearer_auth(&token).send().await;
+        let error = outcome.expect_err("a dropped connection gives no status");
+        assert!(error.is_request() && !error.is_status() && !error.is_timeout(), "{error:?}");
+    }
+    assert_eq!(sim.get("/api/v2/institutions/", &token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn agreements_can_be_accepted_once() {
+    let sim = start(14).await;
+    let token = sim.access().await;
+    let agreement: Value = sim
+        .post("/api/v2/agreements/enduser/", Some(&token), json!({"institution_id": SANDBOX_BANK}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let accept = |id: String, body: Value| {
+        let request = sim.http.put(sim.url(&format!("/api/v2/agreements/enduser/{id}/accept/")));
+        request.bearer_auth(&token).json(&body).send()
+    };
+    let id = agreement["id"].as_str().unwrap().to_owned();
+    let consent = json!({"user_agent": "Mozilla/5.0", "ip_address": "203.0.113.7"});
+    let missing = accept(id.clone(), json!({"ip_address": "203.0.113.7"})).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(missing.json::<Value>().await.unwrap()["summary"], "user_agent is required");
+    let bad_ip = accept(id.clone(), json!({"user_agent": "x", "ip_address": "nope"})).await.unwrap();
+    assert_eq!(bad_ip.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(bad_ip.json::<Value>().await.unwrap()["summary"], "Incorrect ip_address");
+
+    let accepted = accept(id.clone(), consent.clone()).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::OK);
+    let accepted: Value = accepted.json().await.unwrap();
+    assert_eq!(accepted["id"], id.as_str());
+    assert_eq!(accepted["accepted"], "2026-03-02T09:00:00.000000Z");
+    let fetched: Value = sim.get(&format!("/api/v2/agreements/enduser/{id}/"), &token).await.json().await.unwrap();
+    assert_eq!(fetched["accepted"], accepted["accepted"]);
+
+    let twice = accept(id.clone(), consent.clone()).await.unwrap();
+    assert_eq!(twice.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        twice.json::<Value>().await.unwrap(),
+        json!({"summary": "EUA cannot be accepted more than once",
+            "detail": format!("End User Agreement {id} has already been accepted"), "status_code": 409})
+    );
+    let unknown = accept("00000000-0000-4000-8000-000000000000".to_owned(), consent.clone()).await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json::<Value>().await.unwrap()["summary"], "Not found.");
+    let invalid = accept("not-a-uuid".to_owned(), consent).await.unwrap();
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(invalid.json::<Value>().await.unwrap()["summary"], "Invalid EndUserAgreement ID");
+    // An accepted agreement can no longer be deleted.
+    let delete = sim.http.delete(sim.url(&format!("/api/v2/agreements/enduser/{id}/"))).bearer_auth(&token);
+    assert_eq!(delete.send().await.unwrap().status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn company_limits_per_minute_and_hour() {
+    let limits = CompanyLimits {
+        institutions_per_minute: 3,
+        token_new_per_hour: 2,
+        accounts_per_minute: 4,
+        ..Default::default()
+    };
+    let sim = start_with(15, SandboxConfig { company_limits: limits, ..Default::default() }).await;
+    let token = sim.access().await;
+    for remaining in (0..3).rev() {
+        let response = sim.get("/api/v2/institutions/", &token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "http_x_ratelimit_limit"), "3");
+        assert_eq!(header(&response, "http_x_ratelimit_remaining"), remaining.to_string());
+        assert_eq!(header(&response, "http_x_ratelimit_reset"), "60");
+        assert!(response.headers().get("x-ratelimit-limit").is_none(), "the other spelling is opt-in");
+    }
+    let limited = sim.get("/api/v2/institutions/", &token).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&limited, "retry-after"), "60");
+    assert_eq!(header(&limited, "http_x_ratelimit_remaining"), "0");
+    assert_eq!(
+        limited.json::<Value>().await.unwrap(),
+        json!({"summary": "Rate limit exceeded",
+            "detail": "The rate limit for this resource is 3/minute. Please try again in 60 seconds", "status_code": 429})
+    );
+    // Other groups have their own budget; the window rolls over with the simulated clock.
+    assert_eq!(sim.get("/api/v2/requisitions/", &token).await.status(), StatusCode::OK);
+    sim.advance(45).await;
+    let later = sim.get("/api/v2/institutions/", &token).await;
+    assert_eq!(later.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&later, "retry-after"), "15");
+    sim.advance(15).await;
+    assert_eq!(sim.get("/api/v2/institutions/", &token).await.status(), StatusCode::OK);
+
+    // New tokens: per hour (one was issued above).
+    let credentials = json!({"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"});
+    assert_eq!(sim.post("/api/v2/token/new/", None, credentials.clone()).await.status(), StatusCode::OK);
+    let hourly = sim.post("/api/v2/token/new/", None, credentials).await;
+    assert_eq!(hourly.status(), StatusCode::TOO_MANY_REQUESTS);
+    let detail = hourly.json::<Value>().await.unwrap()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.starts_with("The rate limit for this resource is 2/hour. Please try again in "), "{detail}");
+
+    // The account endpoints share one budget: metadata, details, balances and transactions.
+    let (_, accounts) = sim.link_default(&token, "company").await;
+    let account = &accounts[0];
+    for path in ["/", "/details/", "/balances/", "/transactions/"] {
+        assert_eq!(sim.get(&format!("/api/v2/accounts/{account}{path}"), &token).await.status(), StatusCode::OK);
+    }
+    let shared = sim.get(&format!("/api/v2/accounts/{account}/details/"), &token).await;
+    assert_eq!(shared.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(shared.json::<Value>().await.unwrap()["summary"], "Rate limit exceeded");
+}
+
+#[tokio::test]
+async fn x_ratelimit_spelling_is_an_option() {
+    let sim = start_with(16, SandboxConfig { x_ratelimit_headers: true, ..Default::default() }).await;
+    let token = sim.access().await;
+    let (_, accounts) = sim.link_default(&token, "spelling").await;
+    let response = sim.get(&format!("/api/v2/accounts/{}/details/", accounts[0]), &token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for (documented, alternative) in [
+        ("http_x_ratelimit_limit", "X-RateLimit-Limit"),
+        ("http_x_ratelimit_remaining", "X-RateLimit-Remaining"),
+        ("http_x_ratelimit_reset", "X-RateLimit-Reset"),
+        ("http_x_ratelimit_account_success_limit", "X-RateLimit-Account-Success-Limit"),
+        ("http_x_ratelimit_account_success_remaining", "X-RateLimit-Account-Success-Remaining"),
+        ("http_x_ratelimit_account_success_reset", "X-RateLimit-Account-Success-Reset"),
+    ] {
+        assert_eq!(header(&response, documented), header(&response, alternative), "{alternative}");
+    }
+    assert_eq!(header(&response, "X-RateLimit-Account-Success-Remaining"), "3");
+    assert_eq!(header(&response, "X-RateLimit-Limit"), "100");
+}
+
+#[tokio::test]
+async fn accounts_are_processing_before_they_are_ready() {
+    let sim = start_with(17, SandboxConfig { account_ready_after_seconds: 5, ..Default::default() }).await;
+    let token = sim.access().await;
+    let (_, accounts) = sim.link_default(&token, "processing").await;
+    let account = &accounts[0];
+    let meta: Value = sim.get(&format!("/api/v2/accounts/{account}/"), &token).await.json().await.unwrap();
+    assert_eq!(meta["status"], "PROCESSING");
+    let early = sim.get(&format!("/api/v2/accounts/{account}/transactions/"), &token).await;
+    assert_eq!(early.status(), StatusCode::CONFLICT);
+    let early: Value = early.json().await.unwrap();
+    assert_eq!(early["summary"], "Account is being processed");
+    assert_eq!(early["status_code"], 409);
+    sim.advance(5).await;
+    let meta: Value = sim.get(&format!("/api/v2/accounts/{account}/"), &token).await.json().await.unwrap();
+    assert_eq!(meta["status"], "READY");
+    let ready = sim.get(&format!("/api/v2/accounts/{account}/transactions/"), &token).await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    // The refused call did not use the day's budget.
+    assert_eq!(header(&ready, "http_x_ratelimit_account_success_remaining"), "3");
+}
+
+#[tokio::test]
+async fn suspended_requisitions_suspend_their_accounts() {
+    let sim = start(18).await;
+    let token = sim.access().await;
+    let (id, accounts) = sim.link_default(&token, "suspend").await;
+    let suspended = sim.post(&format!("/_sandbox/requisitions/{id}/suspend"), None, json!({})).await;
+    assert_eq!(suspended.status(), StatusCode::OK);
+    assert_eq!(suspended.json::<Value>().await.unwrap()["status"], "SU");
+    let requisition: Value = sim.get(&format!("/api/v2/requisitions/{id}/"), &token).await.json().await.unwrap();
+    assert_eq!(requisition["status"], "SU");
+    for account in &accounts {
+        let meta: Value = sim.get(&format!("/api/v2/accounts/{account}/"), &token).await.json().await.unwrap();
+        assert_eq!(meta["status"], "SUSPENDED");
+        for path in ["details/", "balances/", "transactions/"] {
+            let response = sim.get(&format!("/api/v2/accounts/{account}/{path}"), &token).await;
+            assert_eq!(response.status(), StatusCode::CONFLICT);
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["summary"], "Account suspended");
+            assert_eq!(body["status_code"], 409);
+        }
+    }
+    let unknown = sim.post("/_sandbox/requisitions/00000000-0000-4000-8000-000000000000/suspend", None, json!({}));
+    assert_eq!(unknown.await.status(), StatusCode::NOT_FOUND);
 }
 
 /// A Python with the official client: the system's when it has `nordigen`, otherwise a private

@@ -1,20 +1,21 @@
 //! Account endpoints: metadata, details, balances and transactions, with the per-account daily
-//! success budget and access expiry.
+//! success budget, access expiry, suspension and the `PROCESSING` delay after linking.
 
 use axum::{
     Json, Router,
     extract::{Path, Query, State},
-    http::{HeaderName, HeaderValue, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
 };
-use chrono::{Days, NaiveDate};
+use chrono::{Days, Duration, NaiveDate};
 use serde_json::{Value, json};
 
 use super::{
-    data::{amount, opening_cents, transactions_on, txn_json},
+    data::{Txn, TxnView, amount, opening_cents, pending_on, transactions_on},
     error::ApiError,
-    routes::{Bearer, header_name},
+    limits::account_success_headers,
+    routes::Bearer,
     state::{Account, Endpoint, Inner, SandboxState, timestamp},
 };
 
@@ -30,7 +31,8 @@ pub(crate) fn router() -> Router<SandboxState> {
         .route("/accounts/{id}/transactions/", get(transactions))
 }
 
-fn find_account(inner: &Inner, id: &str) -> Result<Account, ApiError> {
+/// The account with this id, or the API's 400 (not a UUID) or 404.
+pub(crate) fn find_account(inner: &Inner, id: &str) -> Result<Account, ApiError> {
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(ApiError::bad_request("Invalid Account ID", format!("{id} is not a valid Account UUID. ")));
     }
@@ -47,6 +49,29 @@ fn access_live(inner: &Inner, account: &Account) -> bool {
     inner.requisitions.iter().any(|r| r.id == account.requisition && r.status == "LN" && !r.deleted)
 }
 
+/// Whether the account's requisition was suspended.
+fn suspended(inner: &Inner, account: &Account) -> bool {
+    inner.requisitions.iter().any(|r| r.id == account.requisition && r.status == "SU")
+}
+
+/// Whether the account is still `PROCESSING`: linked less than the configured delay ago.
+fn processing(state: &SandboxState, inner: &Inner, account: &Account) -> bool {
+    inner.now() < account.created + Duration::seconds(state.config.account_ready_after_seconds)
+}
+
+/// The account's status as its metadata shows it.
+fn account_status(state: &SandboxState, inner: &Inner, account: &Account) -> &'static str {
+    if suspended(inner, account) {
+        "SUSPENDED"
+    } else if !access_live(inner, account) {
+        "EXPIRED"
+    } else if processing(state, inner, account) {
+        "PROCESSING"
+    } else {
+        "READY"
+    }
+}
+
 async fn metadata(
     _: Bearer,
     State(state): State<SandboxState>,
@@ -54,7 +79,6 @@ async fn metadata(
 ) -> Result<Json<Value>, ApiError> {
     let inner = state.lock();
     let account = find_account(&inner, &id)?;
-    let status = if access_live(&inner, &account) { "READY" } else { "EXPIRED" };
     Ok(Json(json!({
         "id": account.id,
         "created": timestamp(account.created),
@@ -62,19 +86,39 @@ async fn metadata(
         "iban": account.iban,
         "bban": account.iban.get(4..),
         "institution_id": account.institution_id,
-        "status": status,
+        "status": account_status(&state, &inner, &account),
         "owner_name": account.owner_name,
         "name": "Main account",
     })))
 }
 
-/// The budget headers for one account endpoint today.
-fn budget_headers(limit: u32, used: u32, reset: i64) -> Vec<(HeaderName, HeaderValue)> {
-    vec![
-        (header_name("http_x_ratelimit_account_success_limit"), HeaderValue::from(limit)),
-        (header_name("http_x_ratelimit_account_success_remaining"), HeaderValue::from(limit.saturating_sub(used))),
-        (header_name("http_x_ratelimit_account_success_reset"), HeaderValue::from(reset)),
-    ]
+/// Why an account's data cannot be read now, if it cannot: suspended, expired or still processing.
+fn unavailable(state: &SandboxState, inner: &Inner, account: &Account, agreement: &str) -> Option<ApiError> {
+    let id = &account.id;
+    if suspended(inner, account) {
+        Some(ApiError::new(
+            StatusCode::CONFLICT,
+            "Account suspended",
+            format!("Account {id} is suspended after too many consecutive failed requests. Reconnect the account."),
+        ))
+    } else if !access_live(inner, account) {
+        Some(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Access has expired or it has been revoked. To restore access reconnect the account.",
+                format!("EUA {agreement} has expired or was revoked"),
+            )
+            .with_type("AccessExpiredError"),
+        )
+    } else if processing(state, inner, account) {
+        Some(ApiError::new(
+            StatusCode::CONFLICT,
+            "Account is being processed",
+            format!("Account {id} is still being processed by the institution. Please try again in a few seconds."),
+        ))
+    } else {
+        None
+    }
 }
 
 /// Checks access, scope and today's budget, runs `produce`, and counts the call if it succeeded.
@@ -82,20 +126,15 @@ fn budgeted(
     state: &SandboxState,
     id: &str,
     endpoint: Endpoint,
-    produce: impl FnOnce(&Inner, &Account) -> Result<Value, ApiError>,
+    produce: impl FnOnce(&Inner, &Account) -> Result<Response, ApiError>,
 ) -> Result<Response, ApiError> {
     let mut inner = state.lock();
     let account = find_account(&inner, id)?;
     let Some(requisition) = inner.requisitions.iter().find(|r| r.id == account.requisition).cloned() else {
         return Err(ApiError::not_found(format!("Account ID {id} not found"), "Requisition not found"));
     };
-    if !access_live(&inner, &account) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Access has expired or it has been revoked. To restore access reconnect the account.",
-            format!("EUA {} has expired or was revoked", requisition.agreement),
-        )
-        .with_type("AccessExpiredError"));
+    if let Some(error) = unavailable(state, &inner, &account, &requisition.agreement) {
+        return Err(error);
     }
     let scope = match endpoint {
         Endpoint::Details => "details",
@@ -136,18 +175,17 @@ fn budgeted(
             "Daily request limit set by the Institution has been exceeded.",
         )
         .with_type("RateLimitError")
-        .with_headers(budget_headers(limit, used, reset)));
+        .with_headers(account_success_headers(&state.config, limit, 0, reset)));
     }
-    let body = produce(&inner, &account)?;
+    let mut response = produce(&inner, &account)?;
     inner.usage.insert(key, used + 1);
-    let mut response = Json(body).into_response();
-    response.headers_mut().extend(budget_headers(limit, used + 1, reset));
+    response.headers_mut().extend(account_success_headers(&state.config, limit, limit - used - 1, reset));
     Ok(response)
 }
 
 async fn details(_: Bearer, State(state): State<SandboxState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     budgeted(&state, &id, Endpoint::Details, |_, account| {
-        Ok(json!({"account": {
+        Ok(Json(json!({"account": {
             "resourceId": account.id,
             "iban": account.iban,
             "currency": account.currency,
@@ -156,6 +194,7 @@ async fn details(_: Bearer, State(state): State<SandboxState>, Path(id): Path<St
             "product": "Business Current Account",
             "cashAccountType": "CACC",
         }}))
+        .into_response())
     })
 }
 
@@ -169,25 +208,64 @@ async fn balances(_: Bearer, State(state): State<SandboxState>, Path(id): Path<S
     budgeted(&state, &id, Endpoint::Balances, |inner, account| {
         let today = inner.now().date_naive();
         let mut booked = opening_cents(inner.seed, account.key);
-        let mut last = None;
-        for day in origin_day(account).iter_days().take_while(|d| *d < today) {
-            for txn in transactions_on(inner.seed, account.key, day) {
-                booked += txn.cents;
-                last = Some(txn.internal_id);
+        let mut last: Option<(NaiveDate, &str)> = None;
+        let generated: Vec<Txn> = origin_day(account)
+            .iter_days()
+            .take_while(|d| *d < today)
+            .flat_map(|day| transactions_on(inner.seed, account.key, day))
+            .collect();
+        let ledger = inner.ledgers.get(&account.id);
+        let added = ledger.map_or(&[][..], |l| l.booked_before(today));
+        for txn in generated.iter().chain(added) {
+            booked += txn.cents;
+            if last.is_none_or(|(day, _)| txn.day >= day) {
+                last = Some((txn.day, &txn.internal_id));
             }
         }
-        let pending: i64 = transactions_on(inner.seed, account.key, today).iter().map(|t| t.cents).sum();
+        let booked_today: i64 = ledger.map_or(0, |l| l.booked_between(today, today).iter().map(|t| t.cents).sum());
+        let pending: i64 = pending_on(inner.seed, account.key, today)
+            .iter()
+            .chain(ledger.map_or(&[][..], |l| l.pending()))
+            .map(|t| t.pending.cents)
+            .sum();
         let yesterday = today.pred_opt().unwrap_or(today).format("%Y-%m-%d").to_string();
+        let last = last.map(|(_, id)| id);
         let entry = |cents: i64, kind: &str, date: &str| {
             json!({"balanceAmount": {"amount": amount(cents), "currency": account.currency},
                 "balanceType": kind, "referenceDate": date, "creditLimitIncluded": false,
                 "lastCommittedTransaction": last})
         };
-        Ok(json!({"balances": [
+        Ok(Json(json!({"balances": [
             entry(booked, "closingBooked", &yesterday),
-            entry(booked + pending, "interimAvailable", &today.format("%Y-%m-%d").to_string()),
+            entry(booked + booked_today + pending, "interimAvailable", &today.format("%Y-%m-%d").to_string()),
         ]}))
+        .into_response())
     })
+}
+
+/// The first day whose transactions this account's agreement lets a client retrieve today.
+pub(crate) fn retrievable_from(inner: &Inner, account: &Account) -> NaiveDate {
+    let today = inner.now().date_naive();
+    let history = inner
+        .requisitions
+        .iter()
+        .find(|r| r.id == account.requisition)
+        .and_then(|r| inner.agreements.iter().find(|a| a.id == r.agreement))
+        .map_or(90, |a| a.max_historical_days.unsigned_abs());
+    today.checked_sub_days(Days::new(history)).unwrap_or(today).max(origin_day(account))
+}
+
+/// The body of `GET /accounts/{id}/transactions/`, serialised without an intermediate tree.
+#[derive(serde::Serialize)]
+struct TransactionsBody<'a> {
+    transactions: TransactionLists<'a>,
+    last_updated: String,
+}
+
+#[derive(serde::Serialize)]
+struct TransactionLists<'a> {
+    booked: Vec<TxnView<'a>>,
+    pending: Vec<TxnView<'a>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -230,30 +308,31 @@ async fn transactions(
     }
     budgeted(&state, &id, Endpoint::Transactions, |inner, account| {
         let today = inner.now().date_naive();
-        let history = inner
-            .requisitions
-            .iter()
-            .find(|r| r.id == account.requisition)
-            .and_then(|r| inner.agreements.iter().find(|a| a.id == r.agreement))
-            .map_or(90, |a| a.max_historical_days.unsigned_abs());
-        let earliest = today.checked_sub_days(Days::new(history)).unwrap_or(today).max(origin_day(account));
-        let from = from.unwrap_or(earliest).max(earliest);
+        let from = from.unwrap_or(NaiveDate::MIN).max(retrievable_from(inner, account));
         let to = to.unwrap_or(today).min(today);
-        let mut booked = Vec::new();
-        for day in from.iter_days().take_while(|d| *d <= to && *d < today) {
-            booked.extend(
-                transactions_on(inner.seed, account.key, day).iter().map(|t| txn_json(t, account.currency, true)),
-            );
-        }
-        booked.reverse();
-        let pending: Vec<Value> = if from <= today && today <= to {
-            transactions_on(inner.seed, account.key, today)
-                .iter()
-                .map(|t| txn_json(t, account.currency, false))
-                .collect()
-        } else {
-            Vec::new()
+        let ledger = inner.ledgers.get(&account.id);
+        let generated: Vec<Txn> = from
+            .iter_days()
+            .take_while(|d| *d <= to && *d < today)
+            .flat_map(|day| transactions_on(inner.seed, account.key, day))
+            .collect();
+        let added = ledger.map_or(&[][..], |l| l.booked_between(from, to));
+        let mut booked: Vec<&Txn> = generated.iter().chain(added).collect();
+        booked.sort_by_key(|t| std::cmp::Reverse(t.day));
+        let generated_pending =
+            if from <= today && today <= to { pending_on(inner.seed, account.key, today) } else { Vec::new() };
+        let added_pending = if from <= today && today <= to { ledger.map_or(&[][..], |l| l.pending()) } else { &[] };
+        let body = TransactionsBody {
+            transactions: TransactionLists {
+                booked: booked.into_iter().map(|t| TxnView::booked(t, account.currency)).collect(),
+                pending: generated_pending
+                    .iter()
+                    .chain(added_pending)
+                    .map(|t| TxnView::pending(t, account.currency))
+                    .collect(),
+            },
+            last_updated: timestamp(inner.now()),
         };
-        Ok(json!({"transactions": {"booked": booked, "pending": pending}, "last_updated": timestamp(inner.now())}))
+        Ok(Json(body).into_response())
     })
 }

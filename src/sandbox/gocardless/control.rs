@@ -1,4 +1,5 @@
-//! The hosted consent page and the control API under `/_sandbox/`: clock, expiry and faults.
+//! The hosted consent page and the control API under `/_sandbox/`: clock, expiry, suspension and
+//! faults (adding transactions lives in `added`).
 
 use axum::{
     Json, Router,
@@ -25,6 +26,7 @@ pub(crate) fn router() -> Router<SandboxState> {
         .route("/_sandbox/clock", get(clock))
         .route("/_sandbox/clock/advance", post(advance))
         .route("/_sandbox/requisitions/{id}/expire", post(expire))
+        .route("/_sandbox/requisitions/{id}/suspend", post(suspend))
         .route("/_sandbox/faults", post(arm_faults))
 }
 
@@ -100,7 +102,7 @@ async fn approve(State(state): State<SandboxState>, Path(id): Path<String>) -> R
     }
     let agreement = inner.requisitions[index].agreement.clone();
     if let Some(a) = inner.agreements.iter_mut().find(|a| a.id == agreement) {
-        a.accepted = Some(now);
+        a.accepted.get_or_insert(now);
     }
     let requisition = &mut inner.requisitions[index];
     requisition.status = "LN";
@@ -138,16 +140,36 @@ async fn advance(State(state): State<SandboxState>, Json(body): Json<Advance>) -
     Json(json!({"now": timestamp(inner.now())}))
 }
 
+/// Moves a requisition to `status` now.
+fn set_status(
+    state: &SandboxState,
+    headers: &HeaderMap,
+    id: &str,
+    status: &'static str,
+) -> Result<Json<Value>, ApiError> {
+    let mut inner = state.lock();
+    let requisition =
+        inner.requisitions.iter_mut().find(|r| r.id == id && !r.deleted).ok_or_else(|| requisition_missing(id))?;
+    requisition.status = status;
+    Ok(Json(requisition_json(requisition, &origin(headers))))
+}
+
 async fn expire(
     State(state): State<SandboxState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut inner = state.lock();
-    let requisition =
-        inner.requisitions.iter_mut().find(|r| r.id == id && !r.deleted).ok_or_else(|| requisition_missing(&id))?;
-    requisition.status = "EX";
-    Ok(Json(requisition_json(requisition, &origin(&headers))))
+    set_status(&state, &headers, &id, "EX")
+}
+
+/// Suspends a requisition (`SU`, as after many consecutive failures): its accounts turn
+/// `SUSPENDED` and their data endpoints answer 409.
+async fn suspend(
+    State(state): State<SandboxState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(&state, &headers, &id, "SU")
 }
 
 #[derive(serde::Deserialize)]
@@ -156,6 +178,7 @@ struct FaultRequest {
     count: u32,
     retry_after_seconds: Option<u64>,
     latency_ms: Option<u64>,
+    drop_connection: Option<bool>,
 }
 
 async fn arm_faults(
@@ -170,7 +193,8 @@ async fn arm_faults(
         remaining: body.count,
         retry_after_seconds: body.retry_after_seconds,
         latency_ms: body.latency_ms.unwrap_or(0),
+        drop_connection: body.drop_connection.unwrap_or(false),
     });
     Ok(Json(json!({"status": body.status, "count": body.count, "retry_after_seconds": body.retry_after_seconds,
-        "latency_ms": body.latency_ms.unwrap_or(0)})))
+        "latency_ms": body.latency_ms.unwrap_or(0), "drop_connection": body.drop_connection.unwrap_or(false)})))
 }

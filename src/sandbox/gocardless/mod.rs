@@ -3,13 +3,17 @@
 //!
 //! The real API lives under `/api/v2/…` (trailing slashes as in production); a hosted consent page
 //! lives at `/_sandbox/consent/{requisition_id}`; and a control API under `/_sandbox/` advances the
-//! clock, expires requisitions and injects faults. All state is in memory and every generated value
-//! is a function of the seed, so two simulators with the same seed answer the same calls the same way.
+//! clock, adds transactions, expires or suspends requisitions and injects faults. All state is in
+//! memory and every generated value is a function of the seed, so two simulators with the same seed
+//! answer the same calls the same way.
 
 mod accounts;
+mod added;
 mod control;
 mod data;
 mod error;
+mod ledger;
+mod limits;
 mod routes;
 mod state;
 
@@ -17,11 +21,16 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use limits::CompanyLimits;
 pub use state::{Clock, SandboxConfig, SandboxState};
 
 /// The simulator's routes: the real API, the consent page and the control API.
 pub fn router(state: SandboxState) -> Router {
-    routes::api_router(state.clone()).merge(control::router()).fallback(error::not_found).with_state(state)
+    routes::api_router(state.clone())
+        .merge(control::router())
+        .merge(added::router())
+        .fallback(error::not_found)
+        .with_state(state)
 }
 
 /// Serves the simulator on `listener` until `shutdown` is cancelled.

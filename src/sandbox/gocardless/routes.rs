@@ -2,12 +2,13 @@
 
 use axum::{
     Json, Router,
+    body::Body,
     body::Bytes,
     extract::{FromRequestParts, Path, Query, Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{get, post, put},
 };
 use serde_json::{Map, Value, json};
 
@@ -15,6 +16,7 @@ use super::{
     accounts,
     data::{INSTITUTIONS, institution, institution_json},
     error::ApiError,
+    limits,
     state::{ACCESS_EXPIRES, Agreement, Inner, REFRESH_EXPIRES, Requisition, SandboxState, TokenKind, timestamp},
 };
 
@@ -29,10 +31,12 @@ pub(crate) fn api_router(state: SandboxState) -> Router<SandboxState> {
         .route("/agreements/enduser/", post(agreement_create).get(agreement_list))
         .route("/agreements/enduser/{id}/", get(agreement_one).delete(agreement_delete))
         .route("/agreements/enduser/{id}", get(agreement_one).delete(agreement_delete))
+        .route("/agreements/enduser/{id}/accept/", put(agreement_accept))
         .route("/requisitions/", post(requisition_create).get(requisition_list))
         .route("/requisitions/{id}/", get(requisition_one).delete(requisition_delete))
         .route("/requisitions/{id}", get(requisition_one).delete(requisition_delete))
         .merge(accounts::router())
+        .layer(middleware::from_fn_with_state(state.clone(), limits::company_limits))
         .layer(middleware::from_fn_with_state(state, inject_faults));
     Router::new().nest("/api/v2", v2)
 }
@@ -53,6 +57,9 @@ async fn inject_faults(State(state): State<SandboxState>, request: Request, next
     if fault.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(fault.latency_ms)).await;
     }
+    if fault.drop_connection {
+        return dropped_connection();
+    }
     let Some(status) = fault.status.and_then(|s| StatusCode::from_u16(s).ok()) else {
         return next.run(request).await;
     };
@@ -69,6 +76,15 @@ async fn inject_faults(State(state): State<SandboxState>, request: Request, next
         error = error.with_type("ServiceError");
     }
     error.into_response()
+}
+
+/// A response whose body fails before its first byte: hyper then aborts the connection without
+/// writing anything (the status line is still only buffered), so the client sees the connection
+/// close mid-request, as when a proxy or the provider drops it.
+fn dropped_connection() -> Response {
+    let failure = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "sandbox: connection dropped");
+    let body = Body::from_stream(futures_util::stream::once(async move { Err::<Bytes, _>(failure) }));
+    Response::new(body)
 }
 
 /// A request carrying a live access token.
@@ -321,6 +337,46 @@ async fn agreement_delete(
         "detail": format!("End User Agreement {id} deleted")})))
 }
 
+#[derive(serde::Deserialize)]
+struct Acceptance {
+    user_agent: Option<String>,
+    ip_address: Option<String>,
+}
+
+/// Records the end user's acceptance of an agreement (the flow for customers that collect consent
+/// themselves); an agreement is accepted once.
+async fn agreement_accept(
+    _: Bearer,
+    State(state): State<SandboxState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: Acceptance = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("Invalid request body", format!("JSON parse error - {e}")))?;
+    let required = |field: &str, value: Option<String>| {
+        value
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::bad_request(format!("{field} is required"), "This field is required."))
+    };
+    required("user_agent", body.user_agent)?;
+    let ip_address = required("ip_address", body.ip_address)?;
+    if ip_address.parse::<std::net::IpAddr>().is_err() {
+        return Err(ApiError::bad_request("Incorrect ip_address", "Enter a valid IPv4 or IPv6 address."));
+    }
+    let mut inner = state.lock();
+    let now = inner.now();
+    let agreement = inner.agreements.iter_mut().find(|a| a.id == id).ok_or_else(|| agreement_missing(&id))?;
+    if agreement.accepted.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "EUA cannot be accepted more than once",
+            format!("End User Agreement {id} has already been accepted"),
+        ));
+    }
+    agreement.accepted = Some(now);
+    Ok(Json(agreement_json(agreement)))
+}
+
 /// A requisition as the API shows it; `base` is this simulator's own origin.
 pub(crate) fn requisition_json(requisition: &Requisition, base: &str) -> Value {
     json!({
@@ -460,9 +516,4 @@ async fn requisition_delete(
     inner.agreements.retain(|a| a.id != agreement);
     Ok(Json(json!({"summary": "Requisition deleted",
         "detail": format!("Requisition '{id}' deleted with all its End User Agreements")})))
-}
-
-/// A header name of the lowercase, underscored form the API documents.
-pub(crate) fn header_name(name: &'static str) -> HeaderName {
-    HeaderName::from_static(name)
 }

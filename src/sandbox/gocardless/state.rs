@@ -7,7 +7,11 @@ use std::{
 
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 
-use super::data::{Rng, mix};
+use super::{
+    data::{Rng, mix},
+    ledger::Ledger,
+    limits::{CompanyLimits, CompanyUsage},
+};
 
 /// Seconds an access token lives.
 pub(crate) const ACCESS_EXPIRES: i64 = 86_400;
@@ -53,6 +57,14 @@ pub struct SandboxConfig {
     pub secret_key: String,
     /// Successful calls allowed per account, per endpoint (details, balances, transactions), per day.
     pub daily_account_limit: u32,
+    /// The company-wide per-minute (and, for new tokens, per-hour) limits.
+    pub company_limits: CompanyLimits,
+    /// Also emit the `X-RateLimit-*` spelling of the rate-limit headers, besides the documented
+    /// `HTTP_X_RATELIMIT_*` one.
+    pub x_ratelimit_headers: bool,
+    /// Simulated seconds a newly linked account stays `PROCESSING` before it is `READY` (0: ready
+    /// at once, as most clients expect).
+    pub account_ready_after_seconds: i64,
 }
 
 impl Default for SandboxConfig {
@@ -61,6 +73,9 @@ impl Default for SandboxConfig {
             secret_id: "sandbox-secret-id".to_owned(),
             secret_key: "sandbox-secret-key".to_owned(),
             daily_account_limit: 4,
+            company_limits: CompanyLimits::default(),
+            x_ratelimit_headers: false,
+            account_ready_after_seconds: 0,
         }
     }
 }
@@ -89,6 +104,8 @@ impl SandboxState {
             requisitions: Vec::new(),
             accounts: Vec::new(),
             usage: HashMap::new(),
+            company_usage: CompanyUsage::new(),
+            ledgers: HashMap::new(),
             fault: None,
         };
         Self { config: Arc::new(config), inner: Arc::new(Mutex::new(inner)) }
@@ -178,6 +195,7 @@ pub(crate) struct Fault {
     pub remaining: u32,
     pub retry_after_seconds: Option<u64>,
     pub latency_ms: u64,
+    pub drop_connection: bool,
 }
 
 /// Everything behind the lock.
@@ -191,6 +209,9 @@ pub(crate) struct Inner {
     pub requisitions: Vec<Requisition>,
     pub accounts: Vec<Account>,
     pub usage: HashMap<(String, Endpoint, NaiveDate), u32>,
+    pub company_usage: CompanyUsage,
+    /// Transactions added through the control API, by account id.
+    pub ledgers: HashMap<String, Ledger>,
     pub fault: Option<Fault>,
 }
 
