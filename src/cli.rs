@@ -52,6 +52,10 @@ enum Command {
         /// Seed for the simulator's generated ids and data.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Also send the rate-limit headers as `X-RateLimit-*`, besides the documented
+        /// `HTTP_X_RATELIMIT_*` spelling.
+        #[arg(long)]
+        x_ratelimit_headers: bool,
     },
 }
 
@@ -133,7 +137,7 @@ pub fn main() -> ExitCode {
             Command::Tenant(command) => admin(config, AdminCommand::Tenant(command)).await,
             Command::User(command) => admin(config, AdminCommand::User(command)).await,
             Command::ApiKey(command) => admin(config, AdminCommand::ApiKey(command)).await,
-            Command::Sandbox { listen, seed } => sandbox(listen, seed).await,
+            Command::Sandbox { listen, seed, x_ratelimit_headers } => sandbox(listen, seed, x_ratelimit_headers).await,
         }
     }))
 }
@@ -177,14 +181,16 @@ async fn serve(config: Config, migrate_flag: bool) -> anyhow::Result<()> {
     result
 }
 
-async fn sandbox(listen: std::net::SocketAddr, seed: u64) -> anyhow::Result<()> {
+async fn sandbox(listen: std::net::SocketAddr, seed: u64, x_ratelimit_headers: bool) -> anyhow::Result<()> {
     use crate::sandbox::gocardless;
     let shutdown = shutdown_on_signals();
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     tracing::info!("sandbox listening on http://{addr}");
-    gocardless::serve(listener, gocardless::SandboxState::new(seed, gocardless::Clock::system()), shutdown).await?;
+    let config = gocardless::SandboxConfig { x_ratelimit_headers, ..Default::default() };
+    let state = gocardless::SandboxState::with_config(seed, gocardless::Clock::system(), config);
+    gocardless::serve(listener, state, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
