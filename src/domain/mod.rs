@@ -2,5 +2,6 @@
 
 pub mod canonical_json;
 pub mod ids;
+pub mod money;
 pub mod scope;
 pub mod secret;
