@@ -1,0 +1,185 @@
+//! GoCardless Bank Account Data: the typed client, its errors and wire types, and the choice of
+//! which API and credentials a tenant's calls use.
+
+mod client;
+mod error;
+pub mod types;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+pub use client::{Answer, Credentials, GoCardless, RetryPolicy};
+pub use error::ProviderError;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+
+use crate::{
+    auth::{Environment, TenantContext},
+    crypto::KeyRing,
+    db::tenant::begin_tenant,
+    providers::Breaker,
+    sandbox::gocardless::SandboxConfig,
+};
+
+/// How long an institution list is reused before asking the provider again.
+const INSTITUTIONS_TTL: Duration = Duration::from_secs(3600);
+
+/// Hands out clients: live-mode tenants get the real API with their own credentials or the
+/// deployment's; test-mode tenants always get the sandbox. Clients (and so token caches) are
+/// shared per credential set, breakers per base URL.
+pub struct GoCardlessClients {
+    http: reqwest::Client,
+    db: PgPool,
+    /// `PAYYMO_ENCRYPTION_KEYS`, or the database's key, loaded on first use (so the server can
+    /// start, and report not ready, before migrations have run).
+    configured_keys: Option<SecretString>,
+    keys: tokio::sync::OnceCell<KeyRing>,
+    live_url: String,
+    sandbox_url: String,
+    deployment: Option<Credentials>,
+    retry: RetryPolicy,
+    cooldown: Duration,
+    clients: Mutex<HashMap<String, GoCardless>>,
+    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+    institutions: Mutex<HashMap<(String, String), CachedInstitutions>>,
+}
+
+/// An institution list and when it was fetched.
+type CachedInstitutions = (Instant, Arc<Vec<types::Institution>>);
+
+/// Why no client could be made for a tenant.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "GoCardless credentials are not configured: set GOCARDLESS_SECRET_ID and GOCARDLESS_SECRET_KEY, or PUT /api/v1/provider_credentials/gocardless"
+    )]
+    NotConfigured,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("the stored GoCardless credentials cannot be decrypted: {0}")]
+    Unreadable(#[from] crate::crypto::CryptoError),
+    #[error("the encryption key ring cannot be loaded: {0}")]
+    KeyRing(String),
+}
+
+impl GoCardlessClients {
+    pub fn new(
+        db: PgPool,
+        configured_keys: Option<SecretString>,
+        live_url: &str,
+        sandbox_url: &str,
+        deployment: Option<Credentials>,
+        retry: RetryPolicy,
+        cooldown: Duration,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("payymo/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            db,
+            configured_keys,
+            keys: tokio::sync::OnceCell::new(),
+            live_url: live_url.to_owned(),
+            sandbox_url: sandbox_url.to_owned(),
+            deployment,
+            retry,
+            cooldown,
+            clients: Mutex::default(),
+            breakers: Mutex::default(),
+            institutions: Mutex::default(),
+        }
+    }
+
+    /// The key ring sealing provider secrets.
+    pub async fn keys(&self) -> Result<&KeyRing, ClientError> {
+        self.keys
+            .get_or_try_init(|| KeyRing::load(self.configured_keys.as_ref(), &self.db))
+            .await
+            .map_err(|e| ClientError::KeyRing(format!("{e:#}")))
+    }
+
+    /// The client `tenant`'s calls go through.
+    pub async fn for_tenant(&self, tenant: &TenantContext) -> Result<GoCardless, ClientError> {
+        if tenant.environment == Environment::Test {
+            let sandbox = SandboxConfig::default();
+            let credentials = Credentials {
+                secret_id: SecretString::from(sandbox.secret_id),
+                secret_key: SecretString::from(sandbox.secret_key),
+            };
+            return self.client(&self.sandbox_url, credentials).await;
+        }
+        let credentials = match self.tenant_credentials(tenant).await? {
+            Some(own) => own,
+            None => self.deployment.clone().ok_or(ClientError::NotConfigured)?,
+        };
+        self.client(&self.live_url, credentials).await
+    }
+
+    async fn tenant_credentials(&self, tenant: &TenantContext) -> Result<Option<Credentials>, ClientError> {
+        let mut tx = begin_tenant(&self.db, &tenant.id).await?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            "select secret_id_sealed, secret_key_sealed from provider_credentials
+             where tenant_id = $1 and provider = 'gocardless'",
+        )
+        .bind(tenant.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        crate::db::tenant::end_read(tx);
+        let Some((id, key)) = row else { return Ok(None) };
+        let keys = self.keys().await?;
+        let open = |what: &str, sealed: &str| -> Result<SecretString, ClientError> {
+            let bytes = keys.open(&credential_context(tenant, what), sealed)?;
+            Ok(SecretString::from(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(Some(Credentials { secret_id: open("secret_id", &id)?, secret_key: open("secret_key", &key)? }))
+    }
+
+    async fn client(&self, base: &str, credentials: Credentials) -> Result<GoCardless, ClientError> {
+        let keys = self.keys().await?.clone();
+        let key = format!("{base}\n{}", credentials.secret_id.expose_secret());
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let breaker = self
+            .breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(base.to_owned())
+            .or_insert_with(|| Arc::new(Breaker::new(5, self.cooldown)))
+            .clone();
+        let client = GoCardless::new(self.http.clone(), base, credentials, self.db.clone(), keys, breaker, self.retry);
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Banks in `country`, reused for an hour per API.
+    pub async fn institutions(
+        &self,
+        client: &GoCardless,
+        country: &str,
+    ) -> Result<Arc<Vec<types::Institution>>, ProviderError> {
+        let key = (client.base_url().to_owned(), country.to_owned());
+        if let Some((at, list)) = self.institutions.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
+            && at.elapsed() < INSTITUTIONS_TTL
+        {
+            return Ok(list.clone());
+        }
+        let list = Arc::new(client.institutions(country).await?);
+        self.institutions.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (Instant::now(), list.clone()));
+        Ok(list)
+    }
+}
+
+/// The associated data sealing one half of a tenant's credentials.
+pub fn credential_context(tenant: &TenantContext, what: &str) -> String {
+    format!("{}/provider_credentials/gocardless/{what}", tenant.id)
+}
