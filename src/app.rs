@@ -11,7 +11,13 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{auth::authenticator::Authenticator, config::Config, http, ratelimit::RateLimiter};
+use crate::{
+    auth::authenticator::Authenticator,
+    config::Config,
+    http,
+    providers::gocardless::{Credentials, GoCardlessClients, RetryPolicy},
+    ratelimit::RateLimiter,
+};
 
 /// What handlers share: one reference-counted pointer, so every middleware layer's clone is a
 /// single atomic increment. Holds nothing another instance would need.
@@ -37,6 +43,13 @@ pub struct Shared {
     pub draining: Arc<AtomicBool>,
     pub auth: Arc<Authenticator>,
     pub limiter: Arc<RateLimiter>,
+    /// GoCardless clients per tenant (live API or sandbox).
+    pub gocardless: Arc<GoCardlessClients>,
+    /// The GoCardless API base test-mode tenants use: `PAYYMO_SANDBOX_URL`, or the in-process
+    /// simulator's.
+    pub sandbox_url: String,
+    /// Where browsers reach this API (`PAYYMO_PUBLIC_URL`, or the bound address).
+    pub public_url: String,
 }
 
 /// A bound, ready-to-run server.
@@ -44,6 +57,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// Stops the in-process sandbox (if this instance started one) once the server is done.
+    sandbox_shutdown: CancellationToken,
 }
 
 impl Application {
@@ -60,8 +75,33 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?,
             None => RateLimiter::local(),
         };
+        let sandbox_shutdown = CancellationToken::new();
+        let sandbox_url = match &config.sandbox_url {
+            Some(url) => url.clone(),
+            None => start_sandbox(sandbox_shutdown.clone()).await?,
+        };
+        let deployment = config
+            .gocardless_credentials
+            .as_ref()
+            .map(|(id, key)| Credentials { secret_id: id.clone(), secret_key: key.clone() });
+        let gocardless = Arc::new(GoCardlessClients::new(
+            db.clone(),
+            config.encryption_keys.clone(),
+            &config.gocardless_url,
+            &sandbox_url,
+            deployment,
+            RetryPolicy::default(),
+            config.provider_cooldown,
+        ));
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
         let config = Arc::new(config);
         let state = AppState(Arc::new(Shared {
+            public_url,
+            gocardless,
+            sandbox_url,
             auth: Arc::new(Authenticator::new(db.clone(), config.clone())),
             limiter: Arc::new(limiter),
             config,
@@ -71,7 +111,7 @@ impl Application {
             draining: Arc::default(),
         }));
         let router = http::router(state.clone());
-        Ok(Self { listener, router, state })
+        Ok(Self { listener, router, state, sandbox_shutdown })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -88,14 +128,46 @@ impl Application {
             draining.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         let usage = tokio::spawn(flush_usage_until(self.state.auth.clone(), shutdown.clone()));
+        let workers = self.state.config.workers.then(|| {
+            let worker_id = format!("{}-{}", hostname(), std::process::id());
+            tokio::spawn(crate::bank::worker::run_until(self.state.clone(), worker_id, shutdown.clone()))
+        });
         let result = serve(self.listener, self.router, shutdown, self.state.config.shutdown_grace).await;
+        if let Some(workers) = workers {
+            let _ = workers.await;
+        }
         let _ = usage.await;
+        self.sandbox_shutdown.cancel();
         result
     }
 
     pub fn state(&self) -> &AppState {
         &self.state
     }
+}
+
+/// Starts the GoCardless simulator on a free loopback port, for test-mode tenants; returns its
+/// API base URL.
+async fn start_sandbox(shutdown: CancellationToken) -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/api/v2", listener.local_addr()?);
+    let state = crate::sandbox::gocardless::SandboxState::new(42, crate::sandbox::gocardless::Clock::system());
+    tokio::spawn(async move {
+        if let Err(error) = crate::sandbox::gocardless::serve(listener, state, shutdown).await {
+            tracing::warn!(%error, "the in-process GoCardless sandbox stopped");
+        }
+    });
+    tracing::info!(%url, "GoCardless sandbox for test-mode tenants started in process");
+    Ok(url)
+}
+
+/// This machine's name, for naming job workers.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "payymo".to_owned())
 }
 
 /// Writes counted API key usage every two seconds, and once more at shutdown.

@@ -112,6 +112,47 @@ pub const VARIABLES: &[Variable] = &[
         help: "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed for the client IP (IP allow-lists, audit log). Empty: the peer address is the client.",
     },
     Variable {
+        name: "PAYYMO_ENCRYPTION_KEYS",
+        default: "",
+        help: "Key ring for secrets stored encrypted (provider credentials and tokens): comma-separated id:base64 of 32 random bytes (e.g. k2:...,k1:...); the first seals new values, all open old ones. Unset: a key generated once into the database (development only).",
+    },
+    Variable {
+        name: "PAYYMO_PUBLIC_URL",
+        default: "",
+        help: "Base URL at which people's browsers reach this API, for the bank consent callback (e.g. https://api.example.com). Unset: http://<PAYYMO_LISTEN>.",
+    },
+    Variable {
+        name: "GOCARDLESS_URL",
+        default: "https://bankaccountdata.gocardless.com/api/v2",
+        help: "GoCardless Bank Account Data API base URL, used for live-mode tenants.",
+    },
+    Variable {
+        name: "GOCARDLESS_SECRET_ID",
+        default: "",
+        help: "The deployment's GoCardless secret_id (a tenant may set its own through the API). Test-mode tenants always use the sandbox.",
+    },
+    Variable { name: "GOCARDLESS_SECRET_KEY", default: "", help: "The deployment's GoCardless secret_key." },
+    Variable {
+        name: "PAYYMO_SANDBOX_URL",
+        default: "",
+        help: "GoCardless base URL for test-mode tenants, e.g. a `payymo sandbox` at http://127.0.0.1:8081/api/v2 shared by all instances. Unset: each `serve` starts the simulator in-process on a free loopback port.",
+    },
+    Variable {
+        name: "PAYYMO_PROVIDER_COOLDOWN",
+        default: "30s",
+        help: "After 5 consecutive failed calls to a provider, calls stop (failing fast) for this long, then one probe is let through.",
+    },
+    Variable {
+        name: "PAYYMO_WORKERS",
+        default: "true",
+        help: "Run background workers (bank syncs, scheduling) in this process (true/false). Any number of instances may run them.",
+    },
+    Variable {
+        name: "PAYYMO_SYNC_INTERVAL",
+        default: "6h",
+        help: "How often each linked bank connection is synced. Banks may allow only 4 calls a day per account and endpoint.",
+    },
+    Variable {
         name: "PAYYMO_LOG",
         default: "info,sqlx::postgres::notice=warn",
         help: "Log filter in tracing's EnvFilter syntax, e.g. info or payymo=debug,sqlx=warn.",
@@ -145,6 +186,15 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub credential_cache_ttl: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub encryption_keys: Option<SecretString>,
+    /// Where browsers reach this API, without a trailing slash; `None`: the bound address.
+    pub public_url: Option<String>,
+    pub gocardless_url: String,
+    pub gocardless_credentials: Option<(SecretString, SecretString)>,
+    pub sandbox_url: Option<String>,
+    pub provider_cooldown: Duration,
+    pub workers: bool,
+    pub sync_interval: Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -205,6 +255,14 @@ impl Config {
             rate_limits: env.rate_limits("PAYYMO_RATE_LIMITS")?,
             credential_cache_ttl: env.duration("PAYYMO_CREDENTIAL_CACHE_TTL")?,
             trusted_proxies: env.networks("PAYYMO_TRUSTED_PROXIES")?,
+            encryption_keys: env.encryption_keys("PAYYMO_ENCRYPTION_KEYS")?,
+            public_url: env.url("PAYYMO_PUBLIC_URL")?,
+            gocardless_url: env.url("GOCARDLESS_URL")?.unwrap_or_default(),
+            gocardless_credentials: env.pair("GOCARDLESS_SECRET_ID", "GOCARDLESS_SECRET_KEY")?,
+            sandbox_url: env.url("PAYYMO_SANDBOX_URL")?,
+            provider_cooldown: env.duration("PAYYMO_PROVIDER_COOLDOWN")?,
+            workers: env.boolean("PAYYMO_WORKERS")?,
+            sync_interval: env.duration("PAYYMO_SYNC_INTERVAL")?,
             log_filter: env.value("PAYYMO_LOG"),
             log_format: match env.value("PAYYMO_LOG_FORMAT").as_str() {
                 "text" => LogFormat::Text,
@@ -320,6 +378,44 @@ impl Env<'_> {
                 problem: format!("too short ({n} characters): use at least 32 random characters"),
             }),
             _ => Ok(Some(SecretString::from(value))),
+        }
+    }
+
+    /// A key ring, checked here so a bad one stops start-up with the variable's name.
+    fn encryption_keys(&self, name: &'static str) -> Result<Option<SecretString>, ConfigError> {
+        let value = self.value(name);
+        if value.is_empty() {
+            return Ok(None);
+        }
+        crate::crypto::KeyRing::parse(&value).map_err(|e| ConfigError { name, problem: e.to_string() })?;
+        Ok(Some(SecretString::from(value)))
+    }
+
+    /// An http(s) URL without its trailing slash, or `None` when unset.
+    fn url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        let value = self.value(name);
+        if value.is_empty() {
+            return Ok(None);
+        }
+        if !(value.starts_with("http://") || value.starts_with("https://")) || value.contains(char::is_whitespace) {
+            return Err(self.invalid(name, &value, "an http:// or https:// URL"));
+        }
+        Ok(Some(value.trim_end_matches('/').to_owned()))
+    }
+
+    /// Two secrets that only make sense together.
+    fn pair(
+        &self,
+        first: &'static str,
+        second: &'static str,
+    ) -> Result<Option<(SecretString, SecretString)>, ConfigError> {
+        match (self.value(first), self.value(second)) {
+            (a, b) if a.is_empty() && b.is_empty() => Ok(None),
+            (a, b) if !a.is_empty() && !b.is_empty() => Ok(Some((SecretString::from(a), SecretString::from(b)))),
+            (a, _) => Err(ConfigError {
+                name: if a.is_empty() { first } else { second },
+                problem: format!("{first} and {second} must be set together"),
+            }),
         }
     }
 

@@ -19,6 +19,12 @@ pub const EVENT_TYPES: &[&str] = &[
     "member.added",
     "member.updated",
     "member.removed",
+    "bank_connection.created",
+    "bank_connection.updated",
+    "bank_connection.expiring",
+    "bank_connection.expired",
+    "transaction.created",
+    "transaction.updated",
 ];
 
 /// An event, in the envelope webhooks deliver.
@@ -64,4 +70,30 @@ pub async fn record(
     .bind(data)
     .fetch_one(conn)
     .await
+}
+
+/// Records one event of `event_type` per payload, in one statement, inside the transaction that
+/// makes the changes (a sync creating thousands of transactions).
+pub async fn record_many(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    event_type: &'static str,
+    payloads: Vec<serde_json::Value>,
+) -> Result<(), sqlx::Error> {
+    debug_assert!(EVENT_TYPES.contains(&event_type), "{event_type} is not in EVENT_TYPES");
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = payloads.iter().map(|_| EventId::generate().as_str().to_owned()).collect();
+    sqlx::query(
+        "insert into events (tenant_id, id, event_type, data)
+         select $1, e.id, $2, e.data from unnest($3::text[], $4::jsonb[]) as e(id, data)",
+    )
+    .bind(tenant.as_str())
+    .bind(event_type)
+    .bind(&ids)
+    .bind(&payloads)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

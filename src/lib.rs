@@ -6,13 +6,17 @@ pub mod app;
 pub mod audit;
 /// Credentials verified into a principal: API keys, OAuth2 client tokens, user sessions.
 pub mod auth;
+/// Bank feeds: connections, accounts, background sync of transactions.
+pub mod bank;
 /// The command line: `serve`, `migrate`, `openapi`, `sandbox`, and the admin commands.
 pub mod cli;
 /// Configuration from the environment, validated at start-up.
 pub mod config;
+/// Encryption at rest for provider secrets: AES-256-GCM under a rotating key ring.
+pub mod crypto;
 /// Pool, embedded default cluster, migrations, readiness, tenant-bound transactions.
 pub mod db;
-/// Pure domain types: ids, scopes, secrets.
+/// Pure domain types: ids, money, scopes, secrets.
 pub mod domain;
 /// The events outbox: what happened, recorded with the change that caused it.
 pub mod events;
@@ -20,6 +24,8 @@ pub mod events;
 pub mod http;
 /// Background work: the durable Postgres job queue and its runner.
 pub mod jobs;
+/// Typed clients of outside providers (GoCardless), with retries and circuit breakers.
+pub mod providers;
 /// Per-credential rate limiting (GCRA), in process or shared through Redis.
 pub mod ratelimit;
 /// Local simulators of third-party APIs (GoCardless Bank Account Data).

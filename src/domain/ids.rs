@@ -79,6 +79,18 @@ prefixed_id!(
     /// An event (what happened), as listed at `/events` and delivered by webhooks.
     EventId, "evt"
 );
+prefixed_id!(
+    /// A bank connection: one consent at one bank, covering one or more accounts.
+    BankConnectionId, "bc"
+);
+prefixed_id!(
+    /// A bank account reached through a bank connection.
+    BankAccountId, "ba"
+);
+prefixed_id!(
+    /// A bank transaction.
+    TransactionId, "txn"
+);
 
 fn is_prefixed_id(value: &str, prefix: &str) -> bool {
     value

@@ -82,6 +82,8 @@ pub enum Probe {
     OAuthClients,
     Memberships,
     Events,
+    BankConnections,
+    Transactions,
 }
 
 impl Probe {
@@ -91,6 +93,8 @@ impl Probe {
             Probe::OAuthClients => "select tenant_id from oauth_clients where id = $1",
             Probe::Memberships => "select tenant_id from memberships where user_id = $1 limit 1",
             Probe::Events => "select tenant_id from events where id = $1 limit 1",
+            Probe::BankConnections => "select tenant_id from bank_connections where id = $1 limit 1",
+            Probe::Transactions => "select tenant_id from transactions where id = $1 limit 1",
         }
     }
 
@@ -100,6 +104,8 @@ impl Probe {
             Probe::OAuthClients => "oauth_client",
             Probe::Memberships => "member",
             Probe::Events => "event",
+            Probe::BankConnections => "bank_connection",
+            Probe::Transactions => "transaction",
         }
     }
 }

@@ -44,6 +44,18 @@ pub enum ErrorCode {
     Conflict,
     /// 409: a request with this `Idempotency-Key` is still being processed.
     IdempotencyKeyInUse,
+    /// 409: the bank connection's consent has expired; the account holder must re-authorise.
+    BankConnectionExpired,
+    /// 409: the bank connection is not linked (still pending, rejected, suspended or deleted).
+    BankConnectionNotLinked,
+    /// 409: no GoCardless credentials are configured for this tenant or deployment.
+    ProviderNotConfigured,
+    /// 429: the bank's daily call budget for this account is spent; `Retry-After` says until when.
+    SyncBudgetExhausted,
+    /// 502: the bank data provider refused or garbled the request; `detail` says what it said.
+    ProviderError,
+    /// 503: the bank data provider is unavailable right now; retry later.
+    ProviderUnavailable,
     /// 422: the JSON is well-formed but a field is missing or invalid; see `errors`.
     ValidationFailed,
     /// 422: this `Idempotency-Key` was used with different parameters.
@@ -77,6 +89,12 @@ impl ErrorCode {
         Self::UnsupportedMediaType,
         Self::Conflict,
         Self::IdempotencyKeyInUse,
+        Self::BankConnectionExpired,
+        Self::BankConnectionNotLinked,
+        Self::ProviderNotConfigured,
+        Self::SyncBudgetExhausted,
+        Self::ProviderError,
+        Self::ProviderUnavailable,
         Self::ValidationFailed,
         Self::IdempotencyKeyReused,
         Self::RateLimited,
@@ -101,6 +119,12 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Conflict => "conflict",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
+            Self::BankConnectionExpired => "bank_connection_expired",
+            Self::BankConnectionNotLinked => "bank_connection_not_linked",
+            Self::ProviderNotConfigured => "provider_not_configured",
+            Self::SyncBudgetExhausted => "sync_budget_exhausted",
+            Self::ProviderError => "provider_error",
+            Self::ProviderUnavailable => "provider_unavailable",
             Self::ValidationFailed => "validation_failed",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::RateLimited => "rate_limited",
@@ -121,7 +145,14 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Conflict | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            Self::Conflict
+            | Self::IdempotencyKeyInUse
+            | Self::BankConnectionExpired
+            | Self::BankConnectionNotLinked
+            | Self::ProviderNotConfigured => StatusCode::CONFLICT,
+            Self::SyncBudgetExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Self::ProviderError => StatusCode::BAD_GATEWAY,
+            Self::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::ValidationFailed | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -145,6 +176,12 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::Conflict => "Conflict",
             Self::IdempotencyKeyInUse => "Idempotency key in use",
+            Self::BankConnectionExpired => "Bank connection expired",
+            Self::BankConnectionNotLinked => "Bank connection not linked",
+            Self::ProviderNotConfigured => "Provider not configured",
+            Self::SyncBudgetExhausted => "Sync budget exhausted",
+            Self::ProviderError => "Provider error",
+            Self::ProviderUnavailable => "Provider unavailable",
             Self::ValidationFailed => "Validation failed",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::RateLimited => "Rate limited",
@@ -166,6 +203,8 @@ impl ErrorCode {
                 | Self::ShuttingDown
                 | Self::RateLimited
                 | Self::IdempotencyKeyInUse
+                | Self::SyncBudgetExhausted
+                | Self::ProviderUnavailable
         )
     }
 }

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit_logs;
 pub mod audit_trail;
 pub mod auth;
+pub mod bank_connections;
 pub mod docs;
 pub mod edge;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod query;
 pub mod rate_limit;
 pub mod request_id;
 pub mod sessions;
+pub mod transactions;
 
 use std::{any::Any, sync::Arc, time::Duration};
 
@@ -60,6 +62,7 @@ fn public_v1_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::openapi_json))
         .merge(oauth::public_router())
         .merge(sessions::public_router())
+        .merge(bank_connections::public_router())
 }
 
 /// `/api/v1` routes that act for a tenant: every one authenticates, is rate limited, audited
@@ -68,10 +71,12 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(api_keys::router())
         .merge(audit_logs::router())
+        .merge(bank_connections::router())
         .merge(events::router())
         .merge(members::router())
         .merge(oauth::router())
         .merge(sessions::router())
+        .merge(transactions::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.

@@ -27,6 +27,8 @@ Every response carries `X-Request-Id`.",
         (name = "api_keys", description = "API keys for server-to-server use"),
         (name = "members", description = "Users of this tenant and their roles"),
         (name = "audit_logs", description = "The tamper-evident audit log"),
+        (name = "bank_connections", description = "Banks, and accounts connected through open-banking consent"),
+        (name = "transactions", description = "Bank transactions synced from the bank connections"),
         (name = "events", description = "What happened, newest first; the objects webhooks deliver"),
         (name = "admin", description = "Platform administration (needs PAYYMO_ADMIN_TOKEN)"),
     )

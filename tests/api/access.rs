@@ -77,6 +77,15 @@ impl Fixtures {
         let events: Value =
             app.as_key(Method::GET, "/api/v1/events?limit=1", &a.key).send().await.unwrap().json().await.unwrap();
         ids.insert("events", events["data"][0]["id"].as_str().expect("tenant A has an event").to_owned());
+        let connection = crate::bank_feeds::connect(app, a).await;
+        ids.insert("bank_connections", connection["id"].as_str().unwrap().to_owned());
+        crate::bank_feeds::drain(app).await;
+        let transactions: Value =
+            app.as_key(Method::GET, "/api/v1/transactions?limit=1", &a.key).send().await.unwrap().json().await.unwrap();
+        ids.insert(
+            "transactions",
+            transactions["data"][0]["id"].as_str().expect("tenant A has a transaction").to_owned(),
+        );
         Self { ids }
     }
 
@@ -87,6 +96,8 @@ impl Fixtures {
             format!("/api/v1/api_keys/{}", self.ids["api_keys"]),
             format!("/api/v1/oauth_clients/{}", self.ids["oauth_clients"]),
             "/api/v1/members?limit=100".to_owned(),
+            format!("/api/v1/bank_connections/{}", self.ids["bank_connections"]),
+            format!("/api/v1/transactions/{}", self.ids["transactions"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }
@@ -183,6 +194,8 @@ fn placeholder_id(path: &str) -> String {
         "oauth_clients" => OAuthClientId::generate().to_string(),
         "members" => UserId::generate().to_string(),
         "events" => EventId::generate().to_string(),
+        "bank_connections" => payymo::domain::ids::BankConnectionId::generate().to_string(),
+        "transactions" => payymo::domain::ids::TransactionId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }

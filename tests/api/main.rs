@@ -7,6 +7,7 @@ mod support;
 
 mod access;
 mod audit_log;
+mod bank_feeds;
 mod cli;
 mod credentials;
 mod db_outage;

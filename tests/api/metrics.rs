@@ -5,7 +5,7 @@ async fn metrics_count_requests_by_route_template_method_and_status() {
     let app = TestApp::spawn().await;
     app.get("/healthz").await;
     app.get("/healthz").await;
-    app.get("/api/v1/transactions/txn_secret_123").await;
+    app.get("/api/v1/nowhere/txn_secret_123").await;
 
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);

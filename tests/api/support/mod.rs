@@ -191,6 +191,8 @@ pub fn test_config() -> Config {
     let mut config = Config::defaults();
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.shutdown_grace = Duration::from_secs(5);
+    // Tests drain the job queue themselves (`TestApp::run_jobs`), so nothing runs behind their back.
+    config.workers = false;
     config
 }
 
@@ -204,6 +206,7 @@ pub struct TestApp {
     pub db: PgPool,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
+    pub state: payymo::app::AppState,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -218,10 +221,11 @@ impl TestApp {
         let db = db::pool(options, &config);
         let app = Application::build(config, db.clone()).await.expect("the server binds");
         let addr = app.local_addr().expect("local address");
+        let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until(shutdown.clone()));
         let superuser = database.as_deref().and_then(|name| Some(CLUSTER.get()?.superuser(name)));
-        TestApp { addr, superuser, database, db, client: client(), shutdown, server }
+        TestApp { addr, superuser, database, db, client: client(), shutdown, state, server }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -230,6 +234,12 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    /// A pool on this test's database as a superuser: sees every tenant's rows (RLS bypassed),
+    /// for checking what the API may not show.
+    pub async fn superuser_pool(&self) -> PgPool {
+        PgPool::connect_with(self.superuser.clone().expect("a test database")).await.expect("superuser pool")
     }
 
     /// Stops the server and waits for it to finish draining.

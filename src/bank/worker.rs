@@ -1,0 +1,112 @@
+//! The bank feeds' background work: the job handlers, and the periodic scheduling that queues
+//! syncs for accounts that are due and sweeps consents that expire.
+//!
+//! Scheduling runs on every instance but happens once per period: each instance's ticker tries to
+//! move the task's `next_run_at` forward in `periodic_tasks`, and only the one whose update
+//! succeeds queues the work. Syncs are queued with a dedup key per account, so even two
+//! schedulers could not queue the same account twice.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{connections, sync};
+use crate::{
+    app::AppState,
+    domain::ids::TenantId,
+    jobs::{Job, NewJob, Runner, queue},
+};
+
+/// The job kind that queues due syncs and sweeps expiry.
+pub const SCHEDULE_JOB: &str = "bank.schedule";
+/// How often scheduling runs (fleet-wide).
+pub const SCHEDULE_PERIOD: Duration = Duration::from_secs(60);
+
+/// A runner with the bank feeds' handlers.
+pub fn runner(state: AppState, worker_id: String) -> Runner {
+    let sync_state = state.clone();
+    Runner::new(state.db.clone(), worker_id)
+        .register(sync::SYNC_JOB, move |job: Job| {
+            let state = sync_state.clone();
+            async move {
+                let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("a sync job needs a tenant"))?;
+                let account = job.payload["account_id"]
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("a sync job needs payload.account_id"))?
+                    .to_owned();
+                sync::run(&state, &tenant, &account).await.map(drop)
+            }
+        })
+        .register(SCHEDULE_JOB, move |_job: Job| {
+            let state = state.clone();
+            async move { schedule(&state).await }
+        })
+}
+
+/// Queues a sync for each linked account not synced within the sync interval, then sweeps
+/// expiring and expired consents.
+pub async fn schedule(state: &AppState) -> anyhow::Result<()> {
+    let mut platform = crate::db::tenant::begin_platform(&state.db).await?;
+    let due: Vec<(String, String)> = sqlx::query_as(
+        "select a.tenant_id, a.id from bank_accounts a
+         join bank_connections c on c.tenant_id = a.tenant_id and c.id = a.connection_id
+         where c.status = 'linked'
+           and (a.last_synced_at is null or a.last_synced_at < now() - make_interval(secs => $1))
+         order by a.last_synced_at nulls first limit 5000",
+    )
+    .bind(state.config.sync_interval.as_secs_f64())
+    .fetch_all(&mut *platform)
+    .await?;
+    crate::db::tenant::end_read(platform);
+    for (tenant, account) in &due {
+        let mut conn = state.db.acquire().await?;
+        sync::enqueue(&mut conn, &TenantId::from_db(tenant.clone()), account).await?;
+    }
+    let swept = connections::sweep_expiry(state).await?;
+    tracing::debug!(queued = due.len(), swept, "bank feeds scheduled");
+    Ok(())
+}
+
+/// Claims the periodic task `name` if its time has come; true for exactly one caller per period.
+pub async fn claim_period(state: &AppState, name: &str, period: Duration) -> Result<bool, sqlx::Error> {
+    sqlx::query("insert into periodic_tasks (name) values ($1) on conflict (name) do nothing")
+        .bind(name)
+        .execute(&state.db)
+        .await?;
+    let claimed = sqlx::query(
+        "update periodic_tasks set next_run_at = now() + make_interval(secs => $2)
+         where name = $1 and next_run_at <= now()",
+    )
+    .bind(name)
+    .bind(period.as_secs_f64())
+    .execute(&state.db)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Runs the workers until `shutdown`: the job runner, and a ticker that queues scheduling.
+pub async fn run_until(state: AppState, worker_id: String, shutdown: CancellationToken) {
+    let ticker_state = state.clone();
+    let ticker_shutdown = shutdown.clone();
+    let ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = ticker_shutdown.cancelled() => return,
+            }
+            match claim_period(&ticker_state, SCHEDULE_JOB, SCHEDULE_PERIOD).await {
+                Ok(true) => {
+                    let job = NewJob::new(SCHEDULE_JOB, serde_json::json!({})).dedup_key(SCHEDULE_JOB).max_attempts(1);
+                    if let Err(error) = queue::enqueue(&ticker_state.db, &job).await {
+                        tracing::warn!(%error, "cannot queue bank scheduling");
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot claim bank scheduling"),
+            }
+        }
+    });
+    runner(state, worker_id).run_until(shutdown).await;
+    let _ = ticker.await;
+}
