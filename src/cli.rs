@@ -27,6 +27,10 @@ enum Command {
         #[arg(long)]
         no_migrate: bool,
     },
+    /// Run everything locally with nothing configured: the embedded database, the GoCardless
+    /// sandbox, the API and its workers, a demo tenant with a printed API key, and a linked
+    /// sandbox bank whose transactions keep arriving.
+    Demo,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the OpenAPI 3.1 document (the one committed at openapi/openapi.json).
@@ -132,6 +136,7 @@ pub fn main() -> ExitCode {
     report(runtime.block_on(async move {
         match cli.command {
             Command::Serve { no_migrate } => serve(config, !no_migrate).await,
+            Command::Demo => crate::demo::run(config).await,
             Command::Migrate => migrate(config).await,
             Command::Openapi { .. } => Ok(()),
             Command::Tenant(command) => admin(config, AdminCommand::Tenant(command)).await,

@@ -16,6 +16,8 @@ pub mod config;
 pub mod crypto;
 /// Pool, embedded default cluster, migrations, readiness, tenant-bound transactions.
 pub mod db;
+/// `payymo demo`: the whole product on one machine with nothing configured.
+pub mod demo;
 /// Pure domain types: ids, money, scopes, secrets.
 pub mod domain;
 /// The events outbox: what happened, recorded with the change that caused it.
