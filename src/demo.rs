@@ -166,7 +166,7 @@ async fn keep_transactions_arriving(
         for account in accounts.unwrap_or_default() {
             n += 1;
             let today = chrono::Utc::now().date_naive().to_string();
-            let (amount, counterparty, remittance) = if n % 3 == 0 {
+            let (amount, counterparty, remittance) = if n.is_multiple_of(3) {
                 ("-42.10".to_owned(), "Office Supplies Ltd", "Card payment Office Supplies".to_owned())
             } else {
                 (
