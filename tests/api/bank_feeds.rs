@@ -589,3 +589,74 @@ async fn another_tenants_connections_and_transactions_are_404() {
             .unwrap();
     assert_eq!(incidents, 4);
 }
+
+#[tokio::test]
+async fn a_worker_killed_mid_sync_leaves_its_job_to_be_run_again_without_duplicates() {
+    use crate::support::{
+        APP_PASSWORD, TestCluster,
+        process::{database_url, serve},
+        test_config,
+    };
+    let options = TestCluster::get().await.fresh_database().await;
+    let app = TestApp::spawn_with(test_config(), options.clone()).await;
+    let tenant = app.tenant().await;
+    connect(&app, &tenant).await; // queues the first sync; this app runs no workers
+    let su = app.superuser_pool().await;
+
+    // The bank answers slowly, so the worker process is caught in the middle of its sync.
+    control(&app, "/_sandbox/faults", json!({"latency_ms": 60_000, "count": 100})).await;
+    let url = database_url(&options, APP_PASSWORD);
+    let mut worker = serve(&[
+        ("DATABASE_URL", url.as_str()),
+        ("PAYYMO_WORKERS", "true"),
+        ("PAYYMO_SANDBOX_URL", app.state.sandbox_url.as_str()),
+        ("PAYYMO_LOG", "info"),
+    ])
+    .await;
+    let running = async {
+        loop {
+            let n: i64 =
+                sqlx::query_scalar("select count(*) from jobs where kind = 'bank.sync_account' and status = 'running'")
+                    .fetch_one(&su)
+                    .await
+                    .unwrap();
+            if n > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), running).await.expect("the worker claims the sync");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    worker.child.kill().await.unwrap(); // SIGKILL
+    worker.child.wait().await.unwrap();
+    let written: i64 = sqlx::query_scalar("select count(*) from transactions").fetch_one(&su).await.unwrap();
+    assert_eq!(written, 0, "a killed sync leaves nothing half-written");
+
+    // The bank recovers; once the dead worker's lease has run out, any worker runs the job again.
+    control(&app, "/_sandbox/faults", json!({"count": 0})).await;
+    drain(&app).await; // may run the dead process's scheduling job, never the leased sync
+    let (status, locked_by): (String, Option<String>) =
+        sqlx::query_as("select status, locked_by from jobs where kind = 'bank.sync_account' order by id limit 1")
+            .fetch_one(&su)
+            .await
+            .unwrap();
+    assert_eq!(status, "running", "the job is not claimable while its lease lasts");
+    assert_ne!(locked_by.as_deref(), Some("test-worker"));
+    sqlx::query("update jobs set locked_until = now() - interval '1 second' where status = 'running'")
+        .execute(&su)
+        .await
+        .unwrap();
+    assert!(drain(&app).await >= 1);
+    let transactions = all_transactions(&app, &tenant, "").await;
+    assert!(!transactions.is_empty());
+    let ids: HashSet<&str> = transactions.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), transactions.len());
+    assert_eq!(event_counts(&app, &tenant).await.get("transaction.created"), Some(&transactions.len()));
+    let (attempts, status): (i32, String) =
+        sqlx::query_as("select attempts, status from jobs where kind = 'bank.sync_account' order by id limit 1")
+            .fetch_one(&su)
+            .await
+            .unwrap();
+    assert_eq!((attempts, status.as_str()), (2, "done"), "the second attempt completed the job");
+}

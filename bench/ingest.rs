@@ -1,0 +1,166 @@
+//! Ingest benchmark: 100,000 sandbox transactions for one tenant through the real sync path
+//! (GoCardless client → sandbox over HTTP → normalise → batched upsert with pending linking and
+//! one `transaction.created` event per row, in one tenant-bound transaction), against a baseline of
+//! the same rows written by one `COPY` into a table of the same shape, in the same run.
+//!
+//! `cargo run --release --example bench-ingest [ROWS]` (default 100000). Uses `DATABASE_URL`
+//! when set, otherwise a throwaway embedded cluster. Prints rows/s for both and the ratio
+//! (target ≥ 0.3).
+
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use payymo::{
+    app::Application,
+    auth::{Environment, Plan},
+    bank::{connections, sync},
+    config::Config,
+    db::{self, Database, tenant::begin_platform},
+    domain::ids::TenantId,
+    sandbox::gocardless::{Clock, SandboxConfig, SandboxState},
+    tenancy,
+};
+use serde_json::{Value, json};
+
+const TARGET: f64 = 0.3;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rows: u64 = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(100_000);
+    let work = tempfile_dir()?;
+    let mut config = Config::from_lookup(|name| match name {
+        "DATABASE_URL" => std::env::var(name).ok(),
+        "PAYYMO_DATA_DIR" => Some(work.clone()),
+        "PAYYMO_LISTEN" => Some("127.0.0.1:0".into()),
+        "PAYYMO_WORKERS" => Some("false".into()),
+        "PAYYMO_LOG" => Some("warn".into()),
+        _ => None,
+    })?;
+    config.db_max_connections = 4;
+
+    // The sandbox, in process, with room for one big account.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sandbox = format!("http://{}", listener.local_addr()?);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let state = SandboxState::with_config(7, Clock::system(), SandboxConfig::default());
+    tokio::spawn(payymo::sandbox::gocardless::serve(listener, state, shutdown.clone()));
+    config.sandbox_url = Some(format!("{sandbox}/api/v2"));
+
+    let database = Database::locate(&config).await?;
+    let pool = db::pool(database.options.clone(), &config);
+    let result = run(config, &pool, &sandbox, rows).await;
+    shutdown.cancel();
+    pool.close().await;
+    database.shutdown().await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+async fn run(config: Config, pool: &sqlx::PgPool, sandbox: &str, rows: u64) -> anyhow::Result<()> {
+    db::MIGRATOR.run(pool).await?;
+    let app = Application::build(config, pool.clone()).await?;
+    let state = app.state().clone();
+
+    let mut tx = begin_platform(pool).await?;
+    let tenant = tenancy::create_tenant(
+        &mut tx,
+        tenancy::NewTenant {
+            name: "ingest bench".into(),
+            environment: Environment::Test,
+            plan: Some(Plan::Premium),
+            time_zone: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tx.commit().await?;
+    let tenant = TenantId::from_db(tenant.id);
+    let context = connections::tenant_context(&state, &tenant).await?.ok_or_else(|| anyhow::anyhow!("tenant"))?;
+
+    // A linked connection with a 730-day window, through the same calls the API makes.
+    let connection = connections::create(
+        &state,
+        &context,
+        connections::NewConnection {
+            institution_id: "SANDBOXFINANCE_SFIN0000".into(),
+            redirect_url: "https://bench.example/done".into(),
+            max_historical_days: Some(730),
+            access_valid_for_days: Some(90),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let link = connection.consent_link.unwrap_or_default();
+    http.post(format!("{}/approve", link.trim_end_matches('/'))).send().await?.error_for_status()?;
+    let reference = format!("{tenant}.{}", connection.id);
+    connections::callback(&state, &reference, None, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (account, provider_account): (String, String) =
+        sqlx::query_as("select id, provider_account_id from bank_accounts where tenant_id = $1 order by id limit 1")
+            .bind(tenant.as_str())
+            .fetch_one(&mut *begin_platform(pool).await?)
+            .await?;
+    let added: Value = http
+        .post(format!("{sandbox}/_sandbox/accounts/{provider_account}/transactions"))
+        .json(&json!({ "generate": rows }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    eprintln!("bench-ingest: sandbox account holds {} generated transactions", added["added"]);
+
+    // The real sync path.
+    let started = Instant::now();
+    let report = sync::run(&state, &tenant, &account).await?;
+    let sync_seconds = started.elapsed().as_secs_f64();
+    let synced = report.created as f64;
+
+    // Baseline: the same rows, one COPY into a table of the same shape (indexes included).
+    // Its own connection, never returned to the pool: it sees every tenant.
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query("set payymo.platform = 'on'").execute(&mut conn).await?;
+    sqlx::query("create table ingest_copy (like transactions including defaults including indexes)")
+        .execute(&mut conn)
+        .await?;
+    let mut out = conn
+        .copy_out_raw(&format!(
+            "copy (select * from transactions where tenant_id = '{}' and account_id = '{account}') to stdout",
+            tenant.as_str()
+        ))
+        .await?;
+    let mut data = Vec::new();
+    while let Some(chunk) = out.next().await {
+        data.extend_from_slice(&chunk?);
+    }
+    drop(out);
+    let started = Instant::now();
+    let mut copy = conn.copy_in_raw("copy ingest_copy from stdin").await?;
+    copy.send(data).await?;
+    let copied = copy.finish().await? as f64;
+    let copy_seconds = started.elapsed().as_secs_f64();
+    sqlx::query("drop table ingest_copy").execute(&mut conn).await?;
+
+    let events: i64 =
+        sqlx::query_scalar("select count(*) from events where tenant_id = $1 and event_type = 'transaction.created'")
+            .bind(tenant.as_str())
+            .fetch_one(&mut conn)
+            .await?;
+    let sync_rate = synced / sync_seconds;
+    let copy_rate = copied / copy_seconds;
+    let ratio = sync_rate / copy_rate;
+    println!("bench-ingest: {rows} generated + history; sync report: {report:?}");
+    println!(
+        "  sync path : {synced:>9.0} rows in {sync_seconds:>6.2} s = {sync_rate:>9.0} rows/s ({events} events written too)"
+    );
+    println!("  COPY      : {copied:>9.0} rows in {copy_seconds:>6.2} s = {copy_rate:>9.0} rows/s");
+    println!("  ratio     : {ratio:.2} (target >= {TARGET}: {})", if ratio >= TARGET { "met" } else { "NOT met" });
+    Ok(())
+}
+
+/// A fresh directory for the embedded cluster (removed afterwards).
+fn tempfile_dir() -> anyhow::Result<String> {
+    let dir = std::env::temp_dir().join(format!("payymo-bench-ingest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.to_string_lossy().into_owned())
+}
