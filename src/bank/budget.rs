@@ -93,8 +93,12 @@ pub async fn remaining(
     .bind(endpoint.as_str())
     .fetch_optional(conn)
     .await?;
-    Ok(row
-        .map_or(DEFAULT_DAY_LIMIT, |(used, limit, reported)| reported.unwrap_or(limit - used).min(limit - used).max(0)))
+    Ok(row.map_or(DEFAULT_DAY_LIMIT, |(used, limit, reported)| calls_left(used, limit, reported)))
+}
+
+/// Calls left: our own count, or the provider's when it reported fewer.
+fn calls_left(used: i32, limit: i32, reported: Option<i32>) -> i32 {
+    reported.unwrap_or(limit - used).min(limit - used).max(0)
 }
 
 /// The tightest budget across `accounts`, per endpoint.
@@ -120,7 +124,7 @@ pub async fn summary(
     let mut left: [Option<i32>; 3] = [None; 3];
     for (endpoint, used, limit, reported) in rows {
         day_limit = limit;
-        let now_left = reported.unwrap_or(limit - used).min(limit - used).max(0);
+        let now_left = calls_left(used, limit, reported);
         let slot = &mut left[match endpoint.as_str() {
             "transactions" => 0,
             "balances" => 1,

@@ -5,7 +5,6 @@
 //! its event (and any sync jobs it queues) in one tenant-bound transaction.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
 use sqlx::PgConnection;
 
 use super::{
@@ -203,13 +202,7 @@ pub async fn load(
     tenant: &TenantId,
     id: &BankConnectionId,
 ) -> Result<Option<BankConnection>, sqlx::Error> {
-    let row: Option<ConnectionRow> =
-        sqlx::query_as(&format!("select {CONNECTION_COLUMNS} from bank_connections where tenant_id = $1 and id = $2"))
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some(row) = row else { return Ok(None) };
+    let Some(row) = load_row(conn, tenant, id).await? else { return Ok(None) };
     Ok(Some(assemble(conn, tenant, row).await?))
 }
 
@@ -569,15 +562,6 @@ pub async fn refresh(
     Ok(Some(connection))
 }
 
-/// A connection reference for events of the expiry sweep.
-#[derive(Debug, Serialize)]
-struct Due {
-    tenant_id: String,
-    id: String,
-    expires_at: DateTime<Utc>,
-    warned: Option<i32>,
-}
-
 /// Marks connections whose consent ran out `expired`, and announces those about to (7, 3 and 1
 /// days before), each warning once. Runs periodically on one instance at a time.
 pub async fn sweep_expiry(state: &AppState) -> anyhow::Result<usize> {
@@ -592,8 +576,7 @@ pub async fn sweep_expiry(state: &AppState) -> anyhow::Result<usize> {
     end_read(platform);
     let mut changed = 0;
     for (tenant_id, id, expires_at, warned) in due {
-        let due = Due { tenant_id, id, expires_at, warned };
-        let tenant = TenantId::from_db(due.tenant_id.clone());
+        let tenant = TenantId::from_db(tenant_id);
         let mut tx = begin_tenant(&state.db, &tenant).await?;
         let left = expires_at - Utc::now();
         if left <= Duration::zero() {
@@ -603,11 +586,11 @@ pub async fn sweep_expiry(state: &AppState) -> anyhow::Result<usize> {
                  where tenant_id = $1 and id = $2 and status = 'linked'",
             )
             .bind(tenant.as_str())
-            .bind(&due.id)
+            .bind(&id)
             .execute(&mut *tx)
             .await?;
             if expired.rows_affected() == 1 {
-                announce(&mut tx, &tenant, &due.id, "bank_connection.expired").await?;
+                announce(&mut tx, &tenant, &id, "bank_connection.expired").await?;
                 changed += 1;
             }
         } else {
@@ -615,15 +598,15 @@ pub async fn sweep_expiry(state: &AppState) -> anyhow::Result<usize> {
             let days_left = left.num_seconds() as f64 / 86_400.0;
             let threshold = EXPIRY_WARNINGS.iter().rev().find(|d| days_left <= **d as f64).copied();
             if let Some(threshold) = threshold
-                && due.warned.is_none_or(|w| i64::from(w) > threshold)
+                && warned.is_none_or(|w| i64::from(w) > threshold)
             {
                 sqlx::query("update bank_connections set expiry_warned_days = $3 where tenant_id = $1 and id = $2")
                     .bind(tenant.as_str())
-                    .bind(&due.id)
+                    .bind(&id)
                     .bind(threshold as i32)
                     .execute(&mut *tx)
                     .await?;
-                announce(&mut tx, &tenant, &due.id, "bank_connection.expiring").await?;
+                announce(&mut tx, &tenant, &id, "bank_connection.expiring").await?;
                 changed += 1;
             }
         }

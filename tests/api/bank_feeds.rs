@@ -34,6 +34,20 @@ async fn control(app: &TestApp, path: &str, body: Value) -> Value {
     response.json().await.unwrap_or(Value::Null)
 }
 
+/// An access token of the sandbox itself, to check what the bank holds.
+async fn sandbox_token(app: &TestApp) -> String {
+    let token: Value = browser()
+        .post(format!("{}/token/new/", app.state.sandbox_url))
+        .json(&json!({"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["access"].as_str().unwrap().to_owned()
+}
+
 /// Runs due jobs until none is left (at most `rounds` claims).
 pub async fn drain(app: &TestApp) -> usize {
     let runner = worker::runner(app.state.clone(), "test-worker".into());
@@ -217,16 +231,7 @@ async fn pending_transactions_become_booked_without_duplicates() {
     let after = all_transactions(&app, &tenant, "").await;
 
     // Every transaction the bank lists is here exactly once: compare with the bank itself.
-    let token: Value = browser()
-        .post(format!("{}/token/new/", app.state.sandbox_url))
-        .json(&json!({"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access = token["access"].as_str().unwrap();
+    let access = &sandbox_token(&app).await;
     for account in connection["accounts"].as_array().unwrap() {
         let account_id = account["id"].as_str().unwrap();
         let provider_id: String = sqlx::query_scalar("select provider_account_id from bank_accounts where id = $1")
@@ -486,18 +491,10 @@ async fn rejected_consent_and_deletion() {
         .fetch_one(&app.superuser_pool().await)
         .await
         .unwrap();
-    let token: Value = browser()
-        .post(format!("{}/token/new/", app.state.sandbox_url))
-        .json(&json!({"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let access = sandbox_token(&app).await;
     let upstream = browser()
         .get(format!("{}/requisitions/{requisition}/", app.state.sandbox_url))
-        .bearer_auth(token["access"].as_str().unwrap())
+        .bearer_auth(&access)
         .send()
         .await
         .unwrap();

@@ -270,17 +270,7 @@ impl GoCardless {
                     attempt -= 1;
                     continue;
                 }
-                Sent::Retry { error, wait } => {
-                    if attempt >= self.inner.retry.attempts {
-                        return Err(error);
-                    }
-                    let jitter = self.inner.retry.backoff.sample(attempt as i32);
-                    let wait = wait.map_or(jitter, |w| w.max(jitter));
-                    if wait > self.inner.retry.max_wait {
-                        return Err(error);
-                    }
-                    wait
-                }
+                Sent::Retry { error, wait } => self.retry_wait(attempt, wait).ok_or(error)?,
             };
             tracing::debug!(path, attempt, ?wait, "retrying GoCardless call");
             tokio::time::sleep(wait).await;
@@ -498,16 +488,19 @@ impl GoCardless {
                 Sent::Failed(error) => return Err(error),
                 Sent::Retry { error, wait } => (error, wait),
             };
-            if attempt >= self.inner.retry.attempts {
-                return Err(error);
-            }
-            let jitter = self.inner.retry.backoff.sample(attempt as i32);
-            let wait = wait.map_or(jitter, |w| w.max(jitter));
-            if wait > self.inner.retry.max_wait {
-                return Err(error);
-            }
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(self.retry_wait(attempt, wait).ok_or(error)?).await;
         }
+    }
+
+    /// How long to wait before retrying after failed `attempt`: full jitter, but never less than
+    /// the provider asked (`asked`). `None` when attempts are used up or the wait is too long.
+    fn retry_wait(&self, attempt: u32, asked: Option<Duration>) -> Option<Duration> {
+        if attempt >= self.inner.retry.attempts {
+            return None;
+        }
+        let jitter = self.inner.retry.backoff.sample(attempt as i32);
+        let wait = asked.map_or(jitter, |w| w.max(jitter));
+        (wait <= self.inner.retry.max_wait).then_some(wait)
     }
 }
 

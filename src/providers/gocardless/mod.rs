@@ -143,12 +143,11 @@ impl GoCardlessClients {
     }
 
     async fn client(&self, base: &str, credentials: Credentials) -> Result<GoCardless, ClientError> {
-        let keys = self.keys().await?.clone();
         let key = format!("{base}\n{}", credentials.secret_id.expose_secret());
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(client) = clients.get(&key) {
+        if let Some(client) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
             return Ok(client.clone());
         }
+        let keys = self.keys().await?.clone();
         let breaker = self
             .breakers
             .lock()
@@ -156,9 +155,12 @@ impl GoCardlessClients {
             .entry(base.to_owned())
             .or_insert_with(|| Arc::new(Breaker::new(5, self.cooldown)))
             .clone();
-        let client = GoCardless::new(self.http.clone(), base, credentials, self.db.clone(), keys, breaker, self.retry);
-        clients.insert(key, client.clone());
-        Ok(client)
+        // Another task may have made this client meanwhile: keep the first, and its token cache.
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let client = clients.entry(key).or_insert_with(|| {
+            GoCardless::new(self.http.clone(), base, credentials, self.db.clone(), keys, breaker, self.retry)
+        });
+        Ok(client.clone())
     }
 
     /// Banks in `country`, reused for an hour per API.
