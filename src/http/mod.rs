@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;
+pub mod provider_credentials;
 pub mod query;
 pub mod rate_limit;
 pub mod request_id;
@@ -75,6 +76,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(members::router())
         .merge(oauth::router())
+        .merge(provider_credentials::router())
         .merge(sessions::router())
         .merge(transactions::router())
 }

@@ -22,5 +22,6 @@ mod members_admin;
 mod metrics;
 mod middleware;
 mod openapi;
+mod provider_credentials;
 mod rate_limits;
 mod rls;

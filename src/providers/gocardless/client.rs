@@ -142,6 +142,14 @@ impl GoCardless {
         &self.inner.base
     }
 
+    /// Proves both halves of the credentials work by obtaining a new access token (a stored one
+    /// proves only the secret_id), which the calls that follow then use.
+    pub async fn verify(&self) -> Result<(), ProviderError> {
+        let token = self.new_tokens().await?;
+        *self.inner.token.lock().await = Some(token);
+        Ok(())
+    }
+
     /// Banks in `country` (ISO 3166 alpha-2).
     pub async fn institutions(&self, country: &str) -> Result<Vec<Institution>, ProviderError> {
         let path = format!("/institutions/?country={}", urlencode(country));

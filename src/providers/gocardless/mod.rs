@@ -11,9 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chrono::{DateTime, Utc};
 pub use client::{Answer, Credentials, GoCardless, RetryPolicy};
 pub use error::ProviderError;
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::{
@@ -142,8 +144,103 @@ impl GoCardlessClients {
         Ok(Some(Credentials { secret_id: open("secret_id", &id)?, secret_key: open("secret_key", &key)? }))
     }
 
+    /// Where `tenant`'s live calls get their credentials from, and when its own were last set.
+    pub async fn credential_source(&self, tenant: &TenantContext) -> Result<CredentialSource, ClientError> {
+        if tenant.environment == Environment::Test {
+            return Ok(CredentialSource::Sandbox);
+        }
+        let mut tx = begin_tenant(&self.db, &tenant.id).await?;
+        let row: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
+            "select secret_id_sealed, secret_id_last4, updated_at from provider_credentials
+             where tenant_id = $1 and provider = 'gocardless'",
+        )
+        .bind(tenant.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        crate::db::tenant::end_read(tx);
+        Ok(match row {
+            Some((_, last4, updated_at)) => CredentialSource::Tenant { secret_id_last4: last4, updated_at },
+            None if self.deployment.is_some() => CredentialSource::Deployment,
+            None => CredentialSource::None,
+        })
+    }
+
+    /// Checks `credentials` against the live API (by obtaining a token, which is then kept for
+    /// the calls that follow) and stores them sealed as `tenant`'s own. Nothing is stored when
+    /// the provider refuses them or cannot be reached.
+    pub async fn set_tenant_credentials(
+        &self,
+        tenant: &TenantContext,
+        credentials: Credentials,
+    ) -> Result<CredentialSource, SetCredentialsError> {
+        if tenant.environment == Environment::Test {
+            return Err(SetCredentialsError::TestMode);
+        }
+        let probe = self.client(&self.live_url, credentials.clone()).await?;
+        probe.verify().await.map_err(|error| {
+            // A refused set must not linger in the client cache.
+            self.forget_client(&self.live_url, &credentials);
+            SetCredentialsError::Provider(error)
+        })?;
+        let keys = self.keys().await?;
+        let seal = |what: &str, value: &SecretString| {
+            keys.seal(&credential_context(tenant, what), value.expose_secret().as_bytes())
+        };
+        let id_sealed = seal("secret_id", &credentials.secret_id).map_err(ClientError::from)?;
+        let key_sealed = seal("secret_key", &credentials.secret_key).map_err(ClientError::from)?;
+        let last4: String = {
+            let id = credentials.secret_id.expose_secret();
+            id.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect()
+        };
+        let mut tx = begin_tenant(&self.db, &tenant.id).await.map_err(ClientError::from)?;
+        let updated_at: DateTime<Utc> = sqlx::query_scalar(
+            "insert into provider_credentials (tenant_id, provider, secret_id_sealed, secret_key_sealed, secret_id_last4)
+             values ($1, 'gocardless', $2, $3, $4)
+             on conflict (tenant_id, provider) do update set secret_id_sealed = excluded.secret_id_sealed,
+                 secret_key_sealed = excluded.secret_key_sealed, secret_id_last4 = excluded.secret_id_last4
+             returning updated_at",
+        )
+        .bind(tenant.id.as_str())
+        .bind(id_sealed)
+        .bind(key_sealed)
+        .bind(&last4)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(ClientError::from)?;
+        tx.commit().await.map_err(ClientError::from)?;
+        Ok(CredentialSource::Tenant { secret_id_last4: last4, updated_at })
+    }
+
+    /// Removes `tenant`'s own credentials; its calls fall back to the deployment's. Whether there
+    /// were any.
+    pub async fn delete_tenant_credentials(&self, tenant: &TenantContext) -> Result<bool, ClientError> {
+        let mut tx = begin_tenant(&self.db, &tenant.id).await?;
+        let deleted = sqlx::query("delete from provider_credentials where tenant_id = $1 and provider = 'gocardless'")
+            .bind(tenant.id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    /// Clients are cached per base URL and credential set (the secret_key too, so a corrected key
+    /// is never shadowed by a client holding the old one).
+    fn client_key(base: &str, credentials: &Credentials) -> String {
+        let digest = Sha256::digest(format!(
+            "{base}\n{}\n{}",
+            credentials.secret_id.expose_secret(),
+            credentials.secret_key.expose_secret()
+        ));
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn forget_client(&self, base: &str, credentials: &Credentials) {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner).remove(&Self::client_key(base, credentials));
+    }
+
     async fn client(&self, base: &str, credentials: Credentials) -> Result<GoCardless, ClientError> {
-        let key = format!("{base}\n{}", credentials.secret_id.expose_secret());
+        let key = Self::client_key(base, &credentials);
         if let Some(client) = self.clients.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
             return Ok(client.clone());
         }
@@ -179,6 +276,30 @@ impl GoCardlessClients {
         self.institutions.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (Instant::now(), list.clone()));
         Ok(list)
     }
+}
+
+/// Where a tenant's live GoCardless calls take their credentials from.
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    /// The tenant's own, set through the API.
+    Tenant { secret_id_last4: String, updated_at: DateTime<Utc> },
+    /// The deployment's (`GOCARDLESS_SECRET_ID`/`GOCARDLESS_SECRET_KEY`).
+    Deployment,
+    /// A test-mode tenant: always the sandbox.
+    Sandbox,
+    /// None: bank calls fail with `provider_not_configured`.
+    None,
+}
+
+/// Why a tenant's credentials were not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SetCredentialsError {
+    #[error("test-mode tenants always use the GoCardless sandbox; set credentials on the live tenant")]
+    TestMode,
+    #[error(transparent)]
+    Provider(ProviderError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 /// The associated data sealing one half of a tenant's credentials.

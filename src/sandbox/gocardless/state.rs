@@ -116,6 +116,14 @@ impl SandboxState {
         self.lock().clock.now()
     }
 
+    /// How many access and refresh tokens have been issued: `/token/new/` issues one of each,
+    /// `/token/refresh/` one access token. Lets tests see how a client manages its tokens.
+    pub fn tokens_issued(&self) -> (usize, usize) {
+        let inner = self.lock();
+        let refresh = inner.tokens.values().filter(|t| t.kind == TokenKind::Refresh).count();
+        (inner.tokens.len() - refresh, refresh)
+    }
+
     /// Locks the state and brings time-dependent statuses up to date.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
