@@ -135,8 +135,17 @@ impl FromRow<'_, PgRow> for BankAccount {
     "value_date": "2026-11-20",
     "description": "Payment INV-2026-0042",
     "counterparty_name": "Acme Widgets Ltd",
+    "reference": "NOTPROVIDED",
     "bank_transaction_code": "PMNT-RCDT-ESCT",
+    "direction": "credit",
     "match_status": "unmatched",
+    "category": "sales",
+    "category_source": "rule",
+    "notes": null,
+    "tags": ["q4"],
+    "metadata": {"invoice_id": "INV-2026-0042"},
+    "source": "bank_feed",
+    "external_id": null,
     "created_at": "2026-11-21T09:31:02Z",
     "updated_at": "2026-11-21T09:31:02Z"
 }))]
@@ -160,10 +169,29 @@ pub struct Transaction {
     /// Remittance information, as the bank gives it.
     pub description: Option<String>,
     pub counterparty_name: Option<String>,
+    /// A structured reference besides the description: the bank's end-to-end id or creditor
+    /// reference, or an imported row's reference.
+    pub reference: Option<String>,
     /// ISO 20022 bank transaction code, when the bank gives one.
     pub bank_transaction_code: Option<String>,
-    /// `unmatched` until reconciliation matches it.
+    /// `credit` (money in, amount ≥ 0) or `debit` (money out).
+    pub direction: String,
+    /// `unmatched`, `matched` or `partially_matched`; `unmatched` until reconciliation matches it.
     pub match_status: String,
+    /// Set by a categorisation rule or by a user (`PATCH`); a user's choice always wins.
+    pub category: Option<String>,
+    /// `rule` or `user`; null when uncategorised.
+    pub category_source: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Vec<String>,
+    /// Your own string key-value pairs (at most 50 keys; keys up to 40 characters, values up to 500).
+    #[sqlx(json)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// `bank_feed` (synced from a bank connection) or `import`.
+    pub source: String,
+    /// The imported row's own id (`import` only).
+    pub external_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -171,4 +199,6 @@ pub struct Transaction {
 /// The columns [`Transaction`] reads.
 pub const TRANSACTION_COLUMNS: &str =
     "id, account_id, connection_id, status, amount, currency, booking_date, value_date,
-    description, counterparty_name, bank_transaction_code, match_status, created_at, updated_at";
+    description, counterparty_name, reference, bank_transaction_code,
+    case when amount < 0 then 'debit' else 'credit' end as direction, match_status, category,
+    category_source, notes, tags, metadata, source, external_id, created_at, updated_at";

@@ -23,6 +23,7 @@ pub struct Incoming {
     pub value_date: Option<NaiveDate>,
     pub description: Option<String>,
     pub counterparty_name: Option<String>,
+    pub reference: Option<String>,
     pub bank_transaction_code: Option<String>,
     pub raw: serde_json::Value,
 }
@@ -88,6 +89,11 @@ pub fn normalize(
         value_date,
         description,
         counterparty_name,
+        reference: [&entry.remittance_information_structured, &entry.end_to_end_id, &entry.entry_reference]
+            .into_iter()
+            .flatten()
+            .find(|r| !r.trim().is_empty())
+            .map(|r| bounded(r, 300)),
         bank_transaction_code: entry.bank_transaction_code.map(|c| bounded(&c, 100)),
         raw,
     })

@@ -223,6 +223,7 @@ struct Stored {
     value_date: Option<NaiveDate>,
     description: Option<String>,
     counterparty_name: Option<String>,
+    reference: Option<String>,
 }
 
 /// Writes one fetched batch: the heart of the sync.
@@ -237,7 +238,7 @@ async fn apply(
     let keys: Vec<&str> = incoming.iter().map(|i| i.key.as_str()).collect();
     let stored: Vec<Stored> = sqlx::query(
         "select id, provider_transaction_id, bank_transaction_id, status, amount, currency, booking_date,
-                value_date, description, counterparty_name
+                value_date, description, counterparty_name, reference
          from transactions
          where tenant_id = $1 and account_id = $2 and (provider_transaction_id = any($3) or status = 'pending')
          for update",
@@ -259,6 +260,7 @@ async fn apply(
         value_date: row.get(7),
         description: row.get(8),
         counterparty_name: row.get(9),
+        reference: row.get(10),
     })
     .collect();
     let mut by_key: HashMap<String, Stored> = stored.iter().map(|s| (s.key.clone(), s.clone())).collect();
@@ -287,7 +289,7 @@ async fn apply(
 
     insert(tx, target, &inserts, now, report).await?;
     for (existing, entry) in &updates {
-        update(tx, target, existing, entry, now).await?;
+        update(tx, target, existing, entry).await?;
         report.updated += 1;
     }
     // Pending entries the bank no longer lists, in the window it just listed: dropped unbooked.
@@ -327,6 +329,7 @@ fn differs(stored: &Stored, entry: &Incoming) -> bool {
         || stored.value_date != entry.value_date
         || stored.description != entry.description
         || stored.counterparty_name != entry.counterparty_name
+        || stored.reference != entry.reference
         || stored.bank_transaction_id != entry.bank_transaction_id
 }
 
@@ -354,6 +357,9 @@ fn previous_attributes(stored: &Stored, entry: &Incoming) -> Value {
     if stored.counterparty_name != entry.counterparty_name {
         previous.insert("counterparty_name".into(), json!(stored.counterparty_name));
     }
+    if stored.reference != entry.reference {
+        previous.insert("reference".into(), json!(stored.reference));
+    }
     Value::Object(previous)
 }
 
@@ -375,8 +381,17 @@ fn api_view(
         value_date: entry.value_date,
         description: entry.description.clone(),
         counterparty_name: entry.counterparty_name.clone(),
+        reference: entry.reference.clone(),
         bank_transaction_code: entry.bank_transaction_code.clone(),
+        direction: if entry.amount < 0 { "debit" } else { "credit" }.to_owned(),
         match_status: "unmatched".to_owned(),
+        category: None,
+        category_source: None,
+        notes: None,
+        tags: Vec::new(),
+        metadata: Default::default(),
+        source: "bank_feed".to_owned(),
+        external_id: None,
         created_at,
         updated_at: now,
     }
@@ -399,13 +414,13 @@ async fn insert(
         let inserted: Vec<String> = sqlx::query_scalar(
             "insert into transactions (tenant_id, id, account_id, connection_id, provider_transaction_id,
                  bank_transaction_id, status, amount, currency, booking_date, value_date, description,
-                 counterparty_name, bank_transaction_code, raw)
+                 counterparty_name, bank_transaction_code, raw, reference)
              select $1, t.id, $2, $3, t.key, t.bank_id, t.status, t.amount, t.currency, t.booking_date,
-                    t.value_date, t.description, t.counterparty, t.code, t.raw
+                    t.value_date, t.description, t.counterparty, t.code, t.raw, t.reference
              from unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::date[],
-                         $11::date[], $12::text[], $13::text[], $14::text[], $15::jsonb[])
+                         $11::date[], $12::text[], $13::text[], $14::text[], $15::jsonb[], $16::text[])
                   as t(id, key, bank_id, status, amount, currency, booking_date, value_date, description,
-                       counterparty, code, raw)
+                       counterparty, code, raw, reference)
              on conflict (tenant_id, account_id, provider_transaction_id) do nothing
              returning id",
         )
@@ -424,6 +439,7 @@ async fn insert(
         .bind(column(&|e| e.counterparty_name.clone()))
         .bind(column(&|e| e.bank_transaction_code.clone()))
         .bind(&raw)
+        .bind(column(&|e| e.reference.clone()))
         .fetch_all(&mut *tx)
         .await?;
         // Only rows this statement wrote get an event: a concurrent writer's rows already have theirs.
@@ -444,15 +460,16 @@ async fn update(
     target: &Target<'_>,
     existing: &Stored,
     entry: &Incoming,
-    now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let created_at: DateTime<Utc> = sqlx::query_scalar(
+    // The event carries the whole row as it now is: category, notes and metadata included.
+    let transaction: Transaction = sqlx::query_as(&format!(
         "update transactions set provider_transaction_id = $3, bank_transaction_id = $4, status = $5, amount = $6,
              currency = $7, booking_date = $8, value_date = $9, description = $10, counterparty_name = $11,
-             bank_transaction_code = $12, raw = $13
+             bank_transaction_code = $12, raw = $13, reference = $14
          where tenant_id = $1 and id = $2
-         returning created_at",
-    )
+         returning {}",
+        super::model::TRANSACTION_COLUMNS
+    ))
     .bind(target.tenant.as_str())
     .bind(&existing.id)
     .bind(&entry.key)
@@ -466,9 +483,10 @@ async fn update(
     .bind(&entry.counterparty_name)
     .bind(&entry.bank_transaction_code)
     .bind(&entry.raw)
+    .bind(&entry.reference)
     .fetch_one(&mut *tx)
     .await?;
-    let mut data = serde_json::to_value(api_view(&existing.id, target, entry, created_at, now)).unwrap_or_default();
+    let mut data = serde_json::to_value(transaction).unwrap_or_default();
     data["previous_attributes"] = previous_attributes(existing, entry);
     events::record(tx, target.tenant, "transaction.updated", data).await?;
     Ok(())

@@ -164,6 +164,12 @@ pub struct BankTransaction {
     #[serde(default)]
     pub additional_information: Option<String>,
     #[serde(default)]
+    pub remittance_information_structured: Option<String>,
+    #[serde(default)]
+    pub end_to_end_id: Option<String>,
+    #[serde(default)]
+    pub entry_reference: Option<String>,
+    #[serde(default)]
     pub bank_transaction_code: Option<String>,
 }
 
