@@ -140,4 +140,5 @@ scopes! {
     BankConnectionsRead = Scope::read("bank_connections");
     BankConnectionsWrite = Scope::write("bank_connections");
     TransactionsRead = Scope::read("transactions");
+    TransactionsWrite = Scope::write("transactions");
 }
