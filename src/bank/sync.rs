@@ -26,6 +26,7 @@ use crate::{
     events,
     jobs::{NewJob, queue},
     providers::gocardless::ProviderError,
+    transactions::rules::RuleSet,
 };
 
 /// The job kind that syncs one account (payload `{"account_id": "ba_…"}`).
@@ -363,10 +364,12 @@ fn previous_attributes(stored: &Stored, entry: &Incoming) -> Value {
     Value::Object(previous)
 }
 
+/// The stored row as the API shows it: the incoming entry, plus the category a rule set.
 fn api_view(
     id: &str,
     target: &Target<'_>,
     entry: &Incoming,
+    category: Option<&str>,
     created_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Transaction {
@@ -385,8 +388,8 @@ fn api_view(
         bank_transaction_code: entry.bank_transaction_code.clone(),
         direction: if entry.amount < 0 { "debit" } else { "credit" }.to_owned(),
         match_status: "unmatched".to_owned(),
-        category: None,
-        category_source: None,
+        category: category.map(str::to_owned),
+        category_source: category.map(|_| "rule".to_owned()),
         notes: None,
         tags: Vec::new(),
         metadata: Default::default(),
@@ -404,6 +407,12 @@ async fn insert(
     now: DateTime<Utc>,
     report: &mut SyncReport,
 ) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Loaded and compiled once for the whole sync; applied once per chunk, in this transaction,
+    // so each `transaction.created` event carries the category its row was stored with.
+    let rules = RuleSet::load(&mut *tx, target.tenant).await?;
     for chunk in rows.chunks(BATCH) {
         let column = |f: &dyn Fn(&Incoming) -> Option<String>| chunk.iter().map(|(_, e)| f(e)).collect::<Vec<_>>();
         let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
@@ -442,12 +451,21 @@ async fn insert(
         .bind(column(&|e| e.reference.clone()))
         .fetch_all(&mut *tx)
         .await?;
+        let categories: HashMap<String, String> = rules
+            .categorize(tx, target.tenant, &inserted)
+            .await?
+            .into_iter()
+            .map(|c| (c.transaction_id, c.category))
+            .collect();
         // Only rows this statement wrote get an event: a concurrent writer's rows already have theirs.
         let written: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
         let payloads: Vec<Value> = chunk
             .iter()
             .filter(|(id, _)| written.contains(id.as_str()))
-            .map(|(id, entry)| serde_json::to_value(api_view(id, target, entry, now, now)).unwrap_or_default())
+            .map(|(id, entry)| {
+                let category = categories.get(id).map(String::as_str);
+                serde_json::to_value(api_view(id, target, entry, category, now, now)).unwrap_or_default()
+            })
             .collect();
         report.created += payloads.len();
         events::record_many(tx, target.tenant, "transaction.created", payloads).await?;
