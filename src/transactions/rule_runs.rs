@@ -1,7 +1,8 @@
 //! Applying the categorisation rules to existing transactions, on demand, as a durable job.
 //!
 //! A run walks the tenant's transactions (or one account's) by id in batches. Each batch is one
-//! short transaction: lock the run row, read the next rows after the run's committed position,
+//! short transaction: lock the run row, read the next rows after the run's committed position
+//! (without locking them: a write happens only if the row still holds what was read),
 //! re-evaluate those whose category came from a rule or is unset, write the changes with their
 //! `transaction.updated` events, and move the position and counters forward. Rows a user
 //! categorised are walked but never changed. A job killed mid-batch loses that batch's
@@ -210,8 +211,7 @@ pub async fn step(
         "select id, account_id, amount, description, counterparty_name, category, category_source
          from transactions
          where tenant_id = $1 and id > $2 and ($3::text is null or account_id = $3)
-         order by id limit $4
-         for update",
+         order by id limit $4",
     )
     .bind(tenant.as_str())
     .bind(position.last_transaction_id.as_deref().unwrap_or(""))
@@ -254,6 +254,7 @@ async fn recategorize(
     let mut ids = Vec::new();
     let mut categories: Vec<Option<String>> = Vec::new();
     let mut rule_ids: Vec<Option<String>> = Vec::new();
+    let (mut old_categories, mut old_sources) = (Vec::new(), Vec::new());
     let mut previous = std::collections::HashMap::new();
     for row in rows {
         if row.category_source.as_deref() == Some("user") {
@@ -270,23 +271,33 @@ async fn recategorize(
         ids.push(row.id.clone());
         categories.push(category);
         rule_ids.push(rule.map(|r| r.id.clone()));
+        old_categories.push(row.category.as_deref());
+        old_sources.push(row.category_source.as_deref());
         previous.insert(row.id.clone(), json!({ "category": row.category, "category_source": row.category_source }));
     }
     if ids.is_empty() {
         return Ok(0);
     }
+    // The rows were read without locks (so a batch never waits on, or deadlocks with, a sync):
+    // a row is written only if it still holds what was read. One changed meanwhile (a user's
+    // category, another run) is left as it now is, and `previous_attributes` is always exact.
     let updated: Vec<Transaction> = sqlx::query_as(&format!(
         "update transactions set category = u.u_category,
              category_source = case when u.u_category is null then null else 'rule' end,
              category_rule_id = u.u_rule
-         from unnest($2::text[], $3::text[], $4::text[]) as u(u_id, u_category, u_rule)
+         from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+              as u(u_id, u_category, u_rule, u_old_category, u_old_source)
          where tenant_id = $1 and id = u.u_id and category_source is distinct from 'user'
+           and category is not distinct from u.u_old_category
+           and category_source is not distinct from u.u_old_source
          returning {TRANSACTION_COLUMNS}"
     ))
     .bind(tenant.as_str())
     .bind(&ids)
     .bind(&categories)
     .bind(&rule_ids)
+    .bind(&old_categories)
+    .bind(&old_sources)
     .fetch_all(&mut *conn)
     .await?;
     let changed = updated.len();

@@ -457,6 +457,10 @@ impl RuleSet {
 ///   [`RuleSet`] once and call [`RuleSet::categorize`] per batch.
 /// - Records no event: the caller's `transaction.created` payloads should carry the returned
 ///   categories (with `category_source: "rule"`).
+/// - A writer that has the rows in memory before inserting them can do better: evaluate
+///   [`RuleSet::first_match`] per row and insert the category with the row, as the bank sync does;
+///   each row is then written once instead of twice (an update re-indexes the row, its trigram
+///   index included, which halved the sync's throughput with 50 rules).
 ///
 /// Returns what it set, one entry per categorised row.
 pub async fn categorize(

@@ -9,7 +9,7 @@ use payymo::{
     domain::ids::{CategorizationRuleRunId, TenantId},
     transactions::{
         rule_runs::{self, Step},
-        rules::RuleSet,
+        rules::{self, RuleSet},
     },
 };
 use reqwest::Method;
@@ -544,4 +544,53 @@ async fn a_run_stopped_part_way_resumes_from_its_last_batch() {
     // A finished run stays finished however often its job runs.
     assert_eq!(rule_runs::step(&app.db, &tenant_id, &run_id, &rules, 10).await.unwrap(), Step::Done);
     assert_eq!(get_run(&app, &tenant, run_id.as_str()).await, done);
+}
+
+#[tokio::test]
+async fn categorize_sets_rows_without_a_category_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    connect(&app, &tenant).await;
+    drain(&app).await;
+    let rows = all_transactions(&app, &tenant).await;
+    let ids: Vec<String> = rows.iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+    let debits: Vec<&str> =
+        rows.iter().filter(|t| t["direction"] == "debit").map(|t| t["id"].as_str().unwrap()).collect();
+    let superuser = app.superuser_pool().await;
+    sqlx::query("update transactions set category = 'mine', category_source = 'user' where id = $1")
+        .bind(debits[0])
+        .execute(&superuser)
+        .await
+        .unwrap();
+    let rule = create_rule(&app, &tenant, json!({"name": "Spend", "direction": "debit", "category": "spend"})).await;
+
+    // As an importer would: in its own tenant-bound transaction, for the rows it wrote.
+    let tenant_id = TenantId::parse(&tenant.id).unwrap();
+    let mut tx = begin_tenant(&app.db, &tenant_id).await.unwrap();
+    let mut set = rules::categorize(&mut tx, &tenant_id, &ids).await.unwrap();
+    // Another tenant's ids are ignored.
+    let other = app.tenant().await;
+    let other_id = TenantId::parse(&other.id).unwrap();
+    tx.commit().await.unwrap();
+    let mut foreign = begin_tenant(&app.db, &other_id).await.unwrap();
+    assert_eq!(rules::categorize(&mut foreign, &other_id, &ids).await.unwrap(), vec![]);
+    foreign.commit().await.unwrap();
+
+    set.sort_by(|a, b| a.transaction_id.cmp(&b.transaction_id));
+    let mut expected: Vec<&str> = debits[1..].to_vec();
+    expected.sort();
+    assert_eq!(set.iter().map(|c| c.transaction_id.as_str()).collect::<Vec<_>>(), expected);
+    assert!(set.iter().all(|c| c.category == "spend" && c.rule_id == rule["id"].as_str().unwrap()));
+    for t in all_transactions(&app, &tenant).await {
+        let expected = match t["id"].as_str().unwrap() {
+            id if id == debits[0] => json!("mine"),
+            _ if t["direction"] == "debit" => json!("spend"),
+            _ => Value::Null,
+        };
+        assert_eq!(t["category"], expected, "{t}");
+    }
+    // Rows that have a category already are left alone: a second call sets nothing.
+    let mut tx = begin_tenant(&app.db, &tenant_id).await.unwrap();
+    assert_eq!(rules::categorize(&mut tx, &tenant_id, &ids).await.unwrap(), vec![]);
+    tx.commit().await.unwrap();
 }
