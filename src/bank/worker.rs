@@ -37,6 +37,13 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                 sync::run(&state, &tenant, &account).await.map(drop)
             }
         })
+        .register(crate::imports::job::IMPORT_JOB, {
+            let state = state.clone();
+            move |job: Job| {
+                let state = state.clone();
+                async move { crate::imports::job::handle(&state, &job).await }
+            }
+        })
         .register(SCHEDULE_JOB, move |_job: Job| {
             let state = state.clone();
             async move { schedule(&state).await }

@@ -91,6 +91,10 @@ prefixed_id!(
     /// A bank transaction.
     TransactionId, "txn"
 );
+prefixed_id!(
+    /// A transaction import: one uploaded CSV file processed in the background.
+    ImportId, "imp"
+);
 
 fn is_prefixed_id(value: &str, prefix: &str) -> bool {
     value

@@ -84,6 +84,8 @@ pub enum Probe {
     Events,
     BankConnections,
     Transactions,
+    Accounts,
+    Imports,
 }
 
 impl Probe {
@@ -95,6 +97,8 @@ impl Probe {
             Probe::Events => "select tenant_id from events where id = $1 limit 1",
             Probe::BankConnections => "select tenant_id from bank_connections where id = $1 limit 1",
             Probe::Transactions => "select tenant_id from transactions where id = $1 limit 1",
+            Probe::Accounts => "select tenant_id from bank_accounts where id = $1 limit 1",
+            Probe::Imports => "select tenant_id from imports where id = $1 limit 1",
         }
     }
 
@@ -106,6 +110,8 @@ impl Probe {
             Probe::Events => "event",
             Probe::BankConnections => "bank_connection",
             Probe::Transactions => "transaction",
+            Probe::Accounts => "bank_account",
+            Probe::Imports => "transaction_import",
         }
     }
 }

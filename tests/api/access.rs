@@ -31,9 +31,14 @@ fn operations(spec: &Value) -> Vec<(Method, String, Value)> {
     ops
 }
 
-/// The collection an id path belongs to: `/api/v1/api_keys/{id}/revoke` → `api_keys`.
+/// The collection an id path belongs to: `/api/v1/api_keys/{id}/revoke` → `api_keys`
+/// (`/api/v1/transactions/imports/{id}` → `transactions/imports`).
 fn collection(path: &str) -> &str {
-    path.trim_start_matches("/api/v1/").split('/').next().unwrap()
+    let rest = path.trim_start_matches("/api/v1/");
+    if rest.starts_with("transactions/imports/") {
+        return "transactions/imports";
+    }
+    rest.split('/').next().unwrap()
 }
 
 /// Substitutes the path's single `{param}` with `id`.
@@ -86,6 +91,35 @@ impl Fixtures {
             "transactions",
             transactions["data"][0]["id"].as_str().expect("tenant A has a transaction").to_owned(),
         );
+        let account: Value = app
+            .as_key(Method::POST, "/api/v1/accounts", &a.key)
+            .json(&json!({"name": "cash", "currency": "EUR"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let account = account["id"].as_str().unwrap().to_owned();
+        let form = reqwest::multipart::Form::new()
+            .text(
+                "options",
+                json!({"account_id": account, "columns": {"external_id": "id", "amount": "amount",
+                "booking_date": "date"}})
+                .to_string(),
+            )
+            .part("file", reqwest::multipart::Part::bytes(b"id,date,amount\n1,2026-01-01,1.00\n".to_vec()));
+        let import: Value = app
+            .as_key(Method::POST, "/api/v1/transactions/import", &a.key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("transactions/imports", import["id"].as_str().expect("tenant A has an import").to_owned());
+        ids.insert("accounts", account);
         Self { ids }
     }
 
@@ -98,6 +132,8 @@ impl Fixtures {
             "/api/v1/members?limit=100".to_owned(),
             format!("/api/v1/bank_connections/{}", self.ids["bank_connections"]),
             format!("/api/v1/transactions/{}", self.ids["transactions"]),
+            format!("/api/v1/accounts/{}", self.ids["accounts"]),
+            format!("/api/v1/transactions/imports/{}", self.ids["transactions/imports"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }
@@ -196,6 +232,8 @@ fn placeholder_id(path: &str) -> String {
         "events" => EventId::generate().to_string(),
         "bank_connections" => payymo::domain::ids::BankConnectionId::generate().to_string(),
         "transactions" => payymo::domain::ids::TransactionId::generate().to_string(),
+        "accounts" => payymo::domain::ids::BankAccountId::generate().to_string(),
+        "transactions/imports" => payymo::domain::ids::ImportId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }
