@@ -24,6 +24,8 @@ pub mod domain;
 pub mod events;
 /// Router, middleware, error shape, one module per resource.
 pub mod http;
+/// Transaction imports into manual accounts: JSON batches and CSV files processed as jobs.
+pub mod imports;
 /// Background work: the durable Postgres job queue and its runner.
 pub mod jobs;
 /// Typed clients of outside providers (GoCardless), with retries and circuit breakers.

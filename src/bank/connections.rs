@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 
 use super::{
     budget,
-    model::{BankAccount, BankConnection, ConnectionError},
+    model::{ACCOUNT_COLUMNS, BankAccount, BankConnection, ConnectionError},
     sync,
 };
 use crate::{
@@ -212,10 +212,9 @@ pub async fn assemble(
     tenant: &TenantId,
     row: ConnectionRow,
 ) -> Result<BankConnection, sqlx::Error> {
-    let accounts: Vec<BankAccount> = sqlx::query_as(
-        "select id, iban, owner_name, name, currency, status, balances, balances_fetched_at, last_synced_at
-         from bank_accounts where tenant_id = $1 and connection_id = $2 order by id",
-    )
+    let accounts: Vec<BankAccount> = sqlx::query_as(&format!(
+        "select {ACCOUNT_COLUMNS} from bank_accounts where tenant_id = $1 and connection_id = $2 order by id"
+    ))
     .bind(tenant.as_str())
     .bind(&row.id)
     .fetch_all(&mut *conn)

@@ -78,10 +78,29 @@ pub struct SyncBudget {
     pub resets_at: DateTime<Utc>,
 }
 
-/// An account reached through a connection.
+/// An account: reached through a bank connection (`kind: bank_feed`, synced in the background),
+/// or created through the API to hold imported transactions (`kind: manual`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "ba_0192f3c4d5e6478fa1b2c3d4e5f60718",
+    "kind": "manual",
+    "bank_connection_id": null,
+    "iban": "GB33BUKB20201555555555",
+    "owner_name": null,
+    "name": "Petty cash",
+    "currency": "GBP",
+    "status": "ready",
+    "balances": [],
+    "balances_fetched_at": null,
+    "last_synced_at": null,
+    "created_at": "2026-11-21T09:30:00Z"
+}))]
 pub struct BankAccount {
     pub id: String,
+    /// `bank_feed` (through a bank connection) or `manual` (transactions are imported).
+    pub kind: String,
+    /// The connection a `bank_feed` account is reached through; null for `manual` accounts.
+    pub bank_connection_id: Option<String>,
     pub iban: Option<String>,
     pub owner_name: Option<String>,
     pub name: Option<String>,
@@ -91,7 +110,12 @@ pub struct BankAccount {
     pub balances: Vec<Balance>,
     pub balances_fetched_at: Option<DateTime<Utc>>,
     pub last_synced_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
 }
+
+/// The columns [`BankAccount`] reads.
+pub const ACCOUNT_COLUMNS: &str = "id, kind, connection_id, iban, owner_name, name, currency, status, balances,
+    balances_fetched_at, last_synced_at, created_at";
 
 /// One balance the bank reports, e.g. `closingBooked` or `interimAvailable`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
@@ -110,6 +134,8 @@ impl FromRow<'_, PgRow> for BankAccount {
         let balances: serde_json::Value = row.try_get("balances")?;
         Ok(Self {
             id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
+            bank_connection_id: row.try_get("connection_id")?,
             iban: row.try_get("iban")?,
             owner_name: row.try_get("owner_name")?,
             name: row.try_get("name")?,
@@ -118,6 +144,7 @@ impl FromRow<'_, PgRow> for BankAccount {
             balances: serde_json::from_value(balances).unwrap_or_default(),
             balances_fetched_at: row.try_get("balances_fetched_at")?,
             last_synced_at: row.try_get("last_synced_at")?,
+            created_at: row.try_get("created_at")?,
         })
     }
 }

@@ -42,6 +42,13 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
             let db = rules_db.clone();
             async move { crate::transactions::rule_runs::handle(&db, job).await }
         })
+        .register(crate::imports::job::IMPORT_JOB, {
+            let state = state.clone();
+            move |job: Job| {
+                let state = state.clone();
+                async move { crate::imports::job::handle(&state, &job).await }
+            }
+        })
         .register(SCHEDULE_JOB, move |_job: Job| {
             let state = state.clone();
             async move { schedule(&state).await }

@@ -99,6 +99,10 @@ prefixed_id!(
     /// One on-demand application of the categorisation rules to existing transactions.
     CategorizationRuleRunId, "crr"
 );
+prefixed_id!(
+    /// A transaction import: one uploaded CSV file processed in the background.
+    ImportId, "imp"
+);
 
 fn is_prefixed_id(value: &str, prefix: &str) -> bool {
     value

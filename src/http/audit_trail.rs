@@ -86,6 +86,8 @@ pub enum Probe {
     Transactions,
     CategorizationRules,
     CategorizationRuleRuns,
+    Accounts,
+    Imports,
 }
 
 impl Probe {
@@ -99,6 +101,8 @@ impl Probe {
             Probe::Transactions => "select tenant_id from transactions where id = $1 limit 1",
             Probe::CategorizationRules => "select tenant_id from categorization_rules where id = $1 limit 1",
             Probe::CategorizationRuleRuns => "select tenant_id from categorization_rule_runs where id = $1 limit 1",
+            Probe::Accounts => "select tenant_id from bank_accounts where id = $1 limit 1",
+            Probe::Imports => "select tenant_id from imports where id = $1 limit 1",
         }
     }
 
@@ -112,6 +116,8 @@ impl Probe {
             Probe::Transactions => "transaction",
             Probe::CategorizationRules => "categorization_rule",
             Probe::CategorizationRuleRuns => "categorization_rule_run",
+            Probe::Accounts => "bank_account",
+            Probe::Imports => "transaction_import",
         }
     }
 }

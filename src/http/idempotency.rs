@@ -62,7 +62,13 @@ async fn run(
         _ => return Err(invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")),
     };
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, state.config.body_limit).await.map_err(|_| {
+    // CSV uploads may exceed the usual limit (see `http::limit_body`).
+    let limit = if parts.uri.path() == super::imports::UPLOAD_PATH {
+        state.config.body_limit.max(crate::imports::UPLOAD_LIMIT)
+    } else {
+        state.config.body_limit
+    };
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than this server accepts").into_response()
     })?;
     let fingerprint = fingerprint(&parts.method, parts.uri.path(), parts.uri.query(), &bytes);

@@ -1,6 +1,7 @@
 //! The HTTP layer: the router, the middleware every request passes through, and one module per
 //! resource.
 
+pub mod accounts;
 pub mod admin;
 pub mod api_keys;
 pub mod audit_logs;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod idempotency;
+pub mod imports;
 pub mod json;
 pub mod members;
 pub mod metrics;
@@ -33,12 +35,12 @@ use std::{any::Any, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
-    middleware::from_fn_with_state,
+    middleware::{Next, from_fn_with_state},
     response::{IntoResponse, Response},
 };
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
@@ -82,6 +84,8 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(transactions::router())
         .merge(categorization_rules::router())
+        .merge(accounts::router())
+        .merge(imports::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.
@@ -125,9 +129,26 @@ pub fn with_middleware(routes: Router, config: &Config, metrics: Arc<metrics::Ht
             .layer(CompressionLayer::new())
             .layer(from_fn_with_state(config.request_timeout, problem::middleware))
             .layer(CatchPanicLayer::custom(panic_response))
-            .layer(RequestBodyLimitLayer::new(config.body_limit))
+            .layer(from_fn_with_state(config.body_limit, limit_body))
             .layer(DefaultBodyLimit::max(config.body_limit)),
     )
+}
+
+/// The request body limit: `PAYYMO_BODY_LIMIT` everywhere but the CSV upload path, which takes
+/// files up to [`crate::imports::UPLOAD_LIMIT`]. A declared length over it is refused before the
+/// body is read; a chunked body is cut off where it passes it.
+async fn limit_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let limit =
+        if request.uri().path() == imports::UPLOAD_PATH { limit.max(crate::imports::UPLOAD_LIMIT) } else { limit };
+    let handler =
+        tower::service_fn(move |request: axum::http::Request<tower_http::body::Limited<axum::body::Body>>| {
+            let next = next.clone();
+            async move { Ok::<_, std::convert::Infallible>(next.run(request.map(axum::body::Body::new)).await) }
+        });
+    match RequestBodyLimitLayer::new(limit).layer(handler).oneshot(request).await {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(never) => match never {},
+    }
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

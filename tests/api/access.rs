@@ -106,6 +106,35 @@ impl Fixtures {
             .await
             .unwrap();
         ids.insert("categorization_rules/runs", run["id"].as_str().unwrap().to_owned());
+        let account: Value = app
+            .as_key(Method::POST, "/api/v1/accounts", &a.key)
+            .json(&json!({"name": "cash", "currency": "EUR"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let account = account["id"].as_str().unwrap().to_owned();
+        let form = reqwest::multipart::Form::new()
+            .text(
+                "options",
+                json!({"account_id": account, "columns": {"external_id": "id", "amount": "amount",
+                "booking_date": "date"}})
+                .to_string(),
+            )
+            .part("file", reqwest::multipart::Part::bytes(b"id,date,amount\n1,2026-01-01,1.00\n".to_vec()));
+        let import: Value = app
+            .as_key(Method::POST, "/api/v1/transactions/import", &a.key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("transactions/imports", import["id"].as_str().expect("tenant A has an import").to_owned());
+        ids.insert("accounts", account);
         Self { ids }
     }
 
@@ -120,6 +149,8 @@ impl Fixtures {
             format!("/api/v1/transactions/{}", self.ids["transactions"]),
             format!("/api/v1/categorization_rules/{}", self.ids["categorization_rules"]),
             format!("/api/v1/categorization_rules/runs/{}", self.ids["categorization_rules/runs"]),
+            format!("/api/v1/accounts/{}", self.ids["accounts"]),
+            format!("/api/v1/transactions/imports/{}", self.ids["transactions/imports"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }
@@ -220,6 +251,8 @@ fn placeholder_id(path: &str) -> String {
         "transactions" => payymo::domain::ids::TransactionId::generate().to_string(),
         "categorization_rules" => payymo::domain::ids::CategorizationRuleId::generate().to_string(),
         "categorization_rules/runs" => payymo::domain::ids::CategorizationRuleRunId::generate().to_string(),
+        "accounts" => payymo::domain::ids::BankAccountId::generate().to_string(),
+        "transactions/imports" => payymo::domain::ids::ImportId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }

@@ -18,6 +18,7 @@ mod errors;
 mod events;
 mod health;
 mod idempotency;
+mod imports;
 mod jobs;
 mod members_admin;
 mod metrics;

@@ -1,0 +1,310 @@
+//! CSV imports as durable background work: the upload is stored in `imports` with a queued job;
+//! the job reads the file in batches, and each batch (its transactions, their events, its row
+//! results and the progress counters) commits as one transaction.
+//!
+//! Re-running after a crash is safe: the job resumes after the last committed batch, and a batch
+//! written twice would change nothing anyway, since rows are keyed by external id.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{FromRow, PgConnection};
+use utoipa::ToSchema;
+
+use super::{
+    Account, ImportReport, Target, apply,
+    csv_file::{self, CsvOptions, Layout},
+    rows::{self, RowResult, Rules},
+};
+use crate::{
+    app::AppState,
+    db::tenant::{begin_tenant, end_read},
+    domain::ids::{ImportId, TenantId},
+    jobs::{Job, NewJob, queue},
+};
+
+/// The job kind that processes one import (payload `{"import_id": "imp_…"}`).
+pub const IMPORT_JOB: &str = "transactions.import";
+/// Rows per batch: each batch commits on its own, so progress shows as it goes.
+pub const BATCH: usize = 5_000;
+/// Attempts before an import is declared failed.
+const MAX_ATTEMPTS: i32 = 5;
+
+/// A CSV import and its progress.
+#[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
+#[schema(example = json!({
+    "id": "imp_0192f3c4d5e6478fa1b2c3d4e5f60718",
+    "account_id": "ba_0192f3c4d5e6478fa1b2c3d4e5f60718",
+    "status": "running",
+    "total_rows": 100000,
+    "processed_rows": 45000,
+    "created": 44990,
+    "unchanged": 0,
+    "updated": 0,
+    "rejected": 10,
+    "error": null,
+    "created_at": "2026-11-21T09:30:00Z",
+    "finished_at": null
+}))]
+pub struct Import {
+    pub id: String,
+    pub account_id: String,
+    /// `queued`, `running`, `succeeded` (every row has a result) or `failed` (see `error`).
+    pub status: String,
+    /// Data rows in the file (the header not counted).
+    pub total_rows: i32,
+    /// Rows with a result so far.
+    pub processed_rows: i32,
+    pub created: i32,
+    pub unchanged: i32,
+    pub updated: i32,
+    /// Rows refused; `GET /transactions/imports/{id}/rows?status=rejected` says why.
+    pub rejected: i32,
+    /// Why a `failed` import stopped.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const IMPORT_COLUMNS: &str =
+    "id, account_id, status, total_rows, processed_rows, created, unchanged, updated, rejected,
+    error, created_at, finished_at";
+
+/// Stores a checked upload and queues its job, in one transaction.
+pub async fn create(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    account: &Account,
+    options: &CsvOptions,
+    file: &[u8],
+    total_rows: usize,
+) -> Result<Import, sqlx::Error> {
+    let id = ImportId::generate();
+    let import: Import = sqlx::query_as(&format!(
+        "insert into imports (tenant_id, id, account_id, file, options, total_rows) values ($1, $2, $3, $4, $5, $6)
+         returning {IMPORT_COLUMNS}"
+    ))
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(&account.id)
+    .bind(file)
+    .bind(json!(options))
+    .bind(i32::try_from(total_rows).unwrap_or(i32::MAX))
+    .fetch_one(&mut *conn)
+    .await?;
+    let job = NewJob::new(IMPORT_JOB, json!({ "import_id": id.as_str() }))
+        .tenant(tenant.clone())
+        .dedup_key(format!("{tenant}/{id}"))
+        .max_attempts(MAX_ATTEMPTS);
+    queue::enqueue(&mut *conn, &job).await?;
+    Ok(import)
+}
+
+pub async fn load(conn: &mut PgConnection, tenant: &TenantId, id: &ImportId) -> Result<Option<Import>, sqlx::Error> {
+    sqlx::query_as(&format!("select {IMPORT_COLUMNS} from imports where tenant_id = $1 and id = $2"))
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+/// A page of an import's row results, in row order after `after`, optionally of one status.
+pub async fn results(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    id: &ImportId,
+    status: Option<rows::RowStatus>,
+    after: Option<i32>,
+    limit: i64,
+) -> Result<Vec<RowResult>, sqlx::Error> {
+    sqlx::query_as(
+        "select row_number, external_id, status, transaction_id, error from import_rows
+         where tenant_id = $1 and import_id = $2 and ($3::text is null or status = $3) and row_number > $4
+         order by row_number limit $5",
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(status.map(|s| s.as_str()))
+    .bind(after.unwrap_or(0))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The job handler. When the last attempt fails, the import is marked `failed` with the reason.
+pub async fn handle(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("an import job needs a tenant"))?;
+    let id = job.payload["import_id"]
+        .as_str()
+        .and_then(ImportId::parse)
+        .ok_or_else(|| anyhow::anyhow!("an import job needs payload.import_id"))?;
+    let outcome = run(state, &tenant, &id).await;
+    if let Err(error) = &outcome
+        && job.attempts >= job.max_attempts
+    {
+        finish(state, &tenant, &id, Some(&format!("the import stopped after {} attempts: {error:#}", job.attempts)))
+            .await?;
+    }
+    outcome
+}
+
+/// The stored state a run starts from.
+#[derive(FromRow)]
+struct Stored {
+    account_id: String,
+    status: String,
+    file: Option<Vec<u8>>,
+    options: sqlx::types::Json<CsvOptions>,
+    processed_rows: i32,
+}
+
+/// Processes an import from its last committed batch to the end.
+pub async fn run(state: &AppState, tenant: &TenantId, id: &ImportId) -> anyhow::Result<()> {
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let stored: Option<Stored> = sqlx::query_as(
+        "select account_id, status, file, options, processed_rows from imports where tenant_id = $1 and id = $2
+         for update",
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(stored) = stored else { return Ok(()) };
+    if matches!(stored.status.as_str(), "succeeded" | "failed") {
+        end_read(tx);
+        return Ok(());
+    }
+    sqlx::query("update imports set status = 'running' where tenant_id = $1 and id = $2")
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let account = match super::target(&mut tx, tenant, &stored.account_id).await? {
+        Target::Manual(account) => account,
+        _ => {
+            end_read(tx);
+            return finish(state, tenant, id, Some("the account is no longer a manual account")).await;
+        }
+    };
+    tx.commit().await?;
+    let Some(file) = stored.file else {
+        return finish(state, tenant, id, Some("the uploaded file is no longer stored")).await;
+    };
+    // Checked at upload; checked again so a run never works from a different reading.
+    let text = csv_file::text(&file).map_err(|e| anyhow::anyhow!("{}", e[0].message))?;
+    let layout =
+        Layout::check(&stored.options.0, text).map_err(|e| anyhow::anyhow!("{}: {}", e[0].field, e[0].message))?;
+    let rules = Rules { currency: account.currency, date_format: layout.date_format.clone(), refuse_formulas: true };
+    let done = usize::try_from(stored.processed_rows).unwrap_or(0);
+
+    let mut seen = HashMap::new();
+    let mut records = layout.records(text).peekable();
+    let mut start = 0;
+    while records.peek().is_some() {
+        let mut inputs = Vec::with_capacity(BATCH);
+        let mut results = Vec::new();
+        for (row, record) in records.by_ref().take(BATCH) {
+            let record = match record {
+                Ok(record) => record,
+                Err(error) => {
+                    results.push(RowResult::rejected(row, None, format!("the row cannot be read: {error}")));
+                    continue;
+                }
+            };
+            match layout.row(row, &record) {
+                Ok(input) => inputs.push(input),
+                Err(reason) => results.push(RowResult::rejected(row, layout.external_id_of(&record), reason)),
+            }
+        }
+        let count = inputs.len() + results.len();
+        // Earlier batches were committed by a previous run: only their external ids matter now.
+        let (valid, rejected) = rows::check(inputs, &rules, &mut seen);
+        if start + count <= done {
+            start += count;
+            continue;
+        }
+        results.extend(rejected);
+        write_batch(state, tenant, id, &account, valid, results, start, start + count).await?;
+        start += count;
+    }
+    finish(state, tenant, id, None).await
+}
+
+/// Writes one batch and its progress; the progress update is conditional on the position, so two
+/// runs of the same import (a lease that expired under a slow worker) cannot both count a batch.
+#[allow(clippy::too_many_arguments)]
+async fn write_batch(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &ImportId,
+    account: &Account,
+    valid: Vec<rows::ValidRow>,
+    mut results: Vec<RowResult>,
+    from: usize,
+    to: usize,
+) -> anyhow::Result<()> {
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    results.extend(apply::apply(&mut tx, tenant, account, valid).await?);
+    let mut report = ImportReport::default();
+    report.count(&results);
+    let moved = sqlx::query(
+        "update imports set processed_rows = $4, created = created + $5, unchanged = unchanged + $6,
+             updated = updated + $7, rejected = rejected + $8
+         where tenant_id = $1 and id = $2 and processed_rows = $3 and status = 'running'",
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(i32::try_from(from)?)
+    .bind(i32::try_from(to)?)
+    .bind(i32::try_from(report.created)?)
+    .bind(i32::try_from(report.unchanged)?)
+    .bind(i32::try_from(report.updated)?)
+    .bind(i32::try_from(report.rejected)?)
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() != 1 {
+        tx.rollback().await?;
+        anyhow::bail!("import {id}: another run already wrote rows {from}..{to}");
+    }
+    let numbers: Vec<i32> = results.iter().map(|r| r.row).collect();
+    let external_ids: Vec<Option<&str>> = results.iter().map(|r| r.external_id.as_deref()).collect();
+    let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+    let transaction_ids: Vec<Option<&str>> = results.iter().map(|r| r.transaction_id.as_deref()).collect();
+    let errors: Vec<Option<&str>> = results.iter().map(|r| r.error.as_deref()).collect();
+    sqlx::query(
+        "insert into import_rows (tenant_id, import_id, row_number, external_id, status, transaction_id, error)
+         select $1, $2, r.* from unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::text[]) as r
+         on conflict do nothing",
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(&numbers)
+    .bind(&external_ids)
+    .bind(&statuses)
+    .bind(&transaction_ids)
+    .bind(&errors)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Ends an import: `succeeded`, or `failed` with `error`. The stored file is dropped either way;
+/// the row results stay.
+async fn finish(state: &AppState, tenant: &TenantId, id: &ImportId, error: Option<&str>) -> anyhow::Result<()> {
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    sqlx::query(
+        "update imports set status = case when $3::text is null then 'succeeded' else 'failed' end, error = $3,
+             finished_at = now(), file = null
+         where tenant_id = $1 and id = $2 and status in ('queued', 'running')",
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
