@@ -36,3 +36,5 @@ pub mod sandbox;
 pub mod telemetry;
 /// Tenants, users, memberships and API keys: operations shared by the API, admin API and CLI.
 pub mod tenancy;
+/// Transactions as an API: filters and cursors, statistics, export, import, categorisation.
+pub mod transactions;

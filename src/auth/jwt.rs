@@ -41,6 +41,9 @@ pub struct JwtKeys {
     decoding: DecodingKey,
     validation: Validation,
     pub ttl: Duration,
+    /// Derived from the signing secret, for MACs that are not tokens (list cursors), so every
+    /// instance sharing the secret agrees on them.
+    cursor_key: [u8; 32],
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -75,13 +78,23 @@ impl JwtKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
+        let mut derive = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        hmac::Mac::update(&mut derive, b"payymo/list-cursor/v1");
+        let cursor_key = hmac::Mac::finalize(derive).into_bytes().into();
         Self {
             kid,
+            cursor_key,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl,
         }
+    }
+
+    /// The key that binds list cursors to the query that issued them.
+    pub fn cursor_key(&self) -> &[u8; 32] {
+        &self.cursor_key
     }
 
     /// Signs a token for `sub` in `tenant` with `scope`, valid for the configured lifetime.

@@ -86,7 +86,9 @@ pub fn normalize(
         amount,
         currency,
         booking_date,
-        value_date,
+        // Lists sort and page by a date: an entry the bank sent undated is dated the day it is
+        // seen (its key and raw entry keep what the bank actually said).
+        value_date: value_date.or_else(|| booking_date.is_none().then(|| chrono::Utc::now().date_naive())),
         description,
         counterparty_name,
         reference: [&entry.remittance_information_structured, &entry.end_to_end_id, &entry.entry_reference]

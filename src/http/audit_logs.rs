@@ -178,7 +178,7 @@ async fn export(
 ) -> Result<Response, ApiError> {
     filters.validate()?;
     const PAGE: i64 = 1000;
-    let header_row = csv_row(&[
+    let header_row = super::csv::text_row(&[
         "seq",
         "id",
         "occurred_at",
@@ -214,7 +214,7 @@ async fn export(
                     let finished = (rows.len() as i64) < PAGE;
                     let mut chunk = String::new();
                     for r in &rows {
-                        chunk.push_str(&csv_row(&[
+                        chunk.push_str(&super::csv::text_row(&[
                             &r.seq.to_string(),
                             &r.id,
                             &r.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -264,18 +264,6 @@ fn clone_filters(f: &Filters) -> Filters {
     }
 }
 
-/// One RFC 4180 row. Cells a spreadsheet would run as a formula are prefixed with `'`.
-fn csv_row(cells: &[&str]) -> String {
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
-    let safe: Vec<String> = cells
-        .iter()
-        .map(|c| if c.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{c}") } else { (*c).to_owned() })
-        .collect();
-    // Writing to a Vec cannot fail.
-    let _ = writer.write_record(&safe);
-    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
-}
-
 /// Verify the audit log's hash chain
 ///
 /// Recomputes every entry's hash from its content and its predecessor. `valid: false` names the
@@ -293,15 +281,4 @@ async fn verify(
     _: Needs<AuditLogsRead>,
 ) -> Result<ApiJson<ChainReport>, ApiError> {
     Ok(ApiJson(audit::verify(&state.db, &principal.tenant.id).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_rows_quote_and_neutralise_formulas() {
-        assert_eq!(csv_row(&["a", "b,c", "say \"hi\""]), "a,\"b,c\",\"say \"\"hi\"\"\"\r\n");
-        assert_eq!(csv_row(&["=SUM(A1)", "-5", "@x", "ok"]), "'=SUM(A1),'-5,'@x,ok\r\n");
-    }
 }

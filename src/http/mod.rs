@@ -7,6 +7,7 @@ pub mod audit_logs;
 pub mod audit_trail;
 pub mod auth;
 pub mod bank_connections;
+pub mod csv;
 pub mod docs;
 pub mod edge;
 pub mod error;

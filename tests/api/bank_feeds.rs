@@ -21,14 +21,14 @@ fn sandbox(app: &TestApp) -> String {
     app.state.sandbox_url.trim_end_matches("/api/v2").to_owned()
 }
 
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
+pub async fn json_of(response: reqwest::Response, status: u16) -> Value {
     let actual = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(actual, status, "{body}");
     body
 }
 
-async fn control(app: &TestApp, path: &str, body: Value) -> Value {
+pub async fn control(app: &TestApp, path: &str, body: Value) -> Value {
     let response = browser().post(format!("{}{path}", sandbox(app))).json(&body).send().await.unwrap();
     assert!(response.status().is_success(), "{path}: {}", response.status());
     response.json().await.unwrap_or(Value::Null)
@@ -94,7 +94,7 @@ pub async fn connect(app: &TestApp, tenant: &TestTenant) -> Value {
         .await
 }
 
-async fn all_transactions(app: &TestApp, tenant: &TestTenant, query: &str) -> Vec<Value> {
+pub async fn all_transactions(app: &TestApp, tenant: &TestTenant, query: &str) -> Vec<Value> {
     let mut rows = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -111,7 +111,7 @@ async fn all_transactions(app: &TestApp, tenant: &TestTenant, query: &str) -> Ve
     }
 }
 
-async fn event_counts(app: &TestApp, tenant: &TestTenant) -> HashMap<String, usize> {
+pub async fn event_counts(app: &TestApp, tenant: &TestTenant) -> HashMap<String, usize> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("select event_type, count(*) from events where tenant_id = $1 group by event_type")
             .bind(&tenant.id)

@@ -25,3 +25,4 @@ mod openapi;
 mod provider_credentials;
 mod rate_limits;
 mod rls;
+mod transactions;
