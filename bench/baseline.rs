@@ -209,10 +209,8 @@ impl ListParams {
 async fn list_transactions(State(state): State<Arc<ListState>>, Query(params): Query<ListParams>) -> Response {
     let Some((filters, limit)) = params.filters() else { return StatusCode::BAD_REQUEST.into_response() };
     let sort = query::Sort::DateDesc;
-    let rows: Result<Vec<Transaction>, sqlx::Error> = query::page_sql(&state.tenant, &filters, sort, None, limit + 1)
-        .build_query_as()
-        .fetch_all(&state.pool)
-        .await;
+    let rows: Result<Vec<Transaction>, sqlx::Error> =
+        query::page_sql(&state.tenant, &filters, sort, None, limit + 1).build_query_as().fetch_all(&state.pool).await;
     let mut data = match rows {
         Ok(rows) => rows,
         Err(error) => {
@@ -223,12 +221,9 @@ async fn list_transactions(State(state): State<Arc<ListState>>, Query(params): Q
     let has_more = data.len() as i64 > limit;
     data.truncate(limit as usize);
     let next_cursor = match (has_more, data.last()) {
-        (true, Some(last)) => Some(query::CursorCodec { key: CURSOR_KEY }.encode(
-            &state.tenant,
-            &filters,
-            sort,
-            &sort.position_of(last),
-        )),
+        (true, Some(last)) => {
+            Some(query::CursorCodec { key: CURSOR_KEY }.encode(&state.tenant, &filters, sort, &sort.position_of(last)))
+        }
         _ => None,
     };
     Json(Page { data, has_more, next_cursor }).into_response()
@@ -243,8 +238,7 @@ async fn explain_transactions(State(state): State<Arc<ListState>>, Query(params)
         Ok(arguments) => arguments.unwrap_or_default(),
         Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     };
-    let plan: Result<Vec<String>, sqlx::Error> =
-        sqlx::query_scalar_with(&sql, arguments).fetch_all(&state.pool).await;
+    let plan: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar_with(&sql, arguments).fetch_all(&state.pool).await;
     match plan {
         Ok(lines) => format!("{text}\n{}", lines.join("\n")).into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),

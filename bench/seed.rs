@@ -1,12 +1,12 @@
 //! Seeds a benchmark database for the transactions API: one tenant with 1,000,000 transactions
-//! across 5 accounts and 9 other tenants with 100,000 each (1.9M rows), all written with `COPY`.
+//! across 5 accounts and 9 other tenants with 100,000 each (1.9M rows), all written with one `COPY`.
 //!
 //! Usage: `bench-seed DATABASE_URL [BIG_ROWS [OTHER_TENANTS [OTHER_ROWS]]]` (defaults 1000000, 9,
 //! 100000). `DATABASE_URL` is payymo's database as a role that owns its tables (the role that
 //! applied the migrations: `payymo` in the embedded cluster); migrations are applied first if
 //! missing. Tenants are made with `payymo::tenancy::create_tenant`, their bank connections and
 //! accounts with SQL of the shape `bank::connections` writes (linked GoCardless connections,
-//! `bank_feed` accounts), and the transactions with one `COPY` per tenant, in one database
+//! `bank_feed` accounts), and the transactions with one `COPY`, in one database
 //! transaction that first drops the secondary indexes of `transactions` and recreates them from
 //! their own definitions afterwards (faster than maintaining them row by row; its foreign keys
 //! likewise, re-validated by one join each instead of a lookup per row), and that lifts
@@ -21,7 +21,8 @@
 //! for each of its accounts, then `seeded ROWS rows in SECONDS s`; progress on stderr.
 //!
 //! The data is deterministic (a fixed seed) and shaped like a small business's bank feed: booking
-//! dates over the last two years (weekdays busier), mostly card payments and direct debits out,
+//! dates over the last two years (weekdays busier), written day by day as syncs would append them
+//! (so the table's physical order follows the date, as in production), mostly card payments and direct debits out,
 //! invoice payments and card-processor payouts in, long-tailed amounts of both signs, mostly GBP
 //! with one EUR and one USD account, nearly all booked (pending only in the last days), about half
 //! categorised, and descriptions, counterparties and references drawn from word lists with
@@ -88,7 +89,11 @@ async fn main() -> anyhow::Result<()> {
     let today = Utc::now().date_naive();
     let mut plans = Vec::new();
     let big = create_tenant(&mut tx, BIG_TENANT_NAME, Plan::Premium).await?;
-    plans.push(TenantPlan { accounts: create_accounts(&mut tx, &big, BIG_ACCOUNTS).await?, tenant: big, rows: big_rows });
+    plans.push(TenantPlan {
+        accounts: create_accounts(&mut tx, &big, BIG_ACCOUNTS).await?,
+        tenant: big,
+        rows: big_rows,
+    });
     for n in 1..=others {
         let tenant = create_tenant(&mut tx, &format!("bench-seed other {n}"), Plan::Standard).await?;
         let accounts = create_accounts(&mut tx, &tenant, OTHER_ACCOUNTS).await?;
@@ -125,32 +130,35 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     let copy_started = Instant::now();
-    let mut total = 0u64;
-    for (n, plan) in plans.iter().enumerate() {
-        let mut generator = Generator::new(0x5eed_0000 + n as u64, today);
-        let mut copy = tx.copy_in_raw(COPY_STATEMENT).await?;
-        let mut buffer = String::with_capacity(CHUNK + 4096);
-        for (account, rows) in plan.split() {
-            for _ in 0..rows {
-                generator.row(&plan.tenant, account, &mut buffer);
-                if buffer.len() >= CHUNK {
-                    copy.send(std::mem::take(&mut buffer).into_bytes()).await?;
-                    buffer.reserve(CHUNK + 4096);
+    // Day by day, oldest first, every tenant's rows of the day in turn, as daily syncs append
+    // them: the table's physical order follows the date, as it does in production.
+    let calendar = Calendar::new(today);
+    let mut generators: Vec<Generator> =
+        (0..plans.len()).map(|n| Generator::new(0x5eed_0000 + n as u64, today)).collect();
+    let splits: Vec<Vec<(&Account, u64)>> = plans.iter().map(TenantPlan::split).collect();
+    let mut copy = tx.copy_in_raw(COPY_STATEMENT).await?;
+    let mut buffer = String::with_capacity(CHUNK + 4096);
+    for day in 0..HISTORY_DAYS {
+        let date = calendar.date(day);
+        for ((plan, split), generator) in plans.iter().zip(&splits).zip(&mut generators) {
+            for (account, rows) in split {
+                for _ in 0..calendar.rows_on(day, *rows) {
+                    generator.row(&plan.tenant, account, date, &mut buffer);
                 }
             }
         }
-        if !buffer.is_empty() {
-            copy.send(buffer.into_bytes()).await?;
+        if buffer.len() >= CHUNK {
+            copy.send(std::mem::take(&mut buffer).into_bytes()).await?;
+            buffer.reserve(CHUNK + 4096);
         }
-        total += copy.finish().await?;
-        eprintln!(
-            "bench-seed: tenant {} of {}: {} rows ({total} so far, {:.1} s)",
-            n + 1,
-            plans.len(),
-            plan.rows,
-            copy_started.elapsed().as_secs_f64()
-        );
+        if (day + 1) % 146 == 0 {
+            eprintln!("bench-seed: {} of {HISTORY_DAYS} days ({:.1} s)", day + 1, copy_started.elapsed().as_secs_f64());
+        }
     }
+    if !buffer.is_empty() {
+        copy.send(buffer.into_bytes()).await?;
+    }
+    let total = copy.finish().await?;
     let copy_seconds = copy_started.elapsed().as_secs_f64();
     let index_started = Instant::now();
     for (name, definition) in &indexes {
@@ -250,7 +258,12 @@ async fn create_accounts(
         .bind(currency)
         .execute(&mut *conn)
         .await?;
-        accounts.push(Account { id, connection: connection.clone(), currency: parse_currency(currency)?, share: *share });
+        accounts.push(Account {
+            id,
+            connection: connection.clone(),
+            currency: parse_currency(currency)?,
+            share: *share,
+        });
     }
     Ok(accounts)
 }
@@ -341,6 +354,36 @@ impl Rng {
     }
 }
 
+/// The [`HISTORY_DAYS`] days up to today, oldest first, weekends at a third of a weekday's rate.
+struct Calendar {
+    first: NaiveDate,
+    /// Weight of the days before day i, in thirds (a weekday weighs 3, a weekend day 1).
+    before: Vec<u64>,
+}
+
+impl Calendar {
+    fn new(today: NaiveDate) -> Self {
+        let first = today - Days::new(HISTORY_DAYS - 1);
+        let mut before = vec![0];
+        for day in 0..HISTORY_DAYS {
+            let weekend = matches!((first + Days::new(day)).weekday(), Weekday::Sat | Weekday::Sun);
+            before.push(before[before.len() - 1] + if weekend { 1 } else { 3 });
+        }
+        Self { first, before }
+    }
+
+    fn date(&self, day: u64) -> NaiveDate {
+        self.first + Days::new(day)
+    }
+
+    /// How many of `total` rows fall on `day` (over all days, exactly `total`).
+    fn rows_on(&self, day: u64, total: u64) -> u64 {
+        let whole = self.before[HISTORY_DAYS as usize];
+        let through = |d: usize| total * self.before[d] / whole;
+        through(day as usize + 1) - through(day as usize)
+    }
+}
+
 /// What a row is: decides its direction, texts, amount and category.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -379,16 +422,6 @@ impl Generator {
         Self { rng: Rng(seed), today, sequence: 0 }
     }
 
-    /// A booking date in the last [`HISTORY_DAYS`], weekends at a third of a weekday's rate.
-    fn date(&mut self) -> NaiveDate {
-        loop {
-            let date = self.today - Days::new(self.rng.range(0, HISTORY_DAYS));
-            if !matches!(date.weekday(), Weekday::Sat | Weekday::Sun) || self.rng.chance(33.0) {
-                return date;
-            }
-        }
-    }
-
     fn kind(&mut self) -> Kind {
         let mut roll = self.rng.unit() * 100.0;
         for (kind, percent) in Kind::MIX {
@@ -401,9 +434,8 @@ impl Generator {
     }
 
     /// Appends one COPY text line for a transaction of `account`.
-    fn row(&mut self, tenant: &TenantId, account: &Account, out: &mut String) {
+    fn row(&mut self, tenant: &TenantId, account: &Account, date: NaiveDate, out: &mut String) {
         self.sequence += 1;
-        let date = self.date();
         let kind = self.kind();
         let rng = &mut self.rng;
         let year = date.year();
@@ -449,7 +481,11 @@ impl Generator {
                 let person = person(rng);
                 (
                     -rng.amount(260_000.0, 0.4, 80_000, 2_000_000),
-                    format!("BACS SALARY {} {}", date.format("%b %Y").to_string().to_uppercase(), person.to_uppercase()),
+                    format!(
+                        "BACS SALARY {} {}",
+                        date.format("%b %Y").to_string().to_uppercase(),
+                        person.to_uppercase()
+                    ),
                     Some(person),
                     Some(format!("SAL-{}", date.format("%Y%m"))),
                     "PMNT-ICDT-BACT",
@@ -757,14 +793,57 @@ const FEES: &[&str] =
     &["ACCOUNT FEE", "INTERNATIONAL PAYMENT FEE", "CARD TRANSACTION FEE", "UNPAID ITEM FEE", "CASH DEPOSIT FEE"];
 
 const COMPANY_FIRST: &[&str] = &[
-    "Acme", "Northwind", "Globex", "Initech", "Hooli", "Stark", "Wayne", "Umbrella", "Cyberdyne", "Soylent", "Tyrell",
-    "Wonka", "Vandelay", "Pied Piper", "Aperture", "Black Mesa", "Oscorp", "Monarch", "Dunder Mifflin", "Bluth",
-    "Sterling Cooper", "Prestige", "Massive Dynamic", "Virtucon", "Nakatomi", "Oceanic", "Duff", "Gekko", "Brightside",
+    "Acme",
+    "Northwind",
+    "Globex",
+    "Initech",
+    "Hooli",
+    "Stark",
+    "Wayne",
+    "Umbrella",
+    "Cyberdyne",
+    "Soylent",
+    "Tyrell",
+    "Wonka",
+    "Vandelay",
+    "Pied Piper",
+    "Aperture",
+    "Black Mesa",
+    "Oscorp",
+    "Monarch",
+    "Dunder Mifflin",
+    "Bluth",
+    "Sterling Cooper",
+    "Prestige",
+    "Massive Dynamic",
+    "Virtucon",
+    "Nakatomi",
+    "Oceanic",
+    "Duff",
+    "Gekko",
+    "Brightside",
     "Oakfield",
 ];
 const COMPANY_SECOND: &[&str] = &[
-    "Widgets", "Traders", "Logistics", "Consulting", "Design", "Foods", "Engineering", "Media", "Builders",
-    "Analytics", "Retail", "Health", "Studios", "Labs", "Partners", "Holdings", "Systems", "Supplies", "Energy",
+    "Widgets",
+    "Traders",
+    "Logistics",
+    "Consulting",
+    "Design",
+    "Foods",
+    "Engineering",
+    "Media",
+    "Builders",
+    "Analytics",
+    "Retail",
+    "Health",
+    "Studios",
+    "Labs",
+    "Partners",
+    "Holdings",
+    "Systems",
+    "Supplies",
+    "Energy",
     "Interiors",
 ];
 const COMPANY_SUFFIX: &[&str] = &["Ltd", "Limited", "LLP", "PLC", "Group", "UK"];
