@@ -3,9 +3,11 @@
 //! one `transaction.created` event per row, in one tenant-bound transaction), against a baseline of
 //! the same rows written by one `COPY` into a table of the same shape, in the same run.
 //!
-//! `cargo run --release --example bench-ingest [ROWS]` (default 100000). Uses `DATABASE_URL`
-//! when set, otherwise a throwaway embedded cluster. Prints rows/s for both and the ratio
-//! (target ≥ 0.3).
+//! `cargo run --release --example bench-ingest [ROWS] [RULES]` (default 100000 rows, 0 rules).
+//! With RULES, the tenant first gets that many categorisation rules (RULES - 1 that match nothing,
+//! a mix of regex, text and amount conditions, then one matching every credit), so the sync also
+//! categorises what it inserts. Uses `DATABASE_URL` when set, otherwise a throwaway embedded
+//! cluster. Prints rows/s for both and the ratio (target ≥ 0.3).
 
 use std::time::Instant;
 
@@ -27,6 +29,7 @@ const TARGET: f64 = 0.3;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let rows: u64 = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(100_000);
+    let rules: u32 = std::env::args().nth(2).map(|n| n.parse()).transpose()?.unwrap_or(0);
     let work = tempfile_dir()?;
     let mut config = Config::from_lookup(|name| match name {
         "DATABASE_URL" => std::env::var(name).ok(),
@@ -48,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
 
     let database = Database::locate(&config).await?;
     let pool = db::pool(database.options.clone(), &config);
-    let result = run(config, &pool, &sandbox, rows).await;
+    let result = run(config, &pool, &sandbox, rows, rules).await;
     shutdown.cancel();
     pool.close().await;
     database.shutdown().await;
@@ -56,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn run(config: Config, pool: &sqlx::PgPool, sandbox: &str, rows: u64) -> anyhow::Result<()> {
+async fn run(config: Config, pool: &sqlx::PgPool, sandbox: &str, rows: u64, rules: u32) -> anyhow::Result<()> {
     db::MIGRATOR.run(pool).await?;
     let app = Application::build(config, pool.clone()).await?;
     let state = app.state().clone();
@@ -109,6 +112,7 @@ async fn run(config: Config, pool: &sqlx::PgPool, sandbox: &str, rows: u64) -> a
         .json()
         .await?;
     eprintln!("bench-ingest: sandbox account holds {} generated transactions", added["added"]);
+    add_rules(pool, &tenant, rules).await?;
 
     // The real sync path.
     let started = Instant::now();
@@ -146,6 +150,12 @@ async fn run(config: Config, pool: &sqlx::PgPool, sandbox: &str, rows: u64) -> a
             .bind(tenant.as_str())
             .fetch_one(&mut conn)
             .await?;
+    let categorised: i64 =
+        sqlx::query_scalar("select count(*) from transactions where tenant_id = $1 and category_source = 'rule'")
+            .bind(tenant.as_str())
+            .fetch_one(&mut conn)
+            .await?;
+    println!("bench-ingest: {rules} categorisation rules; {categorised} rows categorised on arrival");
     let sync_rate = synced / sync_seconds;
     let copy_rate = copied / copy_seconds;
     let ratio = sync_rate / copy_rate;
@@ -155,6 +165,71 @@ async fn run(config: Config, pool: &sqlx::PgPool, sandbox: &str, rows: u64) -> a
     );
     println!("  COPY      : {copied:>9.0} rows in {copy_seconds:>6.2} s = {copy_rate:>9.0} rows/s");
     println!("  ratio     : {ratio:.2} (target >= {TARGET}: {})", if ratio >= TARGET { "met" } else { "NOT met" });
+    if rules > 0 {
+        apply_rules(pool, &tenant).await?;
+    }
+    Ok(())
+}
+
+/// Times the on-demand apply job over the whole tenant after turning the matching rule from
+/// credits to debits, so every row changes (credits cleared, debits set, one event each).
+async fn apply_rules(pool: &sqlx::PgPool, tenant: &TenantId) -> anyhow::Result<()> {
+    use payymo::transactions::rule_runs;
+    let mut tx = payymo::db::tenant::begin_tenant(pool, tenant).await?;
+    sqlx::query("update categorization_rules set direction = 'debit' where tenant_id = $1 and category = 'income'")
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let run = rule_runs::create(&mut tx, tenant, None).await?;
+    tx.commit().await?;
+    let id = payymo::domain::ids::CategorizationRuleRunId::from_db(run.id);
+    let started = Instant::now();
+    rule_runs::run(pool, tenant, &id).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut tx = payymo::db::tenant::begin_tenant(pool, tenant).await?;
+    let run = rule_runs::load(&mut tx, tenant, &id).await?.ok_or_else(|| anyhow::anyhow!("the run"))?;
+    tx.commit().await?;
+    println!(
+        "  apply job : {} rows walked, {} changed (one event each) in {seconds:>6.2} s = {:>9.0} rows/s ({})",
+        run.processed,
+        run.changed,
+        run.processed as f64 / seconds,
+        run.status
+    );
+    Ok(())
+}
+
+/// `count` categorisation rules: all but the last match nothing (so every row is tested against
+/// each), the last matches every credit.
+async fn add_rules(pool: &sqlx::PgPool, tenant: &TenantId, count: u32) -> anyhow::Result<()> {
+    let mut tx = payymo::db::tenant::begin_tenant(pool, tenant).await?;
+    for i in 0..count {
+        let id = payymo::domain::ids::CategorizationRuleId::generate();
+        let last = i + 1 == count;
+        let (regex, contains, min, direction) = match i % 3 {
+            _ if last => (None, None, None, Some("credit")),
+            0 => (Some(format!(r"^(?:refund|chargeback)-{i}\b")), None, None, None),
+            1 => (None, Some(format!("nobody {i}")), None, None),
+            _ => (None, Some(format!("rent {i}")), Some(1_000_000_000_i64), None),
+        };
+        sqlx::query(
+            "insert into categorization_rules (tenant_id, id, name, priority, description_regex,
+                 counterparty_contains, amount_min, direction, category)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(format!("rule {i}"))
+        .bind(i as i32)
+        .bind(regex)
+        .bind(contains)
+        .bind(min)
+        .bind(direction)
+        .bind(if last { "income".to_owned() } else { format!("category {i}") })
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

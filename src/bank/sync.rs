@@ -26,6 +26,7 @@ use crate::{
     events,
     jobs::{NewJob, queue},
     providers::gocardless::ProviderError,
+    transactions::rules::{Candidate, CompiledRule, RuleSet},
 };
 
 /// The job kind that syncs one account (payload `{"account_id": "ba_…"}`).
@@ -363,10 +364,12 @@ fn previous_attributes(stored: &Stored, entry: &Incoming) -> Value {
     Value::Object(previous)
 }
 
+/// The stored row as the API shows it: the incoming entry, plus the category a rule set.
 fn api_view(
     id: &str,
     target: &Target<'_>,
     entry: &Incoming,
+    category: Option<&str>,
     created_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Transaction {
@@ -385,8 +388,8 @@ fn api_view(
         bank_transaction_code: entry.bank_transaction_code.clone(),
         direction: if entry.amount < 0 { "debit" } else { "credit" }.to_owned(),
         match_status: "unmatched".to_owned(),
-        category: None,
-        category_source: None,
+        category: category.map(str::to_owned),
+        category_source: category.map(|_| "rule".to_owned()),
         notes: None,
         tags: Vec::new(),
         metadata: Default::default(),
@@ -404,6 +407,15 @@ async fn insert(
     now: DateTime<Utc>,
     report: &mut SyncReport,
 ) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Categorisation rules, loaded and compiled once for the whole sync, in this transaction, are
+    // evaluated on the incoming rows before they are written: each row is inserted with its
+    // category (never written twice: an update would re-index it, trigram index included), and
+    // its `transaction.created` event carries it. See `transactions::rules::categorize` for
+    // writers that categorise rows already inserted.
+    let rules = RuleSet::load(&mut *tx, target.tenant).await?;
     for chunk in rows.chunks(BATCH) {
         let column = |f: &dyn Fn(&Incoming) -> Option<String>| chunk.iter().map(|(_, e)| f(e)).collect::<Vec<_>>();
         let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
@@ -411,16 +423,34 @@ async fn insert(
         let booking: Vec<Option<NaiveDate>> = chunk.iter().map(|(_, e)| e.booking_date).collect();
         let value: Vec<Option<NaiveDate>> = chunk.iter().map(|(_, e)| e.value_date).collect();
         let raw: Vec<&Value> = chunk.iter().map(|(_, e)| &e.raw).collect();
+        let rule_of: Vec<Option<&CompiledRule>> = chunk
+            .iter()
+            .map(|(_, e)| {
+                let candidate = Candidate::new(
+                    target.account_id,
+                    e.amount,
+                    e.description.as_deref(),
+                    e.counterparty_name.as_deref(),
+                );
+                rules.first_match(&candidate)
+            })
+            .collect();
+        let categories: Vec<Option<&str>> = rule_of.iter().map(|r| r.map(|r| r.category.as_str())).collect();
+        let sources: Vec<Option<&str>> = rule_of.iter().map(|r| r.map(|_| "rule")).collect();
+        let rule_ids: Vec<Option<&str>> = rule_of.iter().map(|r| r.map(|r| r.id.as_str())).collect();
         let inserted: Vec<String> = sqlx::query_scalar(
             "insert into transactions (tenant_id, id, account_id, connection_id, provider_transaction_id,
                  bank_transaction_id, status, amount, currency, booking_date, value_date, description,
-                 counterparty_name, bank_transaction_code, raw, reference)
+                 counterparty_name, bank_transaction_code, raw, reference, category, category_source,
+                 category_rule_id)
              select $1, t.id, $2, $3, t.key, t.bank_id, t.status, t.amount, t.currency, t.booking_date,
-                    t.value_date, t.description, t.counterparty, t.code, t.raw, t.reference
+                    t.value_date, t.description, t.counterparty, t.code, t.raw, t.reference, t.category,
+                    t.category_source, t.rule_id
              from unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::date[],
-                         $11::date[], $12::text[], $13::text[], $14::text[], $15::jsonb[], $16::text[])
+                         $11::date[], $12::text[], $13::text[], $14::text[], $15::jsonb[], $16::text[],
+                         $17::text[], $18::text[], $19::text[])
                   as t(id, key, bank_id, status, amount, currency, booking_date, value_date, description,
-                       counterparty, code, raw, reference)
+                       counterparty, code, raw, reference, category, category_source, rule_id)
              on conflict (tenant_id, account_id, provider_transaction_id) do nothing
              returning id",
         )
@@ -440,14 +470,20 @@ async fn insert(
         .bind(column(&|e| e.bank_transaction_code.clone()))
         .bind(&raw)
         .bind(column(&|e| e.reference.clone()))
+        .bind(&categories)
+        .bind(&sources)
+        .bind(&rule_ids)
         .fetch_all(&mut *tx)
         .await?;
         // Only rows this statement wrote get an event: a concurrent writer's rows already have theirs.
         let written: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
         let payloads: Vec<Value> = chunk
             .iter()
-            .filter(|(id, _)| written.contains(id.as_str()))
-            .map(|(id, entry)| serde_json::to_value(api_view(id, target, entry, now, now)).unwrap_or_default())
+            .zip(&categories)
+            .filter(|((id, _), _)| written.contains(id.as_str()))
+            .map(|((id, entry), category)| {
+                serde_json::to_value(api_view(id, target, entry, *category, now, now)).unwrap_or_default()
+            })
             .collect();
         report.created += payloads.len();
         events::record_many(tx, target.tenant, "transaction.created", payloads).await?;

@@ -22,9 +22,10 @@ pub const SCHEDULE_JOB: &str = "bank.schedule";
 /// How often scheduling runs (fleet-wide).
 pub const SCHEDULE_PERIOD: Duration = Duration::from_secs(60);
 
-/// A runner with the bank feeds' handlers.
+/// A runner with the bank feeds' handlers (and the transactions' background work: categorisation runs).
 pub fn runner(state: AppState, worker_id: String) -> Runner {
     let sync_state = state.clone();
+    let rules_db = state.db.clone();
     Runner::new(state.db.clone(), worker_id)
         .register(sync::SYNC_JOB, move |job: Job| {
             let state = sync_state.clone();
@@ -36,6 +37,10 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                     .to_owned();
                 sync::run(&state, &tenant, &account).await.map(drop)
             }
+        })
+        .register(crate::transactions::rule_runs::APPLY_JOB, move |job: Job| {
+            let db = rules_db.clone();
+            async move { crate::transactions::rule_runs::handle(&db, job).await }
         })
         .register(SCHEDULE_JOB, move |_job: Job| {
             let state = state.clone();

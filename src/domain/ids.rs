@@ -91,6 +91,14 @@ prefixed_id!(
     /// A bank transaction.
     TransactionId, "txn"
 );
+prefixed_id!(
+    /// A categorisation rule: conditions on a transaction and the category they set.
+    CategorizationRuleId, "cr"
+);
+prefixed_id!(
+    /// One on-demand application of the categorisation rules to existing transactions.
+    CategorizationRuleRunId, "crr"
+);
 
 fn is_prefixed_id(value: &str, prefix: &str) -> bool {
     value

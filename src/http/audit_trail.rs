@@ -84,6 +84,8 @@ pub enum Probe {
     Events,
     BankConnections,
     Transactions,
+    CategorizationRules,
+    CategorizationRuleRuns,
 }
 
 impl Probe {
@@ -95,6 +97,8 @@ impl Probe {
             Probe::Events => "select tenant_id from events where id = $1 limit 1",
             Probe::BankConnections => "select tenant_id from bank_connections where id = $1 limit 1",
             Probe::Transactions => "select tenant_id from transactions where id = $1 limit 1",
+            Probe::CategorizationRules => "select tenant_id from categorization_rules where id = $1 limit 1",
+            Probe::CategorizationRuleRuns => "select tenant_id from categorization_rule_runs where id = $1 limit 1",
         }
     }
 
@@ -106,6 +110,8 @@ impl Probe {
             Probe::Events => "event",
             Probe::BankConnections => "bank_connection",
             Probe::Transactions => "transaction",
+            Probe::CategorizationRules => "categorization_rule",
+            Probe::CategorizationRuleRuns => "categorization_rule_run",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod audit_logs;
 pub mod audit_trail;
 pub mod auth;
 pub mod bank_connections;
+pub mod categorization_rules;
 pub mod csv;
 pub mod docs;
 pub mod edge;
@@ -80,6 +81,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(provider_credentials::router())
         .merge(sessions::router())
         .merge(transactions::router())
+        .merge(categorization_rules::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.

@@ -31,9 +31,10 @@ fn operations(spec: &Value) -> Vec<(Method, String, Value)> {
     ops
 }
 
-/// The collection an id path belongs to: `/api/v1/api_keys/{id}/revoke` → `api_keys`.
+/// The collection an id path belongs to: `/api/v1/api_keys/{id}/revoke` → `api_keys`,
+/// `/api/v1/categorization_rules/runs/{id}` → `categorization_rules/runs`.
 fn collection(path: &str) -> &str {
-    path.trim_start_matches("/api/v1/").split('/').next().unwrap()
+    path.trim_start_matches("/api/v1/").split("/{").next().unwrap()
 }
 
 /// Substitutes the path's single `{param}` with `id`.
@@ -86,6 +87,25 @@ impl Fixtures {
             "transactions",
             transactions["data"][0]["id"].as_str().expect("tenant A has a transaction").to_owned(),
         );
+        let rule: Value = app
+            .as_key(Method::POST, "/api/v1/categorization_rules", &a.key)
+            .json(&json!({"name": "fees", "direction": "debit", "category": "fees"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("categorization_rules", rule["id"].as_str().unwrap().to_owned());
+        let run: Value = app
+            .as_key(Method::POST, "/api/v1/categorization_rules/apply", &a.key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("categorization_rules/runs", run["id"].as_str().unwrap().to_owned());
         Self { ids }
     }
 
@@ -98,6 +118,8 @@ impl Fixtures {
             "/api/v1/members?limit=100".to_owned(),
             format!("/api/v1/bank_connections/{}", self.ids["bank_connections"]),
             format!("/api/v1/transactions/{}", self.ids["transactions"]),
+            format!("/api/v1/categorization_rules/{}", self.ids["categorization_rules"]),
+            format!("/api/v1/categorization_rules/runs/{}", self.ids["categorization_rules/runs"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }
@@ -196,6 +218,8 @@ fn placeholder_id(path: &str) -> String {
         "events" => EventId::generate().to_string(),
         "bank_connections" => payymo::domain::ids::BankConnectionId::generate().to_string(),
         "transactions" => payymo::domain::ids::TransactionId::generate().to_string(),
+        "categorization_rules" => payymo::domain::ids::CategorizationRuleId::generate().to_string(),
+        "categorization_rules/runs" => payymo::domain::ids::CategorizationRuleRunId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }

@@ -8,6 +8,7 @@ mod support;
 mod access;
 mod audit_log;
 mod bank_feeds;
+mod categorization_rules;
 mod cli;
 mod credentials;
 mod db_outage;
