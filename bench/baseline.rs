@@ -8,6 +8,7 @@
 //!
 //! - `healthz HOST:PORT`: see [`healthz`].
 //! - `api-key-get HOST:PORT DATABASE_URL TENANT_ID`: see [`api_key_get`].
+//! - `transactions-list HOST:PORT DATABASE_URL TENANT_ID`: see [`transactions_list`].
 //!
 //! Prints `listening on http://ADDR` to stderr once bound, and serves until killed.
 
@@ -16,17 +17,24 @@ use std::{net::SocketAddr, sync::Arc};
 use anyhow::{Context, bail};
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
 };
-use payymo::tenancy::{API_KEY_COLUMNS, ApiKey};
-use serde::Serialize;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use chrono::NaiveDate;
+use payymo::{
+    bank::model::Transaction,
+    domain::ids::{BankAccountId, TenantId},
+    http::pagination::Page,
+    tenancy::{API_KEY_COLUMNS, ApiKey},
+    transactions::query,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::{Execute, PgPool, postgres::PgPoolOptions};
 
 /// The cases this baseline serves, named as in `bench/run`.
-const CASES: &[&str] = &["healthz", "api-key-get"];
+const CASES: &[&str] = &["healthz", "api-key-get", "transactions-list"];
 
 /// Pool size for the database cases: `PAYYMO_DB_MAX_CONNECTIONS`'s default (src/config.rs), so
 /// both servers queue for the same number of connections.
@@ -36,7 +44,7 @@ const MAX_CONNECTIONS: u32 = 10;
 async fn main() -> anyhow::Result<()> {
     let usage = || {
         format!(
-            "usage: bench-baseline CASE HOST:PORT [ARGS] (CASE: {}; api-key-get takes DATABASE_URL TENANT_ID)",
+            "usage: bench-baseline CASE HOST:PORT [ARGS] (CASE: {}; api-key-get and transactions-list take DATABASE_URL TENANT_ID)",
             CASES.join(", ")
         )
     };
@@ -49,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
     let router = match (case, rest) {
         ("healthz", []) => healthz(),
         ("api-key-get", [url, tenant]) => api_key_get(url, tenant).await?,
+        ("transactions-list", [url, tenant]) => transactions_list(url, tenant).await?,
         (known, _) if CASES.contains(&known) => bail!("wrong arguments for {known:?}; {}", usage()),
         (other, _) => bail!("unknown case {other:?}; {}", usage()),
     };
@@ -83,8 +92,23 @@ fn healthz() -> Router {
 /// is filtered by are the same, only the per-request BEGIN/set_config/COMMIT round trips are
 /// missing, and those are part of the cost being measured.
 async fn api_key_get(url: &str, tenant: &str) -> anyhow::Result<Router> {
+    let pool = tenant_pool(url, tenant).await?;
+    let state = KeyState {
+        pool,
+        sql: format!("select {API_KEY_COLUMNS} from api_keys where tenant_id = $1 and id = $2"),
+        tenant: tenant.to_owned(),
+    };
+    Ok(Router::new()
+        .route("/healthz", get(|| async { Json(Health { status: "ok" }) }))
+        .route("/api/v1/api_keys/{id}", get(get_key))
+        .with_state(Arc::new(state)))
+}
+
+/// A plain pool of [`MAX_CONNECTIONS`] whose connections are bound to `tenant` at session level
+/// (see [`api_key_get`] for why), with sqlx's default connection checks.
+async fn tenant_pool(url: &str, tenant: &str) -> anyhow::Result<PgPool> {
     let session_tenant = tenant.to_owned();
-    let pool = PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .after_connect(move |conn, _| {
             let tenant = session_tenant.clone();
@@ -95,16 +119,7 @@ async fn api_key_get(url: &str, tenant: &str) -> anyhow::Result<Router> {
         })
         .connect(url)
         .await
-        .context("cannot connect to the database")?;
-    let state = KeyState {
-        pool,
-        sql: format!("select {API_KEY_COLUMNS} from api_keys where tenant_id = $1 and id = $2"),
-        tenant: tenant.to_owned(),
-    };
-    Ok(Router::new()
-        .route("/healthz", get(|| async { Json(Health { status: "ok" }) }))
-        .route("/api/v1/api_keys/{id}", get(get_key))
-        .with_state(Arc::new(state)))
+        .context("cannot connect to the database")
 }
 
 struct KeyState {
@@ -123,5 +138,109 @@ async fn get_key(State(state): State<Arc<KeyState>>, Path(id): Path<String>) -> 
             eprintln!("query failed: {error}");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+/// `GET /api/v1/transactions` as a bare handler: the filters the benchmark uses (`account_id`,
+/// `booking_date_from`, `booking_date_to`, `direction`, `q`, `limit`) turned into
+/// [`query::Filters`] and run through [`query::page_sql`], the very function payymo's list
+/// endpoint builds its SQL with, so both run the same statement. The answer is payymo's page
+/// shape (`data`, `has_more`, `next_cursor`, the cursor signed with [`query::CursorCodec`]), on a
+/// plain pool bound to the tenant at session level as in [`api_key_get`]: no authentication, no
+/// rate limit, no transaction, no middleware. A bad parameter is a bare 400.
+///
+/// `GET /explain/api/v1/transactions?…` answers the same query's `EXPLAIN (ANALYZE, BUFFERS)` as
+/// text, for `bench/run` to print, so index use is visible next to the figures.
+async fn transactions_list(url: &str, tenant: &str) -> anyhow::Result<Router> {
+    let state = ListState {
+        pool: tenant_pool(url, tenant).await?,
+        tenant: TenantId::parse(tenant).with_context(|| format!("not a tenant id: {tenant:?}"))?,
+    };
+    Ok(Router::new()
+        .route("/healthz", get(|| async { Json(Health { status: "ok" }) }))
+        .route("/api/v1/transactions", get(list_transactions))
+        .route("/explain/api/v1/transactions", get(explain_transactions))
+        .with_state(Arc::new(state)))
+}
+
+struct ListState {
+    pool: PgPool,
+    tenant: TenantId,
+}
+
+/// Key for the baseline's cursors (payymo's comes from its configuration; the cost is the same).
+const CURSOR_KEY: &[u8] = b"bench-baseline cursor key, 32 b.";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    account_id: Option<String>,
+    booking_date_from: Option<NaiveDate>,
+    booking_date_to: Option<NaiveDate>,
+    direction: Option<String>,
+    q: Option<String>,
+    limit: Option<i64>,
+}
+
+impl ListParams {
+    fn filters(self) -> Option<(query::Filters, i64)> {
+        let direction = match self.direction.as_deref() {
+            None => None,
+            Some("debit") => Some(query::Direction::Debit),
+            Some("credit") => Some(query::Direction::Credit),
+            Some(_) => return None,
+        };
+        let account_id = match self.account_id {
+            Some(id) => Some(BankAccountId::parse(&id)?),
+            None => None,
+        };
+        let filters = query::Filters {
+            booking_date_from: self.booking_date_from,
+            booking_date_to: self.booking_date_to,
+            direction,
+            account_id,
+            q: self.q.map(|q| q.to_lowercase()),
+            ..query::Filters::default()
+        };
+        Some((filters, self.limit.unwrap_or(25).clamp(1, 100)))
+    }
+}
+
+async fn list_transactions(State(state): State<Arc<ListState>>, Query(params): Query<ListParams>) -> Response {
+    let Some((filters, limit)) = params.filters() else { return StatusCode::BAD_REQUEST.into_response() };
+    let sort = query::Sort::DateDesc;
+    let rows: Result<Vec<Transaction>, sqlx::Error> =
+        query::page_sql(&state.tenant, &filters, sort, None, limit + 1).build_query_as().fetch_all(&state.pool).await;
+    let mut data = match rows {
+        Ok(rows) => rows,
+        Err(error) => {
+            eprintln!("query failed: {error}");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let has_more = data.len() as i64 > limit;
+    data.truncate(limit as usize);
+    let next_cursor = match (has_more, data.last()) {
+        (true, Some(last)) => {
+            Some(query::CursorCodec { key: CURSOR_KEY }.encode(&state.tenant, &filters, sort, &sort.position_of(last)))
+        }
+        _ => None,
+    };
+    Json(Page { data, has_more, next_cursor }).into_response()
+}
+
+async fn explain_transactions(State(state): State<Arc<ListState>>, Query(params): Query<ListParams>) -> Response {
+    let Some((filters, limit)) = params.filters() else { return StatusCode::BAD_REQUEST.into_response() };
+    let mut page = query::page_sql(&state.tenant, &filters, query::Sort::DateDesc, None, limit + 1);
+    let text = page.sql().to_owned();
+    let sql = format!("explain (analyze, buffers) {text}");
+    let arguments = match page.build().take_arguments() {
+        Ok(arguments) => arguments.unwrap_or_default(),
+        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    };
+    let plan: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar_with(&sql, arguments).fetch_all(&state.pool).await;
+    match plan {
+        Ok(lines) => format!("{text}\n{}", lines.join("\n")).into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
 }

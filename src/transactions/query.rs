@@ -15,8 +15,10 @@ use crate::{
 };
 
 /// The date a transaction sorts and filters by in lists: its booking date, or its value date
-/// while pending. Matches the list indexes' expression exactly.
-pub const LIST_DATE: &str = "coalesce(booking_date, value_date)";
+/// while pending. A stored column (`coalesce(booking_date, value_date)`), not the expression:
+/// under row-level security only leakproof comparisons become index conditions, and a COALESCE
+/// expression is not one (migrations/20261121070000_transactions_list_date.sql).
+pub const LIST_DATE: &str = "list_date";
 
 /// Every filter the transaction endpoints accept, already validated. Absent fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,11 +123,13 @@ impl Filters {
     /// Appends `where tenant_id = … and …` for these filters.
     pub fn push_where(&self, sql: &mut QueryBuilder<'_, Postgres>, tenant: &TenantId) {
         sql.push(" where tenant_id = ").push_bind(tenant.as_str().to_owned());
+        // A booking-date bound implies a booking date, which is then the list date: bounding
+        // the list date too makes the range an index condition of the list indexes.
         if let Some(from) = self.booking_date_from {
-            sql.push(" and booking_date >= ").push_bind(from);
+            sql.push(" and booking_date >= ").push_bind(from).push(" and list_date >= ").push_bind(from);
         }
         if let Some(to) = self.booking_date_to {
-            sql.push(" and booking_date <= ").push_bind(to);
+            sql.push(" and booking_date <= ").push_bind(to).push(" and list_date <= ").push_bind(to);
         }
         if let Some(from) = self.value_date_from {
             sql.push(" and value_date >= ").push_bind(from);
@@ -347,8 +351,8 @@ mod tests {
         let id = TransactionId::generate();
         let after = Position::Date(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(), id);
         let sql = page_sql(&tenant, &Filters::default(), Sort::DateDesc, Some(&after), 51).into_sql();
-        assert!(sql.contains("(coalesce(booking_date, value_date), id) < ($2, $3)"), "{sql}");
-        assert!(sql.ends_with("order by coalesce(booking_date, value_date) desc, id desc limit $4"), "{sql}");
+        assert!(sql.contains("(list_date, id) < ($2, $3)"), "{sql}");
+        assert!(sql.ends_with("order by list_date desc, id desc limit $4"), "{sql}");
         let sql = page_sql(&tenant, &Filters::default(), Sort::AmountAsc, None, 51).into_sql();
         assert!(sql.ends_with("order by amount asc, id asc limit $2"), "{sql}");
     }
