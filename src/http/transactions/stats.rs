@@ -115,22 +115,22 @@ pub(super) async fn stats(
 ) -> Result<ApiJson<TransactionStats>, ApiError> {
     let filters = params.filters()?;
     let tenant = &principal.tenant.id;
-    // One scan, four groupings. `grouping(...)` says which set a row belongs to: bit 2 is
-    // category, bit 1 month, bit 0 match status (a set bit means "not grouped by it").
+    // One scan, one grouping by (currency, category, month, match status): a few thousand groups,
+    // added up into the four breakdowns here.
     let mut sql = QueryBuilder::new(
-        "select currency, category, month, match_status, grouping(category, month, match_status)::int4 as set,
-                count(*) as count,
-                coalesce(sum(amount) filter (where amount >= 0), 0)::int8 as inflow,
-                coalesce(-sum(amount) filter (where amount < 0), 0)::int8 as outflow
-         from (select currency, category, match_status, amount,
-                      to_char(coalesce(booking_date, value_date), 'YYYY-MM') as month
+        "select currency, category, to_char(month, 'YYYY-MM') as month, match_status, count, inflow, outflow
+         from (select currency, category, date_trunc('month', list_date) as month, match_status,
+                      count(*) as count,
+                      coalesce(sum(amount) filter (where amount >= 0), 0)::int8 as inflow,
+                      coalesce(-sum(amount) filter (where amount < 0), 0)::int8 as outflow
                from transactions",
     );
     filters.push_where(&mut sql, tenant);
-    sql.push(
-        ") t group by grouping sets ((currency), (currency, category), (currency, month), (currency, match_status))",
-    );
+    sql.push(" group by 1, 2, 3, 4) g");
     let mut tx = begin_tenant(&state.db, tenant).await?;
+    sqlx::query("select set_config('work_mem', '64MB', true), set_config('jit', 'off', true)")
+        .execute(&mut *tx)
+        .await?;
     let time_zone: String = sqlx::query_scalar("select time_zone from tenants where id = $1")
         .bind(tenant.as_str())
         .fetch_one(&mut *tx)
@@ -138,34 +138,46 @@ pub(super) async fn stats(
     let rows = sql.build().fetch_all(&mut *tx).await?;
     end_read(tx);
 
-    let mut by_currency: BTreeMap<String, CurrencyStats> = BTreeMap::new();
+    fn add(into: &mut Totals, from: &Totals) -> Result<(), ApiError> {
+        let overflow = || ApiError::from(anyhow::anyhow!("a transaction total does not fit in 64 bits"));
+        into.count += from.count;
+        into.inflow = into.inflow.checked_add(from.inflow).ok_or_else(overflow)?;
+        into.outflow = into.outflow.checked_add(from.outflow).ok_or_else(overflow)?;
+        into.net = into.inflow.checked_sub(into.outflow).ok_or_else(overflow)?;
+        Ok(())
+    }
+    type Breakdowns = (Totals, BTreeMap<Option<String>, Totals>, BTreeMap<String, Totals>, BTreeMap<String, Totals>);
+    let mut groups: BTreeMap<String, Breakdowns> = BTreeMap::new();
     for row in rows {
         let currency: String = row.try_get("currency")?;
         let (inflow, outflow): (i64, i64) = (row.try_get("inflow")?, row.try_get("outflow")?);
-        let net = inflow
-            .checked_sub(outflow)
-            .ok_or_else(|| anyhow::anyhow!("the net of {currency} transactions does not fit in 64 bits"))?;
-        let totals = Totals { count: row.try_get("count")?, inflow, outflow, net };
-        let entry = by_currency.entry(currency.clone()).or_insert_with(|| CurrencyStats {
-            currency,
-            totals: Totals::default(),
-            by_category: Vec::new(),
-            by_month: Vec::new(),
-            by_match_status: Vec::new(),
-        });
-        match row.try_get::<i32, _>("set")? {
-            0b111 => entry.totals = totals,
-            0b011 => entry.by_category.push(CategoryTotals { category: row.try_get("category")?, totals }),
-            0b101 => {
-                let month: Option<String> = row.try_get("month")?;
-                entry.by_month.push(MonthTotals { month: month.unwrap_or_else(|| "undated".into()), totals });
-            }
-            0b110 => {
-                entry.by_match_status.push(MatchStatusTotals { match_status: row.try_get("match_status")?, totals })
-            }
-            other => return Err(anyhow::anyhow!("unexpected grouping set {other}").into()),
-        }
+        let totals = Totals { count: row.try_get("count")?, inflow, outflow, net: 0 };
+        let month: Option<String> = row.try_get("month")?;
+        let entry = groups.entry(currency).or_default();
+        add(&mut entry.0, &totals)?;
+        add(entry.1.entry(row.try_get("category")?).or_default(), &totals)?;
+        add(entry.2.entry(month.unwrap_or_else(|| "undated".into())).or_default(), &totals)?;
+        add(entry.3.entry(row.try_get("match_status")?).or_default(), &totals)?;
     }
+    let by_currency: BTreeMap<String, CurrencyStats> = groups
+        .into_iter()
+        .map(|(currency, (totals, categories, months, statuses))| {
+            let stats = CurrencyStats {
+                currency: currency.clone(),
+                totals,
+                by_category: categories
+                    .into_iter()
+                    .map(|(category, totals)| CategoryTotals { category, totals })
+                    .collect(),
+                by_month: months.into_iter().map(|(month, totals)| MonthTotals { month, totals }).collect(),
+                by_match_status: statuses
+                    .into_iter()
+                    .map(|(match_status, totals)| MatchStatusTotals { match_status, totals })
+                    .collect(),
+            };
+            (currency, stats)
+        })
+        .collect();
     let mut currencies: Vec<CurrencyStats> = by_currency.into_values().collect();
     for c in &mut currencies {
         c.by_category.sort_by(|a, b| b.totals.outflow.cmp(&a.totals.outflow).then(a.category.cmp(&b.category)));
