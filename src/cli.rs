@@ -173,6 +173,12 @@ async fn serve(config: Config, migrate_flag: bool) -> anyhow::Result<()> {
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "could not check the database role"),
         }
+        if let Ok(false) = db::search_is_indexed(&pool).await {
+            tracing::warn!(
+                "free-text transaction search (q) cannot use its index under row-level security here: run once, as a superuser, in this database: {}",
+                db::INDEXED_SEARCH_SQL
+            );
+        }
         let app = Application::build(config, pool.clone()).await?;
         let addr = app.local_addr()?;
         tracing::info!("listening on http://{addr} (docs: http://{addr}/docs)");

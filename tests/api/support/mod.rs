@@ -68,7 +68,7 @@ impl TestCluster {
         };
         let owner = app_role.map(|r| format!(" owner {r}")).unwrap_or_default();
         // Named after the migrations and the owning role: a change to either builds a new one.
-        let template = format!("payymo_tpl_{}_{}", migrations_fingerprint(), app_role.unwrap_or("dburl"));
+        let template = format!("payymo_tpl_{}_s1_{}", migrations_fingerprint(), app_role.unwrap_or("dburl"));
         let mut conn = PgConnection::connect_with(&maintenance).await.expect("connect to the maintenance database");
         sqlx::query("select pg_advisory_lock(7170001)").execute(&mut conn).await.expect("lock");
         let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
@@ -91,6 +91,9 @@ impl TestCluster {
                 .expect("connect to template");
             db::MIGRATOR.run(&pool).await.expect("migrate the template");
             pool.close().await;
+            if let Err(error) = db::allow_indexed_search(&maintenance.clone().database(&building)).await {
+                eprintln!("free-text search stays unindexed in test databases ({error}); results are the same");
+            }
             sqlx::query(&format!(
                 "alter database {} rename to {}",
                 db::quote_ident(&building),
