@@ -112,6 +112,15 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// For `PATCH` bodies, with `#[serde(default, deserialize_with = "crate::http::json::present")]` on
+/// an `Option<Option<T>>` field: `None` when the field is absent, `Some(None)` for an explicit
+/// `null`, `Some(Some(v))` for a value.
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use axum::{
     extract::{Path, State},
 };
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -449,11 +449,6 @@ async fn load(
         .await
 }
 
-/// Present in the body (even as `null`), or absent.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// What a client may change on a transaction. Absent fields stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -462,11 +457,11 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 pub struct UpdateTransaction {
     /// 1 to 100 characters; `null` removes it (categorisation rules may then set one again).
     /// A category set here always wins over rules.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::json::present")]
     #[schema(value_type = Option<String>, nullable)]
     pub category: Option<Option<String>>,
     /// Up to 5,000 characters; `null` removes them.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::json::present")]
     #[schema(value_type = Option<String>, nullable)]
     pub notes: Option<Option<String>>,
     /// Replaces the tags: at most 20, each 1 to 50 characters; duplicates are dropped.
