@@ -212,9 +212,9 @@ async fn export(
                 Ok(rows) => {
                     let last = rows.last().map(|r| r.seq);
                     let finished = (rows.len() as i64) < PAGE;
-                    let mut chunk = String::new();
+                    let mut chunk = super::csv::CsvWriter::default();
                     for r in &rows {
-                        chunk.push_str(&super::csv::text_row(&[
+                        chunk.text_row(&[
                             &r.seq.to_string(),
                             &r.id,
                             &r.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -230,9 +230,9 @@ async fn export(
                             r.request_id.as_deref().unwrap_or(""),
                             &r.detail.to_string(),
                             &r.hash,
-                        ]));
+                        ]);
                     }
-                    Some((Ok(chunk.into_bytes()), (last, finished, true)))
+                    Some((Ok(chunk.take()), (last, finished, true)))
                 }
                 Err(error) => {
                     tracing::error!(%error, "audit log export failed mid-stream");

@@ -150,8 +150,8 @@ impl GoCardlessClients {
             return Ok(CredentialSource::Sandbox);
         }
         let mut tx = begin_tenant(&self.db, &tenant.id).await?;
-        let row: Option<(String, String, DateTime<Utc>)> = sqlx::query_as(
-            "select secret_id_sealed, secret_id_last4, updated_at from provider_credentials
+        let row: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+            "select secret_id_last4, updated_at from provider_credentials
              where tenant_id = $1 and provider = 'gocardless'",
         )
         .bind(tenant.id.as_str())
@@ -159,7 +159,7 @@ impl GoCardlessClients {
         .await?;
         crate::db::tenant::end_read(tx);
         Ok(match row {
-            Some((_, last4, updated_at)) => CredentialSource::Tenant { secret_id_last4: last4, updated_at },
+            Some((last4, updated_at)) => CredentialSource::Tenant { secret_id_last4: last4, updated_at },
             None if self.deployment.is_some() => CredentialSource::Deployment,
             None => CredentialSource::None,
         })
