@@ -40,3 +40,5 @@ pub mod telemetry;
 pub mod tenancy;
 /// Transactions as an API: filters and cursors, statistics, export, import, categorisation.
 pub mod transactions;
+/// Outbound webhooks: delivery to tenant endpoints, guarded against server-side request forgery.
+pub mod webhooks;

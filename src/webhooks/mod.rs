@@ -1,0 +1,3 @@
+//! Outbound webhooks: delivery of events to the endpoints tenants register.
+
+pub mod ssrf;
