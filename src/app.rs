@@ -50,6 +50,8 @@ pub struct Shared {
     pub sandbox_url: String,
     /// Where browsers reach this API (`PAYYMO_PUBLIC_URL`, or the bound address).
     pub public_url: String,
+    /// Refuses webhook URLs that point at internal networks.
+    pub webhook_guard: crate::webhooks::ssrf::Guard,
 }
 
 /// A bound, ready-to-run server.
@@ -100,6 +102,7 @@ impl Application {
         let config = Arc::new(config);
         let state = AppState(Arc::new(Shared {
             public_url,
+            webhook_guard: crate::webhooks::ssrf::Guard::new(config.webhook_allowed_networks.clone()),
             gocardless,
             sandbox_url,
             auth: Arc::new(Authenticator::new(db.clone(), config.clone())),
@@ -130,11 +133,15 @@ impl Application {
         let usage = tokio::spawn(flush_usage_until(self.state.auth.clone(), shutdown.clone()));
         let workers = self.state.config.workers.then(|| {
             let worker_id = format!("{}-{}", hostname(), std::process::id());
-            tokio::spawn(crate::bank::worker::run_until(self.state.clone(), worker_id, shutdown.clone()))
+            let jobs =
+                tokio::spawn(crate::bank::worker::run_until(self.state.clone(), worker_id.clone(), shutdown.clone()));
+            let webhooks = tokio::spawn(run_dispatcher(self.state.clone(), worker_id, shutdown.clone()));
+            (jobs, webhooks)
         });
         let result = serve(self.listener, self.router, shutdown, self.state.config.shutdown_grace).await;
-        if let Some(workers) = workers {
-            let _ = workers.await;
+        if let Some((jobs, webhooks)) = workers {
+            let _ = jobs.await;
+            let _ = webhooks.await;
         }
         let _ = usage.await;
         self.sandbox_shutdown.cancel();
@@ -159,6 +166,32 @@ async fn start_sandbox(shutdown: CancellationToken) -> anyhow::Result<String> {
     });
     tracing::info!(%url, "GoCardless sandbox for test-mode tenants started in process");
     Ok(url)
+}
+
+/// Delivers webhooks until `shutdown`. Waits for the key ring (it opens the signing secrets),
+/// retrying while the database is unreachable.
+pub async fn run_dispatcher(state: AppState, worker_id: String, shutdown: CancellationToken) {
+    let keys = loop {
+        match state.gocardless.keys().await {
+            Ok(keys) => break keys.clone(),
+            Err(error) => tracing::warn!(%error, "webhook delivery waits for the key ring"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    };
+    let settings = crate::webhooks::dispatcher::Settings::from_config(&state.config);
+    match crate::webhooks::dispatcher::Dispatcher::new(
+        state.db.clone(),
+        keys,
+        settings,
+        worker_id,
+        state.metrics.clone(),
+    ) {
+        Ok(dispatcher) => dispatcher.run_until(shutdown).await,
+        Err(error) => tracing::error!(%error, "cannot start webhook delivery"),
+    }
 }
 
 /// This machine's name, for naming job workers.

@@ -153,6 +153,36 @@ pub const VARIABLES: &[Variable] = &[
         help: "How often each linked bank connection is synced. Banks may allow only 4 calls a day per account and endpoint.",
     },
     Variable {
+        name: "PAYYMO_WEBHOOK_ALLOWED_NETWORKS",
+        default: "",
+        help: "Comma-separated CIDRs webhook deliveries may reach although they are internal (loopback, private, ...), e.g. 127.0.0.1/32 for local development. Empty: every internal address is refused.",
+    },
+    Variable {
+        name: "PAYYMO_WEBHOOK_TIMEOUT",
+        default: "15s",
+        help: "How long a webhook receiver has to answer one delivery attempt.",
+    },
+    Variable {
+        name: "PAYYMO_WEBHOOK_RETRY_SCHEDULE",
+        default: "5s,5m,30m,2h,5h,10h,10h",
+        help: "Delays before each webhook retry (each jittered by 10%); the first attempt is immediate, so attempts = steps + 1.",
+    },
+    Variable {
+        name: "PAYYMO_WEBHOOK_DISABLE_AFTER",
+        default: "5days",
+        help: "A webhook endpoint whose attempts all fail for this long is disabled, and webhook_endpoint.disabled announced.",
+    },
+    Variable {
+        name: "PAYYMO_WEBHOOK_CONCURRENCY",
+        default: "8",
+        help: "Attempts one instance sends at once to any one webhook endpoint.",
+    },
+    Variable {
+        name: "PAYYMO_EVENT_RETENTION",
+        default: "30days",
+        help: "How long events, webhook deliveries and their attempts are kept before a periodic job deletes them.",
+    },
+    Variable {
         name: "PAYYMO_LOG",
         default: "info,sqlx::postgres::notice=warn",
         help: "Log filter in tracing's EnvFilter syntax, e.g. info or payymo=debug,sqlx=warn.",
@@ -195,6 +225,12 @@ pub struct Config {
     pub provider_cooldown: Duration,
     pub workers: bool,
     pub sync_interval: Duration,
+    pub webhook_allowed_networks: Vec<ipnet::IpNet>,
+    pub webhook_timeout: Duration,
+    pub webhook_retry_schedule: Vec<Duration>,
+    pub webhook_disable_after: Duration,
+    pub webhook_concurrency: usize,
+    pub event_retention: Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -263,6 +299,12 @@ impl Config {
             provider_cooldown: env.duration("PAYYMO_PROVIDER_COOLDOWN")?,
             workers: env.boolean("PAYYMO_WORKERS")?,
             sync_interval: env.duration("PAYYMO_SYNC_INTERVAL")?,
+            webhook_allowed_networks: env.networks("PAYYMO_WEBHOOK_ALLOWED_NETWORKS")?,
+            webhook_timeout: env.duration("PAYYMO_WEBHOOK_TIMEOUT")?,
+            webhook_retry_schedule: env.durations("PAYYMO_WEBHOOK_RETRY_SCHEDULE")?,
+            webhook_disable_after: env.duration("PAYYMO_WEBHOOK_DISABLE_AFTER")?,
+            webhook_concurrency: env.bounded("PAYYMO_WEBHOOK_CONCURRENCY", 1, 256)?,
+            event_retention: env.duration("PAYYMO_EVENT_RETENTION")?,
             log_filter: env.value("PAYYMO_LOG"),
             log_format: match env.value("PAYYMO_LOG_FORMAT").as_str() {
                 "text" => LogFormat::Text,
@@ -351,6 +393,23 @@ impl Env<'_> {
             Ok(d) if !d.is_zero() => Ok(d),
             _ => Err(self.invalid(name, &value, "a positive duration such as 500ms, 3s or 2m")),
         }
+    }
+
+    /// A comma-separated list of positive durations (at most 20).
+    fn durations(&self, name: &'static str) -> Result<Vec<Duration>, ConfigError> {
+        let value = self.value(name);
+        let expected = "comma-separated positive durations such as 5s,5m,30m (at most 20)";
+        let steps: Vec<Duration> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| humantime::parse_duration(p).ok().filter(|d| !d.is_zero()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| self.invalid(name, &value, expected))?;
+        if steps.len() > 20 {
+            return Err(self.invalid(name, &value, expected));
+        }
+        Ok(steps)
     }
 
     /// A secret URL: checked for its scheme, never echoed back in an error.

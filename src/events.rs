@@ -25,6 +25,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "bank_connection.expired",
     "transaction.created",
     "transaction.updated",
+    "webhook_endpoint.disabled",
+    "ping",
 ];
 
 /// An event, in the envelope webhooks deliver.

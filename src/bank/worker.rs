@@ -49,6 +49,17 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                 async move { crate::imports::job::handle(&state, &job).await }
             }
         })
+        .register(crate::webhooks::retention::PRUNE_JOB, {
+            let state = state.clone();
+            move |_job: Job| {
+                let state = state.clone();
+                async move {
+                    let deleted = crate::webhooks::retention::prune(&state.db, state.config.event_retention).await?;
+                    tracing::info!(deleted, "pruned events past their retention");
+                    Ok(())
+                }
+            }
+        })
         .register(SCHEDULE_JOB, move |_job: Job| {
             let state = state.clone();
             async move { schedule(&state).await }
@@ -96,7 +107,13 @@ pub async fn claim_period(state: &AppState, name: &str, period: Duration) -> Res
     Ok(claimed.rows_affected() == 1)
 }
 
-/// Runs the workers until `shutdown`: the job runner, and a ticker that queues scheduling.
+/// The periodic tasks, each queued once per period fleet-wide: bank scheduling, event retention.
+const PERIODIC: &[(&str, Duration)] = &[
+    (SCHEDULE_JOB, SCHEDULE_PERIOD),
+    (crate::webhooks::retention::PRUNE_JOB, crate::webhooks::retention::PRUNE_PERIOD),
+];
+
+/// Runs the workers until `shutdown`: the job runner, and a ticker that queues the periodic tasks.
 pub async fn run_until(state: AppState, worker_id: String, shutdown: CancellationToken) {
     let ticker_state = state.clone();
     let ticker_shutdown = shutdown.clone();
@@ -107,15 +124,17 @@ pub async fn run_until(state: AppState, worker_id: String, shutdown: Cancellatio
                 _ = tick.tick() => {}
                 () = ticker_shutdown.cancelled() => return,
             }
-            match claim_period(&ticker_state, SCHEDULE_JOB, SCHEDULE_PERIOD).await {
-                Ok(true) => {
-                    let job = NewJob::new(SCHEDULE_JOB, serde_json::json!({})).dedup_key(SCHEDULE_JOB).max_attempts(1);
-                    if let Err(error) = queue::enqueue(&ticker_state.db, &job).await {
-                        tracing::warn!(%error, "cannot queue bank scheduling");
+            for (task, period) in PERIODIC {
+                match claim_period(&ticker_state, task, *period).await {
+                    Ok(true) => {
+                        let job = NewJob::new(*task, serde_json::json!({})).dedup_key(*task).max_attempts(1);
+                        if let Err(error) = queue::enqueue(&ticker_state.db, &job).await {
+                            tracing::warn!(%error, task, "cannot queue a periodic task");
+                        }
                     }
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, task, "cannot claim a periodic task"),
                 }
-                Ok(false) => {}
-                Err(error) => tracing::warn!(%error, "cannot claim bank scheduling"),
             }
         }
     });

@@ -80,6 +80,14 @@ prefixed_id!(
     EventId, "evt"
 );
 prefixed_id!(
+    /// A webhook endpoint: a URL a tenant's events are delivered to.
+    WebhookEndpointId, "we"
+);
+prefixed_id!(
+    /// One event's delivery to one endpoint, with its attempts.
+    WebhookDeliveryId, "whd"
+);
+prefixed_id!(
     /// A bank connection: one consent at one bank, covering one or more accounts.
     BankConnectionId, "bc"
 );

@@ -88,6 +88,7 @@ pub enum Probe {
     CategorizationRuleRuns,
     Accounts,
     Imports,
+    WebhookEndpoints,
 }
 
 impl Probe {
@@ -103,6 +104,7 @@ impl Probe {
             Probe::CategorizationRuleRuns => "select tenant_id from categorization_rule_runs where id = $1 limit 1",
             Probe::Accounts => "select tenant_id from bank_accounts where id = $1 limit 1",
             Probe::Imports => "select tenant_id from imports where id = $1 limit 1",
+            Probe::WebhookEndpoints => "select tenant_id from webhook_endpoints where id = $1 limit 1",
         }
     }
 
@@ -118,6 +120,7 @@ impl Probe {
             Probe::CategorizationRuleRuns => "categorization_rule_run",
             Probe::Accounts => "bank_account",
             Probe::Imports => "transaction_import",
+            Probe::WebhookEndpoints => "webhook_endpoint",
         }
     }
 }

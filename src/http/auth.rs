@@ -137,6 +137,7 @@ scopes! {
     MembersWrite = Scope::write("members");
     AuditLogsRead = Scope::read("audit_logs");
     WebhooksRead = Scope::read("webhooks");
+    WebhooksWrite = Scope::write("webhooks");
     BankConnectionsRead = Scope::read("bank_connections");
     BankConnectionsWrite = Scope::write("bank_connections");
     TransactionsRead = Scope::read("transactions");

@@ -1,31 +1,45 @@
 //! Events: what happened, newest first. Integrations poll this (Zapier's sample list is
 //! `GET /api/v1/events?type=…&limit=3`) and webhooks deliver the same objects.
 
-use axum::extract::{Path, State};
+use axum::{
+    Extension,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{Probe, not_found},
-    auth::{ClientIp, Needs, scopes::WebhooksRead},
-    error::{ApiError, Problem},
-    json::ApiJson,
+    audit_trail::{AuditResource, Probe, not_found},
+    auth::{
+        ClientIp, Needs,
+        scopes::{WebhooksRead, WebhooksWrite},
+    },
+    error::{ApiError, ErrorCode, Problem},
+    json::{ApiJson, OptionalJson},
     pagination::{self, Page},
     query::ApiQuery,
     request_id::RequestId,
+    webhook_endpoints::DeliveryParams,
 };
 use crate::{
     app::AppState,
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
-    domain::ids::EventId,
+    domain::ids::{EventId, WebhookEndpointId},
     events::{EVENT_COLUMNS, EVENT_TYPES, Event},
+    webhooks::deliveries::{self, WebhookDelivery},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(get))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(redeliver))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -48,9 +62,9 @@ pub struct EventFilters {
 
 /// List events
 ///
-/// Newest first, with stable ids. Event types: `api_key.created`, `api_key.revoked`,
-/// `api_key.rotated`, `oauth_client.created`, `oauth_client.revoked`, `member.added`,
-/// `member.updated`, `member.removed` (more arrive with bank feeds, transactions and payments).
+/// Newest first, with stable ids: the sample list integrations such as Zapier read
+/// (`?type=…&limit=3`). The catalogue of event types, with their payloads, is in
+/// `docs/webhooks.md`.
 #[utoipa::path(
     get,
     path = "/events",
@@ -130,4 +144,149 @@ async fn get(
         Some(event) => Ok(ApiJson(event)),
         None => Err(not_found(&state, &principal, Probe::Events, id.as_str(), ip, &request_id).await),
     }
+}
+
+/// The event `id` names, or the 404 (recorded as a probe when another tenant has it).
+async fn load_event(
+    state: &AppState,
+    principal: &Principal,
+    tx: &mut sqlx::PgConnection,
+    id: &str,
+    ip: ClientIp,
+    request_id: &RequestId,
+) -> Result<Event, ApiError> {
+    let Some(parsed) = EventId::parse(id) else { return Err(ApiError::not_found()) };
+    let event: Option<Event> =
+        sqlx::query_as(&format!("select {EVENT_COLUMNS} from events where tenant_id = $1 and id = $2"))
+            .bind(principal.tenant.id.as_str())
+            .bind(parsed.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    match event {
+        Some(event) => Ok(event),
+        None => Err(not_found(state, principal, Probe::Events, id, ip, request_id).await),
+    }
+}
+
+/// List an event's deliveries
+///
+/// Its delivery to each endpoint (and any re-sends), newest first, each with every attempt.
+/// Filter by `status` and by creation time.
+#[utoipa::path(
+    get,
+    path = "/events/{id}/deliveries",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The event's id (`evt_…`)"), DeliveryParams),
+    responses(
+        (status = 200, body = Page<WebhookDelivery>),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = ["webhooks:read"]), ("bearer" = ["webhooks:read"]))
+)]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    _: Needs<WebhooksRead>,
+    Path(id): Path<String>,
+    ip: ClientIp,
+    request_id: RequestId,
+    ApiQuery(params): ApiQuery<DeliveryParams>,
+) -> Result<ApiJson<Page<WebhookDelivery>>, ApiError> {
+    let (mut filter, limit) = params.filter()?;
+    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let event = load_event(&state, &principal, &mut tx, &id, ip, &request_id).await?;
+    filter.event = Some(EventId::from_db(event.id));
+    let rows = deliveries::list(&mut tx, &principal.tenant.id, &filter, i64::from(limit) + 1).await?;
+    end_read(tx);
+    Ok(ApiJson(pagination::page(rows, limit, |d| d.id.clone())))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"endpoint_id": "we_0192f3c4d5e6478fa1b2c3d4e5f60718"}))]
+pub struct Redeliver {
+    /// Only to this endpoint (`we_…`), whether or not its filter names the event's type. Absent:
+    /// to every enabled endpoint whose filter matches.
+    pub endpoint_id: Option<String>,
+}
+
+/// The deliveries a request created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deliveries {
+    pub data: Vec<WebhookDelivery>,
+}
+
+/// Redeliver an event
+///
+/// Sends the event again, as a new delivery (`reason: redeliver`) with the same event `id`, so
+/// receivers that de-duplicate on it stay correct. Answers 202 with the deliveries queued. An
+/// `endpoint_id` that is not one of the tenant's endpoints is a 422; a disabled endpoint, or no
+/// enabled endpoint subscribed to the event's type, is a 409.
+#[utoipa::path(
+    post,
+    path = "/events/{id}/redeliver",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The event's id (`evt_…`)")),
+    request_body(content = Option<Redeliver>, description = "Optional"),
+    responses(
+        (status = 202, body = Deliveries),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = ["webhooks:write"]), ("bearer" = ["webhooks:write"]))
+)]
+async fn redeliver(
+    State(state): State<AppState>,
+    principal: Principal,
+    _: Needs<WebhooksWrite>,
+    Path(id): Path<String>,
+    ip: ClientIp,
+    request_id: RequestId,
+    OptionalJson(body): OptionalJson<Redeliver>,
+) -> Result<Response, ApiError> {
+    let tenant = &principal.tenant.id;
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let event = load_event(&state, &principal, &mut tx, &id, ip, &request_id).await?;
+    let targets: Vec<String> = match &body.endpoint_id {
+        Some(endpoint_id) => {
+            let endpoint = match WebhookEndpointId::parse(endpoint_id) {
+                Some(parsed) => crate::webhooks::endpoints::load(&mut tx, tenant, &parsed, false).await?,
+                None => None,
+            };
+            let Some(endpoint) = endpoint else {
+                return Err(ApiError::invalid_field("endpoint_id", "is not one of this tenant's webhook endpoints"));
+            };
+            if !endpoint.enabled {
+                return Err(ApiError::new(ErrorCode::Conflict, "the endpoint is disabled; enable it first"));
+            }
+            vec![endpoint.id]
+        }
+        None => {
+            sqlx::query_scalar(
+                "select id from webhook_endpoints
+                 where tenant_id = $1 and enabled and ('*' = any(event_types) or $2 = any(event_types))
+                   and $2 <> 'ping'",
+            )
+            .bind(tenant.as_str())
+            .bind(&event.event_type)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+    };
+    if targets.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("no enabled webhook endpoint subscribes to {}; name one with endpoint_id", event.event_type),
+        ));
+    }
+    let mut created = Vec::with_capacity(targets.len());
+    for endpoint in &targets {
+        created.push(deliveries::create(&mut tx, tenant, &event.id, endpoint, "redeliver").await?);
+    }
+    let data = deliveries::by_ids(&mut tx, tenant, &created).await?;
+    tx.commit().await?;
+    Ok((StatusCode::ACCEPTED, Extension(AuditResource::new("event", &event.id)), ApiJson(Deliveries { data }))
+        .into_response())
 }

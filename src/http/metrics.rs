@@ -51,6 +51,8 @@ pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
     in_flight: Gauge,
+    /// Webhook delivery metrics, in the same registry.
+    pub webhooks: crate::webhooks::metrics::WebhookMetrics,
 }
 
 impl Default for HttpMetrics {
@@ -68,7 +70,8 @@ impl Default for HttpMetrics {
         registry.register("http_request_duration_seconds", "Time to answer an HTTP request", duration.clone());
         registry.register("http_requests_in_flight", "HTTP requests being served now", in_flight.clone());
         registry.register("payymo_build_info", "The running build", build);
-        Self { registry, requests, duration, in_flight }
+        let webhooks = crate::webhooks::metrics::WebhookMetrics::register(&mut registry);
+        Self { registry, requests, duration, in_flight, webhooks }
     }
 }
 
@@ -94,8 +97,9 @@ impl HttpMetrics {
 
 /// Prometheus metrics
 ///
-/// Request counts and a latency histogram per route template, method and status, in the
-/// OpenMetrics text format that Prometheus scrapes.
+/// Request counts and a latency histogram per route template, method and status; webhook
+/// attempts by outcome with their latency, and the delivery queue's depth and oldest pending age.
+/// In the OpenMetrics text format that Prometheus scrapes.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -103,6 +107,9 @@ impl HttpMetrics {
     responses((status = 200, description = "Metrics in OpenMetrics text format", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(state): State<crate::app::AppState>) -> Result<Response, ApiError> {
+    if let Err(error) = state.metrics.webhooks.refresh(&state.db).await {
+        tracing::warn!(%error, "cannot read the webhook queue's gauges");
+    }
     let text = state.metrics.render().map_err(|e| ApiError::Internal(e.into()))?;
     Ok(([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response())
 }

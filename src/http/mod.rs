@@ -30,6 +30,7 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod sessions;
 pub mod transactions;
+pub mod webhook_endpoints;
 
 use std::{any::Any, sync::Arc, time::Duration};
 
@@ -86,6 +87,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(categorization_rules::router())
         .merge(accounts::router())
         .merge(imports::router())
+        .merge(webhook_endpoints::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.

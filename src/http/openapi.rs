@@ -30,6 +30,7 @@ Every response carries `X-Request-Id`.",
         (name = "bank_connections", description = "Banks, and accounts connected through open-banking consent"),
         (name = "transactions", description = "Bank transactions synced from the bank connections"),
         (name = "events", description = "What happened, newest first; the objects webhooks deliver"),
+        (name = "webhooks", description = "Webhook endpoints, signed deliveries with retries, and re-sending what failed"),
         (name = "admin", description = "Platform administration (needs PAYYMO_ADMIN_TOKEN)"),
     )
 )]

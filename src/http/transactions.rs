@@ -473,7 +473,6 @@ pub struct UpdateTransaction {
 }
 
 const MAX_TAGS: usize = 20;
-const MAX_METADATA_KEYS: usize = 50;
 
 /// The changes a valid body makes to `current`: new values and previous ones, by field.
 fn apply_update(current: &Transaction, body: UpdateTransaction) -> Result<Changes, ApiError> {
@@ -508,30 +507,7 @@ fn apply_update(current: &Transaction, body: UpdateTransaction) -> Result<Change
     if tags.as_ref().is_some_and(|t| t.len() > MAX_TAGS) {
         bad("tags".into(), "holds at most 20 tags");
     }
-    let metadata = body.metadata.map(|changes| {
-        let mut merged = current.metadata.clone();
-        for (key, value) in changes {
-            if key.is_empty() || key.chars().count() > 40 || key.contains(['[', ']']) {
-                bad(format!("metadata.{key}"), "keys are 1 to 40 characters, without [ or ]");
-                continue;
-            }
-            match value.filter(|v| !v.is_empty()) {
-                Some(value) if value.chars().count() > 500 => {
-                    bad(format!("metadata.{key}"), "values are at most 500 characters");
-                }
-                Some(value) => {
-                    merged.insert(key, value);
-                }
-                None => {
-                    merged.remove(&key);
-                }
-            }
-        }
-        merged
-    });
-    if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA_KEYS) {
-        bad("metadata".into(), "holds at most 50 keys");
-    }
+    let metadata = body.metadata.map(|changes| super::json::merge_metadata(&current.metadata, changes, &mut errors));
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }

@@ -37,7 +37,7 @@ impl Backoff {
 }
 
 /// A uniform random number in `[0, 1)`; the full ceiling, 1, if the OS cannot provide one.
-fn random_unit() -> f64 {
+pub fn random_unit() -> f64 {
     match getrandom::u64() {
         // 53 random bits: exactly what an f64 mantissa holds.
         Ok(bits) => (bits >> 11) as f64 / (1u64 << 53) as f64,

@@ -49,6 +49,7 @@ fn fill(path: &str, id: &str) -> String {
 fn valid_body(method: &Method, path: &str) -> Value {
     match (method.as_str(), path) {
         ("PATCH", "/api/v1/members/{user_id}") => json!({"role": "viewer"}),
+        ("POST", "/api/v1/webhook_endpoints/{id}/recover") => json!({"since": "2026-01-01T00:00:00Z"}),
         _ => json!({}),
     }
 }
@@ -135,6 +136,8 @@ impl Fixtures {
             .unwrap();
         ids.insert("transactions/imports", import["id"].as_str().expect("tenant A has an import").to_owned());
         ids.insert("accounts", account);
+        let endpoint = crate::webhooks::create_endpoint(app, a, "http://127.0.0.1:9/hooks", &["*"]).await;
+        ids.insert("webhook_endpoints", endpoint["id"].as_str().unwrap().to_owned());
         Self { ids }
     }
 
@@ -151,6 +154,9 @@ impl Fixtures {
             format!("/api/v1/categorization_rules/runs/{}", self.ids["categorization_rules/runs"]),
             format!("/api/v1/accounts/{}", self.ids["accounts"]),
             format!("/api/v1/transactions/imports/{}", self.ids["transactions/imports"]),
+            format!("/api/v1/webhook_endpoints/{}", self.ids["webhook_endpoints"]),
+            format!("/api/v1/webhook_endpoints/{}/deliveries", self.ids["webhook_endpoints"]),
+            format!("/api/v1/events/{}/deliveries", self.ids["events"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }
@@ -253,6 +259,7 @@ fn placeholder_id(path: &str) -> String {
         "categorization_rules/runs" => payymo::domain::ids::CategorizationRuleRunId::generate().to_string(),
         "accounts" => payymo::domain::ids::BankAccountId::generate().to_string(),
         "transactions/imports" => payymo::domain::ids::ImportId::generate().to_string(),
+        "webhook_endpoints" => payymo::domain::ids::WebhookEndpointId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }

@@ -28,3 +28,4 @@ mod provider_credentials;
 mod rate_limits;
 mod rls;
 mod transactions;
+mod webhooks;

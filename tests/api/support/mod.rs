@@ -8,6 +8,7 @@
 
 pub mod db_proxy;
 pub mod process;
+pub mod receiver;
 pub mod tenants;
 
 use std::{
@@ -196,6 +197,8 @@ pub fn test_config() -> Config {
     config.shutdown_grace = Duration::from_secs(5);
     // Tests drain the job queue themselves (`TestApp::run_jobs`), so nothing runs behind their back.
     config.workers = false;
+    // Webhook receivers in tests listen on loopback, which deliveries otherwise refuse.
+    config.webhook_allowed_networks = vec!["127.0.0.0/8".parse().expect("network")];
     config
 }
 

@@ -1,0 +1,731 @@
+//! The dispatcher: claims due deliveries, signs and sends them, and records every attempt.
+//!
+//! Any number of dispatchers (one per instance) drain the same table. A claim takes due rows with
+//! `FOR UPDATE SKIP LOCKED`, counts the attempt and moves the row's `next_attempt_at` one lease
+//! ahead, in one statement; so no two dispatchers send the same attempt, and a dispatcher that dies
+//! mid-attempt leaves rows that fall due again when the lease runs out (at-least-once).
+//!
+//! Each endpoint is a lane: a dispatcher holds at most `per_endpoint` of its attempts at once and
+//! claims nothing for an endpoint that is full or paused (`Retry-After`), so a slow or failing
+//! endpoint holds up only its own deliveries. An attempt stays counted against its lane until its
+//! outcome is written, so a crash resends at most what each lane had in flight.
+//!
+//! New deliveries wake dispatchers through `LISTEN payymo_webhooks`; polling every second is the
+//! safety net, and also what picks up retries as they fall due.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use sqlx::{FromRow, PgPool, postgres::PgListener};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{endpoints, signing, ssrf::Guard};
+use crate::{
+    config::Config,
+    crypto::KeyRing,
+    db::tenant::begin_platform,
+    domain::ids::TenantId,
+    events::{self, Event},
+};
+
+/// The notification channel that wakes dispatchers.
+pub const CHANNEL: &str = "payymo_webhooks";
+/// How much of a receiver's answer an attempt keeps.
+const RESPONSE_BODY_LIMIT: usize = 1024;
+/// How often a dispatcher looks for due deliveries without being woken.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Most outcomes written in one transaction.
+const RECORD_BATCH: usize = 512;
+
+/// How deliveries are made, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Longest wait for a receiver's answer.
+    pub timeout: Duration,
+    /// The delay before each retry; the attempts are one more than its length.
+    pub schedule: Vec<Duration>,
+    /// How long an endpoint may fail without a break before it is disabled.
+    pub disable_after: Duration,
+    /// Attempts one dispatcher holds at once per endpoint.
+    pub per_endpoint: usize,
+    /// Attempts one dispatcher holds at once in all.
+    pub max_in_flight: usize,
+    /// Networks deliveries may reach although the guard refuses them (development, tests).
+    pub allowed_networks: Vec<ipnet::IpNet>,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            timeout: config.webhook_timeout,
+            schedule: config.webhook_retry_schedule.clone(),
+            disable_after: config.webhook_disable_after,
+            per_endpoint: config.webhook_concurrency,
+            max_in_flight: 512,
+            allowed_networks: config.webhook_allowed_networks.clone(),
+        }
+    }
+
+    /// How long a claimed attempt is held before another dispatcher may take it over.
+    pub fn lease(&self) -> Duration {
+        self.timeout + Duration::from_secs(10)
+    }
+
+    pub fn max_attempts(&self) -> i32 {
+        i32::try_from(self.schedule.len() + 1).unwrap_or(i32::MAX)
+    }
+
+    /// The delay after failed attempt `attempt` (1-based), with ±10 % jitter; None after the last.
+    fn retry_delay(&self, attempt: i32) -> Option<Duration> {
+        let base = self.schedule.get(usize::try_from(attempt - 1).ok()?)?;
+        Some(base.mul_f64(0.9 + 0.2 * crate::jobs::backoff::random_unit()))
+    }
+}
+
+/// A claimed delivery, with what sending it needs.
+#[derive(Debug, FromRow)]
+struct Claimed {
+    tenant_id: String,
+    id: String,
+    endpoint_id: String,
+    attempts: i32,
+    event_id: String,
+    event_type: String,
+    occurred_at: DateTime<Utc>,
+    data: serde_json::Value,
+    url: String,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// What an attempt's answer means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    Succeeded,
+    /// 410 Gone: the receiver unsubscribed; the endpoint is disabled.
+    Gone,
+    /// 429 or 503 with `Retry-After`: the whole endpoint waits that long.
+    Throttled(Duration),
+    Failed,
+}
+
+/// One attempt, as recorded.
+#[derive(Debug)]
+struct Outcome {
+    tenant_id: String,
+    delivery_id: String,
+    endpoint_id: String,
+    attempt: i32,
+    started_at: DateTime<Utc>,
+    latency_ms: i32,
+    status_code: Option<i32>,
+    verdict: Verdict,
+    error: Option<String>,
+    response_body: Option<String>,
+}
+
+/// Attempts held per endpoint by this dispatcher, until their outcomes are written.
+#[derive(Debug, Default)]
+struct Lanes {
+    held: Mutex<HashMap<String, usize>>,
+}
+
+impl Lanes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn total(&self) -> usize {
+        self.lock().values().sum()
+    }
+
+    fn snapshot(&self) -> (Vec<String>, Vec<i32>) {
+        self.lock().iter().map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX))).unzip()
+    }
+
+    fn take(&self, endpoint: &str) {
+        *self.lock().entry(endpoint.to_owned()).or_default() += 1;
+    }
+
+    fn release(&self, endpoint: &str) {
+        let mut held = self.lock();
+        if let Some(count) = held.get_mut(endpoint) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(endpoint);
+            }
+        }
+    }
+}
+
+/// A dispatcher for one instance.
+pub struct Dispatcher {
+    db: PgPool,
+    keys: KeyRing,
+    guard: Guard,
+    client: reqwest::Client,
+    settings: Settings,
+    worker_id: String,
+    metrics: Arc<crate::http::metrics::HttpMetrics>,
+    lanes: Arc<Lanes>,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        db: PgPool,
+        keys: KeyRing,
+        settings: Settings,
+        worker_id: String,
+        metrics: Arc<crate::http::metrics::HttpMetrics>,
+    ) -> anyhow::Result<Self> {
+        let guard = Guard::new(settings.allowed_networks.clone());
+        // Resolves through the guard, follows no redirect, ignores proxies (see `ssrf`).
+        let client = guard
+            .client_builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("Payymo-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { db, keys, guard, client, settings, worker_id, metrics, lanes: Arc::default(), wake: Arc::default() })
+    }
+
+    /// Delivers until `shutdown`; then stops claiming, lets the attempts in flight finish (each is
+    /// bounded by the timeout) and writes their outcomes.
+    pub async fn run_until(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let (outcomes, received) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(this.clone().record_until_closed(received));
+        let mut listener = this.listen().await;
+        let mut attempts = tokio::task::JoinSet::new();
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let free = this.settings.max_in_flight.saturating_sub(this.lanes.total());
+            let mut claimed_all = false;
+            if free > 0 {
+                match this.claim(free).await {
+                    Ok(claimed) => {
+                        claimed_all = claimed.len() == free;
+                        for delivery in claimed {
+                            this.lanes.take(&delivery.endpoint_id);
+                            let (this, outcomes) = (this.clone(), outcomes.clone());
+                            attempts.spawn(async move {
+                                let outcome = this.attempt(&delivery).await;
+                                // The recorder outlives every sender; a closed channel means shutdown.
+                                let _ = outcomes.send(outcome);
+                            });
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot claim webhook deliveries"),
+                }
+            }
+            while attempts.try_join_next().is_some() {}
+            if claimed_all {
+                // Full: wait for a lane to free up rather than polling.
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = this.wake.notified() => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = this.wake.notified() => {}
+                woken = notification(&mut listener) => {
+                    if let Err(error) = woken {
+                        tracing::warn!(%error, "lost the webhook notification listener; polling meanwhile");
+                        listener = None;
+                    }
+                }
+            }
+            if listener.is_none() {
+                listener = this.listen().await;
+            }
+        }
+        while attempts.join_next().await.is_some() {}
+        drop(outcomes);
+        let _ = recorder.await;
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let listener = async {
+            let mut listener = PgListener::connect_with(&self.db).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for webhook notifications; polling only");
+                None
+            }
+        }
+    }
+
+    /// Claims up to `limit` due deliveries, at most as many per endpoint as its lane has room for,
+    /// none for disabled or paused endpoints.
+    async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, sqlx::Error> {
+        let (held_endpoints, held_counts) = self.lanes.snapshot();
+        let mut tx = begin_platform(&self.db).await?;
+        let claimed = sqlx::query_as(
+            "with held as (
+                 select * from unnest($1::text[], $2::int[]) as h(endpoint_id, attempts)
+             ), due as (
+                 select distinct tenant_id, endpoint_id from (
+                     select tenant_id, endpoint_id from webhook_deliveries
+                     where status = 'pending' and next_attempt_at <= now()
+                     order by next_attempt_at limit 2000
+                 ) oldest
+             ), lanes as (
+                 select w.tenant_id, w.id, $3::int - coalesce(h.attempts, 0) as room
+                 from due
+                 join webhook_endpoints w on w.tenant_id = due.tenant_id and w.id = due.endpoint_id
+                 left join held h on h.endpoint_id = w.id
+                 where w.enabled and (w.paused_until is null or w.paused_until <= now())
+                   and $3::int - coalesce(h.attempts, 0) > 0
+             ), picked as (
+                 select d.tenant_id, d.id from lanes l
+                 cross join lateral (
+                     select d.tenant_id, d.id from webhook_deliveries d
+                     where d.tenant_id = l.tenant_id and d.endpoint_id = l.id
+                       and d.status = 'pending' and d.next_attempt_at <= now()
+                     order by d.next_attempt_at, d.id
+                     limit l.room
+                     for update skip locked
+                 ) d
+                 limit $4
+             )
+             update webhook_deliveries d set
+                 attempts = d.attempts + 1,
+                 next_attempt_at = now() + make_interval(secs => $5),
+                 locked_by = $6,
+                 last_attempt_at = now()
+             from picked, events e, webhook_endpoints w
+             where d.tenant_id = picked.tenant_id and d.id = picked.id
+               and e.tenant_id = d.tenant_id and e.id = d.event_id
+               and w.tenant_id = d.tenant_id and w.id = d.endpoint_id
+             returning d.tenant_id, d.id, d.endpoint_id, d.attempts, e.id as event_id, e.event_type,
+                       e.occurred_at, e.data, w.url, w.secret, w.previous_secret, w.previous_secret_expires_at",
+        )
+        .bind(&held_endpoints)
+        .bind(&held_counts)
+        .bind(i32::try_from(self.settings.per_endpoint).unwrap_or(i32::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(self.settings.lease().as_secs_f64())
+        .bind(&self.worker_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Signs and sends one delivery; never fails: every problem is an outcome.
+    async fn attempt(&self, delivery: &Claimed) -> Outcome {
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let mut outcome = Outcome {
+            tenant_id: delivery.tenant_id.clone(),
+            delivery_id: delivery.id.clone(),
+            endpoint_id: delivery.endpoint_id.clone(),
+            attempt: delivery.attempts,
+            started_at,
+            latency_ms: 0,
+            status_code: None,
+            verdict: Verdict::Failed,
+            error: None,
+            response_body: None,
+        };
+        match self.send(delivery, started_at).await {
+            Ok((status, headers, body)) => {
+                outcome.status_code = Some(i32::from(status));
+                outcome.response_body = Some(body);
+                outcome.verdict = match status {
+                    200..=299 => Verdict::Succeeded,
+                    410 => Verdict::Gone,
+                    429 | 503 => retry_after(&headers).map_or(Verdict::Failed, Verdict::Throttled),
+                    _ => Verdict::Failed,
+                };
+                if outcome.verdict != Verdict::Succeeded {
+                    outcome.error = Some(match status {
+                        300..=399 => format!("answered {status}: redirects are not followed"),
+                        _ => format!("answered {status}"),
+                    });
+                }
+            }
+            Err(error) => outcome.error = Some(error),
+        }
+        outcome.latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        outcome
+    }
+
+    async fn send(&self, delivery: &Claimed, now: DateTime<Utc>) -> Result<(u16, HeaderMap, String), String> {
+        // reqwest resolves no name for an address literal, so the guard checks those here; names
+        // are checked by its resolver at connect time.
+        let url = self.guard.check_url(&delivery.url, false).map_err(|refusal| refusal.to_string())?;
+        let secrets = self.secrets(delivery, now).map_err(|e| format!("cannot open the signing secret: {e}"))?;
+        let event = Event {
+            id: delivery.event_id.clone(),
+            event_type: delivery.event_type.clone(),
+            timestamp: delivery.occurred_at,
+            tenant_id: delivery.tenant_id.clone(),
+            data: delivery.data.clone(),
+        };
+        let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+        let timestamp = now.timestamp();
+        let signatures = signing::sign(&secrets, &event.id, timestamp, &body);
+        let request = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header("webhook-id", &event.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signatures.standard)
+            .header("x-webhook-signature", signatures.payymo)
+            .body(body);
+        let mut response = request.send().await.map_err(describe)?;
+        let status = response.status().as_u16();
+        let headers = std::mem::take(response.headers_mut());
+        let mut kept = Vec::new();
+        while kept.len() < RESPONSE_BODY_LIMIT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => kept.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_BODY_LIMIT - kept.len())]),
+                Ok(None) => break,
+                // The status is the answer; a body cut short does not change it.
+                Err(_) => break,
+            }
+        }
+        Ok((status, headers, String::from_utf8_lossy(&kept).into_owned()))
+    }
+
+    /// The endpoint's live secrets: the current one, and the one it replaced while that is live.
+    fn secrets(
+        &self,
+        delivery: &Claimed,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<signing::SigningSecret>, crate::crypto::CryptoError> {
+        let open =
+            |sealed: &str| endpoints::open_secret(&self.keys, &delivery.tenant_id, &delivery.endpoint_id, sealed);
+        let mut secrets = vec![open(&delivery.secret)?];
+        if let (Some(previous), Some(until)) = (&delivery.previous_secret, delivery.previous_secret_expires_at)
+            && until > now
+        {
+            secrets.push(open(previous)?);
+        }
+        Ok(secrets)
+    }
+
+    /// Writes outcomes as they arrive, many per transaction, until every sender is gone.
+    async fn record_until_closed(self: Arc<Self>, mut received: mpsc::UnboundedReceiver<Outcome>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while received.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let mut delay = Duration::from_millis(100);
+            let started = Instant::now();
+            loop {
+                match self.record(&batch).await {
+                    Ok(()) => break,
+                    // Past the lease the rows are due again elsewhere; these outcomes no longer count.
+                    Err(error) if started.elapsed() > self.settings.lease() => {
+                        tracing::warn!(%error, count = batch.len(), "cannot record webhook attempts; they will be sent again");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot record webhook attempts yet; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            for outcome in batch.drain(..) {
+                self.lanes.release(&outcome.endpoint_id);
+            }
+            self.wake.notify_one();
+        }
+    }
+
+    /// Records a batch of attempts and their consequences in one transaction.
+    async fn record(&self, batch: &[Outcome]) -> Result<(), sqlx::Error> {
+        let max_attempts = self.settings.max_attempts();
+        let mut next: Vec<(&'static str, Option<DateTime<Utc>>)> = Vec::with_capacity(batch.len());
+        for outcome in batch {
+            let retry = || {
+                let after = self.settings.retry_delay(outcome.attempt)?;
+                let after = match outcome.verdict {
+                    Verdict::Throttled(wait) => after.max(wait),
+                    _ => after,
+                };
+                Some(Utc::now() + chrono::Duration::from_std(after).ok()?)
+            };
+            next.push(match outcome.verdict {
+                Verdict::Succeeded => ("succeeded", None),
+                Verdict::Gone => ("failed", None),
+                Verdict::Failed | Verdict::Throttled(_) if outcome.attempt >= max_attempts => ("failed", None),
+                Verdict::Failed | Verdict::Throttled(_) => match retry() {
+                    Some(at) => ("pending", Some(at)),
+                    None => ("failed", None),
+                },
+            });
+        }
+        let column = |f: &dyn Fn(&Outcome) -> String| batch.iter().map(f).collect::<Vec<_>>();
+        let tenants = column(&|o| o.tenant_id.clone());
+        let deliveries = column(&|o| o.delivery_id.clone());
+        let attempt: Vec<i32> = batch.iter().map(|o| o.attempt).collect();
+        let started: Vec<DateTime<Utc>> = batch.iter().map(|o| o.started_at).collect();
+        let latency: Vec<i32> = batch.iter().map(|o| o.latency_ms).collect();
+        let status_code: Vec<Option<i32>> = batch.iter().map(|o| o.status_code).collect();
+        let succeeded: Vec<bool> = batch.iter().map(|o| o.verdict == Verdict::Succeeded).collect();
+        let error: Vec<Option<String>> = batch.iter().map(|o| o.error.clone()).collect();
+        let body: Vec<Option<String>> = batch.iter().map(|o| o.response_body.clone()).collect();
+        let new_status: Vec<&str> = next.iter().map(|(s, _)| *s).collect();
+        let next_at: Vec<Option<DateTime<Utc>>> = next.iter().map(|(_, at)| *at).collect();
+
+        let mut tx = begin_platform(&self.db).await?;
+        sqlx::query(
+            "insert into webhook_attempts (tenant_id, delivery_id, attempt, started_at, latency_ms, status_code,
+                 succeeded, error, response_body)
+             select * from unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::int[], $6::int[],
+                 $7::bool[], $8::text[], $9::text[])
+             on conflict do nothing",
+        )
+        .bind(&tenants)
+        .bind(&deliveries)
+        .bind(&attempt)
+        .bind(&started)
+        .bind(&latency)
+        .bind(&status_code)
+        .bind(&succeeded)
+        .bind(&error)
+        .bind(&body)
+        .execute(&mut *tx)
+        .await?;
+        // Only while this dispatcher still holds the attempt: after its lease ran out another may
+        // have claimed the row, and that attempt's outcome is the one that counts.
+        sqlx::query(
+            "update webhook_deliveries d set
+                 status = u.status,
+                 next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
+                 completed_at = case when u.status = 'pending' then null else now() end,
+                 last_status_code = u.status_code,
+                 last_error = u.error,
+                 locked_by = null
+             from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::int[], $7::text[])
+                  as u(tenant_id, id, attempt, status, next_at, status_code, error)
+             where d.tenant_id = u.tenant_id and d.id = u.id and d.status = 'pending'
+               and d.attempts = u.attempt and d.locked_by = $8",
+        )
+        .bind(&tenants)
+        .bind(&deliveries)
+        .bind(&attempt)
+        .bind(&new_status)
+        .bind(&next_at)
+        .bind(&status_code)
+        .bind(&error)
+        .bind(&self.worker_id)
+        .execute(&mut *tx)
+        .await?;
+        self.record_endpoint_health(&mut tx, batch).await?;
+        tx.commit().await?;
+
+        for (outcome, (status, _)) in batch.iter().zip(&next) {
+            let label = match (outcome.verdict, *status) {
+                (Verdict::Succeeded, _) => "succeeded",
+                (Verdict::Gone, _) => "gone",
+                (_, "pending") => "retrying",
+                _ => "failed",
+            };
+            self.metrics.webhooks.attempt(label, f64::from(outcome.latency_ms) / 1000.0);
+        }
+        Ok(())
+    }
+
+    /// Per endpoint in the batch: its last outcome decides whether it is healthy or failing; an
+    /// endpoint failing without a break for `disable_after`, or answering 410, is disabled and
+    /// `webhook_endpoint.disabled` announced; `Retry-After` pauses it.
+    async fn record_endpoint_health(&self, tx: &mut sqlx::PgConnection, batch: &[Outcome]) -> Result<(), sqlx::Error> {
+        let mut last: HashMap<(&str, &str), &Outcome> = HashMap::new();
+        for outcome in batch {
+            last.insert((&outcome.tenant_id, &outcome.endpoint_id), outcome);
+        }
+        let (mut healthy_t, mut healthy_e, mut failing_t, mut failing_e) = (vec![], vec![], vec![], vec![]);
+        for ((tenant, endpoint), outcome) in &last {
+            if outcome.verdict == Verdict::Succeeded {
+                healthy_t.push(*tenant);
+                healthy_e.push(*endpoint);
+            } else {
+                failing_t.push(*tenant);
+                failing_e.push(*endpoint);
+            }
+        }
+        if !healthy_t.is_empty() {
+            sqlx::query(
+                "update webhook_endpoints w set failing_since = null
+                 from unnest($1::text[], $2::text[]) as u(tenant_id, id)
+                 where w.tenant_id = u.tenant_id and w.id = u.id and w.failing_since is not null",
+            )
+            .bind(&healthy_t)
+            .bind(&healthy_e)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if failing_t.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "update webhook_endpoints w set failing_since = now()
+             from unnest($1::text[], $2::text[]) as u(tenant_id, id)
+             where w.tenant_id = u.tenant_id and w.id = u.id and w.failing_since is null",
+        )
+        .bind(&failing_t)
+        .bind(&failing_e)
+        .execute(&mut *tx)
+        .await?;
+        let mut disable: Vec<(&str, &str, String)> = Vec::new();
+        for ((tenant, endpoint), outcome) in &last {
+            match outcome.verdict {
+                Verdict::Gone => disable.push((tenant, endpoint, "the receiver answered 410 Gone".to_owned())),
+                Verdict::Throttled(wait) => {
+                    sqlx::query(
+                        "update webhook_endpoints set paused_until = greatest(paused_until, now() + make_interval(secs => $3))
+                         where tenant_id = $1 and id = $2",
+                    )
+                    .bind(tenant)
+                    .bind(endpoint)
+                    .bind(wait.as_secs_f64())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        let overdue: Vec<(String, String)> = sqlx::query_as(
+            "select w.tenant_id, w.id from webhook_endpoints w
+             join unnest($1::text[], $2::text[]) as u(tenant_id, id) on w.tenant_id = u.tenant_id and w.id = u.id
+             where w.enabled and w.failing_since < now() - make_interval(secs => $3)",
+        )
+        .bind(&failing_t)
+        .bind(&failing_e)
+        .bind(self.settings.disable_after.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+        let reason = format!(
+            "every attempt failed for {} without a break",
+            humantime::format_duration(self.settings.disable_after)
+        );
+        for (tenant, endpoint) in &overdue {
+            if !disable.iter().any(|(t, e, _)| t == tenant && e == endpoint) {
+                disable.push((tenant, endpoint, reason.clone()));
+            }
+        }
+        for (tenant, endpoint, reason) in disable {
+            disable_endpoint(tx, tenant, endpoint, &reason).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Disables an enabled endpoint with `reason` and announces it with `webhook_endpoint.disabled`.
+pub async fn disable_endpoint(
+    tx: &mut sqlx::PgConnection,
+    tenant: &str,
+    endpoint: &str,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let disabled: Option<endpoints::WebhookEndpoint> = sqlx::query_as(&format!(
+        "update webhook_endpoints set enabled = false, disabled_reason = $3, disabled_at = now()
+         where tenant_id = $1 and id = $2 and enabled
+         returning {}",
+        endpoints::ENDPOINT_COLUMNS
+    ))
+    .bind(tenant)
+    .bind(endpoint)
+    .bind(reason)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(disabled) = disabled else { return Ok(false) };
+    tracing::warn!(tenant, endpoint, reason, "webhook endpoint disabled");
+    events::record(tx, &TenantId::from_db(tenant.to_owned()), "webhook_endpoint.disabled", &disabled).await?;
+    Ok(true)
+}
+
+/// The wait a 429 or 503 asks for: `Retry-After` in seconds or as an HTTP date, bounded.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+            (at - Utc::now()).to_std().unwrap_or_default()
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// An error as one line that says what went wrong (timeout, refused address, connection).
+fn describe(error: reqwest::Error) -> String {
+    use std::error::Error;
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut message = kind.to_owned();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// The next notification, or never when there is no listener.
+async fn notification(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(listener) => listener.recv().await.map(drop),
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_is_bounded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+        headers.insert(RETRY_AFTER, "99999999".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        let soon = (Utc::now() + chrono::Duration::seconds(60)).to_rfc2822().replace("+0000", "GMT");
+        headers.insert(RETRY_AFTER, soon.parse().unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(55) && wait <= Duration::from_secs(60), "{wait:?}");
+        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn the_schedule_is_jittered_and_ends_after_its_last_step() {
+        let settings = Settings::from_config(&Config::defaults());
+        assert_eq!(settings.max_attempts(), 8);
+        let first = settings.retry_delay(1).unwrap();
+        assert!(first >= Duration::from_millis(4500) && first <= Duration::from_millis(5500), "{first:?}");
+        let last = settings.retry_delay(7).unwrap();
+        assert!(last >= Duration::from_secs(32_400) && last <= Duration::from_secs(39_600), "{last:?}");
+        assert_eq!(settings.retry_delay(8), None);
+    }
+}
