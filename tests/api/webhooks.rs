@@ -184,3 +184,446 @@ async fn a_receiver_answering_500_then_200_gets_the_event_once_on_the_retry() {
     let endpoint = get(&app, &tenant.key, &format!("/api/v1/webhook_endpoints/{endpoint_id}")).await;
     assert_eq!(endpoint["failing_since"], Value::Null);
 }
+
+async fn patch(app: &TestApp, key: &str, path: &str, body: Value) -> reqwest::Response {
+    app.as_key(Method::PATCH, path, key).json(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_announces_it_and_enabling_resumes_delivery() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let (zap, watcher) = (Receiver::start().await, Receiver::start().await);
+    zap.script([Reply::Status(410)]);
+    let endpoint = create_endpoint(&app, &tenant, &zap.url, &["api_key.created"]).await;
+    create_endpoint(&app, &tenant, &watcher.url, &["webhook_endpoint.disabled"]).await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    let first = emit(&app, &tenant).await;
+    let _dispatcher = dispatch(&app, "d1");
+    zap.wait_for(1, Duration::from_secs(10)).await;
+
+    // The other endpoint hears about it, with the reason.
+    let announced = watcher.wait_for(1, Duration::from_secs(10)).await;
+    let event = announced[0].json();
+    assert_eq!(event["event_type"], "webhook_endpoint.disabled");
+    assert_eq!(event["data"]["id"], id.as_str());
+    assert_eq!(event["data"]["disabled_reason"], "the receiver answered 410 Gone");
+    let disabled = get(&app, &tenant.key, &format!("/api/v1/webhook_endpoints/{id}")).await;
+    assert_eq!(disabled["enabled"], false);
+    assert_eq!(disabled["disabled_reason"], "the receiver answered 410 Gone");
+    assert!(disabled["disabled_at"].is_string());
+    let failed = wait_for_status(&app, &tenant, &format!("/api/v1/events/{first}/deliveries"), "failed", 1).await;
+    assert_eq!(failed[0]["attempt_count"], 1, "410 is final: no retry");
+
+    // While disabled: new events are not queued for it, and a test ping is refused.
+    emit(&app, &tenant).await;
+    let response =
+        app.as_key(Method::POST, &format!("/api/v1/webhook_endpoints/{id}/test"), &tenant.key).send().await.unwrap();
+    crate::support::problem(response, 409, "conflict").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(zap.received().len(), 1);
+
+    // Enabled again: the reason clears and delivery resumes.
+    let enabled = patch(&app, &tenant.key, &format!("/api/v1/webhook_endpoints/{id}"), json!({"enabled": true})).await;
+    assert_eq!(enabled.status(), 200);
+    let enabled: Value = enabled.json().await.unwrap();
+    assert_eq!((enabled["enabled"].clone(), enabled["disabled_reason"].clone()), (json!(true), Value::Null));
+    let third = emit(&app, &tenant).await;
+    let got = zap.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].header("webhook-id"), third);
+}
+
+#[tokio::test]
+async fn retry_after_on_429_holds_the_endpoint_back_that_long() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::WithHeader(429, "retry-after", "3".into())]);
+    create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    emit(&app, &tenant).await;
+    let _dispatcher = dispatch(&app, "d1");
+    let got = receiver.wait_for(2, Duration::from_secs(15)).await;
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_millis(2900), "the 1 s schedule gave way to Retry-After: 3 ({gap:?})");
+}
+
+#[tokio::test]
+async fn redirects_are_failures_and_are_not_followed() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let (receiver, target) = (Receiver::start().await, Receiver::start().await);
+    receiver.answer_always(Reply::WithHeader(302, "location", target.url.clone()));
+    let endpoint = create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    emit(&app, &tenant).await;
+    let _dispatcher = dispatch(&app, "d1");
+    receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert!(target.received().is_empty(), "the redirect was followed");
+    let path = format!("/api/v1/webhook_endpoints/{}/deliveries", endpoint["id"].as_str().unwrap());
+    let page = get(&app, &tenant.key, &path).await;
+    let attempt = &page["data"][0]["attempts"][0];
+    assert_eq!(attempt["status_code"], 302);
+    assert_eq!(attempt["error"], "answered 302: redirects are not followed");
+}
+
+#[tokio::test]
+async fn after_the_last_attempt_a_delivery_is_failed_and_kept_then_redeliver_and_recover_send_it_again() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_always(Reply::Status(503));
+    let endpoint = create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    let (first, second) = (emit(&app, &tenant).await, emit(&app, &tenant).await);
+    let _dispatcher = dispatch(&app, "d1");
+    let path = format!("/api/v1/webhook_endpoints/{id}/deliveries");
+    let failed = wait_for_status(&app, &tenant, &format!("{path}?status=failed"), "failed", 2).await;
+    for delivery in &failed {
+        assert_eq!(delivery["attempt_count"], 4, "1 + the 3 retries of the schedule");
+        assert_eq!(delivery["attempts"].as_array().unwrap().len(), 4);
+        assert_eq!(delivery["last_status_code"], 503);
+        assert_eq!(delivery["next_attempt_at"], Value::Null);
+    }
+    assert_eq!(receiver.received().len(), 8);
+    let failing = get(&app, &tenant.key, &format!("/api/v1/webhook_endpoints/{id}")).await;
+    assert!(failing["failing_since"].is_string());
+    let pending = get(&app, &tenant.key, &format!("{path}?status=pending")).await;
+    assert_eq!(pending["data"].as_array().unwrap().len(), 0);
+
+    // The receiver is fixed: one event is redelivered by hand, the rest recovered.
+    receiver.answer_always(Reply::Status(200));
+    let response = app
+        .as_key(Method::POST, &format!("/api/v1/events/{first}/redeliver"), &tenant.key)
+        .json(&json!({"endpoint_id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let queued: Value = response.json().await.unwrap();
+    assert_eq!(queued["data"][0]["reason"], "redeliver");
+    assert_eq!(queued["data"][0]["status"], "pending");
+    wait_for_status(&app, &tenant, &format!("/api/v1/events/{first}/deliveries"), "succeeded", 1).await;
+
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let response = app
+        .as_key(Method::POST, &format!("/api/v1/webhook_endpoints/{id}/recover"), &tenant.key)
+        .json(&json!({"since": since}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"queued": 1}), "only the event still undelivered");
+    let recovered =
+        wait_for_status(&app, &tenant, &format!("/api/v1/events/{second}/deliveries"), "succeeded", 1).await;
+    assert_eq!(recovered[0]["reason"], "recover");
+    let ids: Vec<String> = receiver.received()[8..].iter().map(|r| r.header("webhook-id").to_owned()).collect();
+    assert_eq!(ids, [first, second], "each sent again once, with its original id");
+    // Recovering again finds nothing left to send.
+    let response = app
+        .as_key(Method::POST, &format!("/api/v1/webhook_endpoints/{id}/recover"), &tenant.key)
+        .json(&json!({"since": since}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"queued": 0}));
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_the_disable_period_is_disabled_with_its_reason() {
+    let mut config = test_config();
+    config.webhook_timeout = Duration::from_secs(2);
+    config.webhook_retry_schedule = vec![Duration::from_secs(1); 5];
+    config.webhook_disable_after = Duration::from_secs(1);
+    let app = TestApp::spawn_with(config, TestCluster::get().await.fresh_database().await).await;
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_always(Reply::Status(500));
+    let endpoint = create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let id = endpoint["id"].as_str().unwrap();
+    emit(&app, &tenant).await;
+    let _dispatcher = dispatch(&app, "d1");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let disabled = loop {
+        let endpoint = get(&app, &tenant.key, &format!("/api/v1/webhook_endpoints/{id}")).await;
+        if endpoint["enabled"] == false {
+            break endpoint;
+        }
+        assert!(Instant::now() < deadline, "never disabled: {endpoint}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(disabled["disabled_reason"], "every attempt failed for 1s without a break");
+    let events = get(&app, &tenant.key, "/api/v1/events?type=webhook_endpoint.disabled").await;
+    assert_eq!(events["data"][0]["data"]["id"], id);
+    // Its pending delivery waits instead of being tried.
+    let seen = receiver.received().len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(receiver.received().len(), seen);
+}
+
+#[tokio::test]
+async fn a_test_ping_goes_to_that_endpoint_only() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let (pinged, other) = (Receiver::start().await, Receiver::start().await);
+    let endpoint = create_endpoint(&app, &tenant, &pinged.url, &["transaction.created"]).await;
+    create_endpoint(&app, &tenant, &other.url, &["*"]).await;
+    let id = endpoint["id"].as_str().unwrap();
+    let response =
+        app.as_key(Method::POST, &format!("/api/v1/webhook_endpoints/{id}/test"), &tenant.key).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let delivery: Value = response.json().await.unwrap();
+    assert_eq!((delivery["reason"].clone(), delivery["event_type"].clone()), (json!("test"), json!("ping")));
+    let _dispatcher = dispatch(&app, "d1");
+    let got = pinged.wait_for(1, Duration::from_secs(10)).await;
+    let ping = got[0].json();
+    assert_eq!(ping["event_type"], "ping");
+    assert_eq!(ping["data"]["webhook_endpoint_id"], id);
+    assert!(verifies(&got[0], endpoint["secret"].as_str().unwrap()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(other.received().is_empty(), "a ping reached an endpoint subscribed to everything");
+}
+
+#[tokio::test]
+async fn rotating_the_secret_signs_with_both_during_the_overlap_then_with_the_new_one() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    let endpoint = create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let id = endpoint["id"].as_str().unwrap();
+    let old = endpoint["secret"].as_str().unwrap().to_owned();
+    let rotate = |overlap: u32| {
+        app.as_key(Method::POST, &format!("/api/v1/webhook_endpoints/{id}/rotate_secret"), &tenant.key)
+            .json(&json!({"overlap_seconds": overlap}))
+            .send()
+    };
+    let rotated: Value = rotate(3600).await.unwrap().json().await.unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(old, new);
+    assert!(rotated["previous_secret_expires_at"].is_string());
+    emit(&app, &tenant).await;
+    let _dispatcher = dispatch(&app, "d1");
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert!(verifies(&got[0], &old) && verifies(&got[0], &new), "both secrets verify during the overlap");
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2);
+
+    // A rotation without overlap retires the replaced secret at once.
+    let newest: Value = rotate(0).await.unwrap().json().await.unwrap();
+    let newest = newest["secret"].as_str().unwrap();
+    emit(&app, &tenant).await;
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert!(verifies(&got[1], newest));
+    assert!(!verifies(&got[1], &new) && !verifies(&got[1], &old));
+    let response = rotate(604_801).await.unwrap();
+    crate::support::problem(response, 422, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn endpoints_are_validated_updated_and_deleted() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let post = |body: Value| app.as_key(Method::POST, "/api/v1/webhook_endpoints", &tenant.key).json(&body).send();
+    let body = crate::support::problem(
+        post(json!({"url": "ftp://example.com/x", "event_types": ["transaction.deleted"], "description": "d".repeat(501)}))
+            .await
+            .unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["url", "event_types", "description"], "{body}");
+    crate::support::problem(
+        post(json!({"url": "https://example.com", "event_types": []})).await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    crate::support::problem(
+        post(json!({"url": "https://example.com", "event_types": ["ping"]})).await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    crate::support::problem(
+        post(json!({"url": "https://example.com", "event_types": ["*"], "secret": "mine"})).await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+
+    let receiver = Receiver::start().await;
+    let created = post(json!({"url": receiver.url, "event_types": ["transaction.created", "*"],
+        "description": "ERP", "metadata": {"team": "finance"}}))
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["event_types"], json!(["*"]));
+    assert_eq!(created["metadata"], json!({"team": "finance"}));
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/api/v1/webhook_endpoints/{id}");
+    let updated: Value = patch(
+        &app,
+        &tenant.key,
+        &path,
+        json!({"event_types": ["transaction.updated"],
+        "description": null, "metadata": {"team": null, "owner": "ana"}}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(updated["event_types"], json!(["transaction.updated"]));
+    assert_eq!(updated["description"], Value::Null);
+    assert_eq!(updated["metadata"], json!({"owner": "ana"}));
+    let disabled: Value = patch(&app, &tenant.key, &path, json!({"enabled": false})).await.json().await.unwrap();
+    assert_eq!(disabled["disabled_reason"], "disabled through the API");
+
+    let deleted = app.as_key(Method::DELETE, &path, &tenant.key).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    crate::support::problem(app.as_key(Method::GET, &path, &tenant.key).send().await.unwrap(), 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_when_saved_and_again_before_connecting() {
+    // No allowed networks: loopback is refused like any internal address.
+    let mut config = test_config();
+    config.webhook_allowed_networks = Vec::new();
+    config.webhook_timeout = Duration::from_secs(2);
+    config.webhook_retry_schedule = vec![Duration::from_secs(1)];
+    let app = TestApp::spawn_with(config, TestCluster::get().await.fresh_database().await).await;
+    let tenant = app.tenant().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://2130706433:{port}/"),
+        format!("http://0x7f.1:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        "http://10.0.0.1/".to_owned(),
+        "http://localhost/".to_owned(),
+        "http://[::1]/".to_owned(),
+        "http://100.64.0.1/".to_owned(),
+    ] {
+        let response = app
+            .as_key(Method::POST, "/api/v1/webhook_endpoints", &tenant.key)
+            .json(&json!({"url": url, "event_types": ["*"]}))
+            .send()
+            .await
+            .unwrap();
+        let body = crate::support::problem(response, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "url", "{url}: {body}");
+    }
+    // Saved behind the API's back (as if the rules had been looser), the address is refused again
+    // before any connection: by the literal check, and through the resolver for a name.
+    let id = payymo::domain::ids::WebhookEndpointId::generate();
+    let keys = app.state.gocardless.keys().await.unwrap();
+    let tenant_id = payymo::domain::ids::TenantId::parse(&tenant.id).unwrap();
+    let secret = payymo::webhooks::signing::SigningSecret::generate();
+    let sealed = payymo::webhooks::endpoints::seal_secret(keys, &tenant_id, &id, &secret).unwrap();
+    let superuser = app.superuser_pool().await;
+    sqlx::query(
+        "insert into webhook_endpoints (tenant_id, id, url, event_types, secret) values ($1, $2, $3, '{*}', $4)",
+    )
+    .bind(&tenant.id)
+    .bind(id.as_str())
+    .bind(format!("http://127.0.0.1:{port}/"))
+    .bind(&sealed)
+    .execute(&superuser)
+    .await
+    .unwrap();
+    emit(&app, &tenant).await;
+    let _dispatcher = dispatch(&app, "d1");
+    let path = format!("/api/v1/webhook_endpoints/{}/deliveries", id.as_str());
+    let failed = wait_for_status(&app, &tenant, &path, "failed", 1).await;
+    let error = failed[0]["attempts"][0]["error"].as_str().unwrap();
+    assert!(error.contains("127.0.0.1") && error.contains("loopback"), "{error}");
+    assert_eq!(failed[0]["attempts"][0]["status_code"], Value::Null);
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(accepted.is_err(), "a connection reached the refused address");
+}
+
+#[tokio::test]
+async fn live_tenants_need_https() {
+    let app = webhook_app().await;
+    let tenant = app.tenant_with(payymo::auth::Environment::Live, payymo::auth::Plan::Premium).await;
+    let response = app
+        .as_key(Method::POST, "/api/v1/webhook_endpoints", &tenant.key)
+        .json(&json!({"url": "http://127.0.0.1:9/hooks", "event_types": ["*"]}))
+        .send()
+        .await
+        .unwrap();
+    let body = crate::support::problem(response, 422, "validation_failed").await;
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("https"), "{body}");
+}
+
+#[tokio::test]
+async fn old_events_are_pruned_with_their_deliveries_unless_one_is_pending() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let (old_done, old_pending, recent) =
+        (emit(&app, &tenant).await, emit(&app, &tenant).await, emit(&app, &tenant).await);
+    let superuser = app.superuser_pool().await;
+    sqlx::query("update events set occurred_at = now() - interval '31 days' where id = any($1)")
+        .bind([&old_done, &old_pending])
+        .execute(&superuser)
+        .await
+        .unwrap();
+    sqlx::query("update webhook_deliveries set status = 'succeeded' where event_id <> $1")
+        .bind(&old_pending)
+        .execute(&superuser)
+        .await
+        .unwrap();
+    let deleted = payymo::webhooks::retention::prune(&app.db, Duration::from_secs(30 * 86_400)).await.unwrap();
+    assert_eq!(deleted, 1);
+    let left: Vec<String> =
+        sqlx::query_scalar("select id from events where event_type = 'api_key.created' order by id")
+            .fetch_all(&superuser)
+            .await
+            .unwrap();
+    assert_eq!(left, [old_pending.clone(), recent]);
+    let orphans: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries where event_id = $1")
+        .bind(&old_done)
+        .fetch_one(&superuser)
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0);
+}
+
+#[tokio::test]
+async fn delivery_metrics_count_outcomes_and_show_the_queue() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::Status(500)]);
+    let endpoint = create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    emit(&app, &tenant).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("webhook_deliveries_due 1"), "{metrics}");
+    assert!(metrics.contains("webhook_oldest_pending_age_seconds"));
+    let _dispatcher = dispatch(&app, "d1");
+    let path = format!("/api/v1/webhook_endpoints/{}/deliveries", endpoint["id"].as_str().unwrap());
+    wait_for_status(&app, &tenant, &path, "succeeded", 1).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("webhook_attempts_total{outcome=\"retrying\"} 1"), "{metrics}");
+    assert!(metrics.contains("webhook_attempts_total{outcome=\"succeeded\"} 1"), "{metrics}");
+    assert!(metrics.contains("webhook_attempt_duration_seconds_count 2"), "{metrics}");
+    assert!(metrics.contains("webhook_deliveries_pending 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn another_tenants_events_never_reach_an_endpoint() {
+    let app = webhook_app().await;
+    let (a, b) = (app.tenant().await, app.tenant().await);
+    let receiver = Receiver::start().await;
+    create_endpoint(&app, &a, &receiver.url, &["*"]).await;
+    emit(&app, &b).await;
+    let mine = emit(&app, &a).await;
+    let _dispatcher = dispatch(&app, "d1");
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids: Vec<String> = receiver.received().iter().map(|r| r.header("webhook-id").to_owned()).collect();
+    assert_eq!(ids, [mine], "{got:?}");
+}
