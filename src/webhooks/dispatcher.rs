@@ -495,7 +495,9 @@ impl Dispatcher {
             "insert into webhook_attempts (tenant_id, delivery_id, attempt, started_at, latency_ms, status_code,
                  succeeded, error, response_body)
              select * from unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::int[], $6::int[],
-                 $7::bool[], $8::text[], $9::text[])
+                 $7::bool[], $8::text[], $9::text[]) as u(tenant_id, delivery_id)
+             -- An endpoint deleted mid-attempt took its deliveries with it: nothing to record.
+             where exists (select 1 from webhook_deliveries d where d.tenant_id = u.tenant_id and d.id = u.delivery_id)
              on conflict do nothing",
         )
         .bind(&tenants)

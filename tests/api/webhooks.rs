@@ -627,3 +627,29 @@ async fn another_tenants_events_never_reach_an_endpoint() {
     let ids: Vec<String> = receiver.received().iter().map(|r| r.header("webhook-id").to_owned()).collect();
     assert_eq!(ids, [mine], "{got:?}");
 }
+
+#[tokio::test]
+async fn deleting_an_endpoint_mid_attempt_does_not_hold_up_other_outcomes() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let (slow, healthy) = (Receiver::start().await, Receiver::start().await);
+    slow.answer_always(Reply::Hang(Duration::from_millis(1500)));
+    let doomed = create_endpoint(&app, &tenant, &slow.url, &["*"]).await;
+    let kept = create_endpoint(&app, &tenant, &healthy.url, &["*"]).await;
+    let event = emit(&app, &tenant).await;
+    let _dispatcher = dispatch(&app, "d1");
+    slow.wait_for(1, Duration::from_secs(10)).await;
+    let path = format!("/api/v1/webhook_endpoints/{}", doomed["id"].as_str().unwrap());
+    assert_eq!(app.as_key(Method::DELETE, &path, &tenant.key).send().await.unwrap().status(), 200);
+    // The slow attempt ends after the deletion, in the same batches as the healthy one's.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let second = emit(&app, &tenant).await;
+    let kept_path = format!("/api/v1/webhook_endpoints/{}/deliveries", kept["id"].as_str().unwrap());
+    let started = Instant::now();
+    wait_for_status(&app, &tenant, &kept_path, "succeeded", 2).await;
+    // A recorder stuck on the vanished delivery would hold every later outcome for the 12 s lease.
+    assert!(started.elapsed() < Duration::from_secs(8), "outcomes were held up for {:?}", started.elapsed());
+    let deliveries = get(&app, &tenant.key, &format!("/api/v1/events/{event}/deliveries")).await;
+    assert_eq!(deliveries["data"].as_array().unwrap().len(), 1, "the deleted endpoint's delivery went with it");
+    assert_eq!(healthy.wait_for(2, Duration::from_secs(5)).await[1].header("webhook-id"), second);
+}
