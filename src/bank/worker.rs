@@ -42,6 +42,20 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
             let db = rules_db.clone();
             async move { crate::transactions::rule_runs::handle(&db, job).await }
         })
+        .on_dead(crate::transactions::rule_runs::APPLY_JOB, {
+            let db = state.db.clone();
+            move |job: Job| {
+                let db = db.clone();
+                async move { crate::transactions::rule_runs::abandon(&db, &job).await }
+            }
+        })
+        .on_dead(crate::imports::job::IMPORT_JOB, {
+            let state = state.clone();
+            move |job: Job| {
+                let state = state.clone();
+                async move { crate::imports::job::abandon(&state, &job).await }
+            }
+        })
         .register(crate::imports::job::IMPORT_JOB, {
             let state = state.clone();
             move |job: Job| {

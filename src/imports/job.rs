@@ -308,3 +308,18 @@ async fn finish(state: &AppState, tenant: &TenantId, id: &ImportId, error: Optio
     tx.commit().await?;
     Ok(())
 }
+
+/// The dead-job handler: an import whose job died (its last attempt failed or its worker stopped)
+/// is marked `failed`, so it never shows `running` forever.
+pub async fn abandon(state: &AppState, job: &Job) -> anyhow::Result<()> {
+    let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("an import job needs a tenant"))?;
+    let Some(id) = job.payload["import_id"].as_str().and_then(ImportId::parse) else { return Ok(()) };
+    let reason = job.status.eq("dead").then_some("the import's worker stopped during its last attempt");
+    finish(
+        state,
+        &tenant,
+        &id,
+        Some(reason.unwrap_or("the import failed repeatedly on our side; import the file again")),
+    )
+    .await
+}

@@ -36,6 +36,8 @@ pub struct Job {
     /// When the lease ends; after that any worker may claim the job again.
     pub locked_until: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// `running` for a claimed job; `dead` for one a claim declared dead instead.
+    pub status: String,
 }
 
 impl FromRow<'_, PgRow> for Job {
@@ -51,6 +53,7 @@ impl FromRow<'_, PgRow> for Job {
             locked_by: row.try_get::<Option<String>, _>("locked_by")?.unwrap_or_default(),
             locked_until: row.try_get::<Option<DateTime<Utc>>, _>("locked_until")?.unwrap_or_default(),
             created_at: row.try_get("created_at")?,
+            status: row.try_get("status")?,
         })
     }
 }

@@ -40,7 +40,19 @@ pub async fn claim(
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<Job>, sqlx::Error> {
-    sqlx::query_as(
+    Ok(claim_with_dead(pool, kinds, worker_id, lease, limit).await?.0)
+}
+
+/// [`claim`], also returning the jobs it declared dead (their last attempt's lease expired), so
+/// the caller can tell the resources they were working on.
+pub async fn claim_with_dead(
+    pool: &PgPool,
+    kinds: &[String],
+    worker_id: &str,
+    lease: Duration,
+    limit: i64,
+) -> Result<(Vec<Job>, Vec<Job>), sqlx::Error> {
+    let claimed: Vec<Job> = sqlx::query_as(
         "with due as (
              select id from jobs
              where kind = any($1)
@@ -63,14 +75,15 @@ pub async fn claim(
              from due where j.id = due.id
              returning j.*
          )
-         select * from claimed where status = 'running' order by run_at, id",
+         select * from claimed order by run_at, id",
     )
     .bind(kinds)
     .bind(worker_id)
     .bind(lease.as_secs_f64())
     .bind(limit)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(claimed.into_iter().partition(|job| job.status == "running"))
 }
 
 /// Marks `job` done. Returns false, and changes nothing, when this claim no longer holds the job

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, CHANNEL, Job, queue};
 
-/// A job kind's handler: an error or a panic is a failed attempt.
+/// A job kind's handler: an error or a panic is a failed attempt. Also the type of a kind's
+/// dead-job handler, whose errors are only logged.
 type Handler = Arc<dyn Fn(Job) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
 /// Runs the jobs of the kinds it has handlers for. Any number of runners, in any number of
@@ -21,6 +22,7 @@ pub struct Runner {
     pool: PgPool,
     worker_id: String,
     handlers: HashMap<String, Handler>,
+    on_dead: HashMap<String, Handler>,
     lease: Duration,
     batch_size: i64,
     poll_interval: Duration,
@@ -35,6 +37,7 @@ impl Runner {
             pool,
             worker_id: worker_id.into(),
             handlers: HashMap::new(),
+            on_dead: HashMap::new(),
             lease: Duration::from_secs(300),
             batch_size: 10,
             poll_interval: Duration::from_secs(1),
@@ -49,6 +52,18 @@ impl Runner {
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         self.handlers.insert(kind.into(), Arc::new(move |job| Box::pin(handler(job))));
+        self
+    }
+
+    /// Calls `handler` once a job of `kind` is dead: its last attempt failed, panicked, or its
+    /// worker died holding it (the lease ran out). The place to mark what the job was working on
+    /// as failed, since its own handler may never get the chance.
+    pub fn on_dead<F, Fut>(mut self, kind: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.on_dead.insert(kind.into(), Arc::new(move |job| Box::pin(handler(job))));
         self
     }
 
@@ -81,7 +96,12 @@ impl Runner {
     /// Returns how many jobs it claimed. Tests drain the queue by calling this.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
         let kinds: Vec<String> = self.handlers.keys().cloned().collect();
-        let jobs = queue::claim(&self.pool, &kinds, &self.worker_id, self.lease, self.batch_size).await?;
+        let (jobs, dead) =
+            queue::claim_with_dead(&self.pool, &kinds, &self.worker_id, self.lease, self.batch_size).await?;
+        for job in dead {
+            tracing::warn!(job = %job.id, kind = %job.kind, "job declared dead: its last attempt's worker stopped");
+            self.bury(job).await;
+        }
         let claimed = jobs.len();
         let mut running = Vec::with_capacity(claimed);
         for job in jobs {
@@ -161,11 +181,27 @@ impl Runner {
             }
         };
         match recorded {
+            Ok(true) if outcome.is_err() && job.attempts >= job.max_attempts => self.bury(job.clone()).await,
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(job = %job.id, "job outcome not recorded: its lease expired and it was claimed again")
             }
             Err(error) => tracing::warn!(job = %job.id, %error, "cannot record the job's outcome; it will run again"),
+        }
+    }
+}
+
+impl Runner {
+    /// Runs the dead-job handler of `job`'s kind, if it has one; a failure is logged.
+    async fn bury(&self, job: Job) {
+        let Some(handler) = self.on_dead.get(&job.kind).cloned() else { return };
+        let (id, kind) = (job.id, job.kind.clone());
+        match tokio::spawn(async move { handler(job).await }).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(job = %id, %kind, error = %format!("{error:#}"), "dead-job handler failed")
+            }
+            Err(error) => tracing::warn!(job = %id, %kind, %error, "dead-job handler panicked"),
         }
     }
 }

@@ -128,6 +128,25 @@ pub async fn handle(db: &PgPool, job: Job) -> anyhow::Result<()> {
     }
 }
 
+/// The dead-job handler: a run whose job died (its last attempt failed or its worker stopped) is
+/// marked `failed`, so it never shows `running` forever.
+pub async fn abandon(db: &PgPool, job: &Job) -> anyhow::Result<()> {
+    let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("a categorisation run needs a tenant"))?;
+    let Some(run_id) = job.payload["run_id"].as_str().and_then(CategorizationRuleRunId::parse) else { return Ok(()) };
+    let mut tx = begin_tenant(db, &tenant).await?;
+    sqlx::query(
+        "update categorization_rule_runs set status = 'failed', error = $3, finished_at = now()
+         where tenant_id = $1 and id = $2 and status in ('queued', 'running')",
+    )
+    .bind(tenant.as_str())
+    .bind(run_id.as_str())
+    .bind("the run stopped on our side before it finished; start a new one")
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Runs `run_id` from its committed position to its end, with the rules as they are now
 /// (loaded and compiled once).
 pub async fn run(db: &PgPool, tenant: &TenantId, run_id: &CategorizationRuleRunId) -> anyhow::Result<()> {

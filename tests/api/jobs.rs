@@ -235,6 +235,40 @@ async fn a_job_whose_last_attempt_lease_expires_is_declared_dead() {
 }
 
 #[tokio::test]
+async fn a_dead_job_is_handed_to_its_kinds_dead_job_handler_whether_its_worker_died_or_it_failed() {
+    let pool = pool().await;
+    let crashed = queue::enqueue(&pool, &NewJob::new("fragile", json!({})).max_attempts(1)).await.unwrap().unwrap();
+    let kinds = ["fragile".to_owned()];
+    assert_eq!(queue::claim(&pool, &kinds, "crashed", Duration::from_millis(100), 10).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let failing = queue::enqueue(&pool, &NewJob::new("fragile", json!({})).max_attempts(1)).await.unwrap().unwrap();
+
+    let buried = Calls::default();
+    let runner = Runner::new(pool.clone(), "rescuer").register("fragile", |_job| async { panic!("always") }).on_dead(
+        "fragile",
+        {
+            let buried = buried.clone();
+            move |job| {
+                let buried = buried.clone();
+                async move {
+                    assert_eq!(job.attempts, 1);
+                    buried.record(job.id);
+                    Ok(())
+                }
+            }
+        },
+    );
+    // One claim declares the crashed one dead and runs (and fails) the other's only attempt.
+    assert_eq!(runner.run_once().await.unwrap(), 1);
+    assert_eq!((buried.of(crashed), buried.of(failing)), (1, 1));
+    for id in [crashed, failing] {
+        assert_eq!(row(&pool, id).await.status, "dead");
+    }
+    assert_eq!(runner.run_once().await.unwrap(), 0);
+    assert_eq!((buried.of(crashed), buried.of(failing)), (1, 1), "buried once each");
+}
+
+#[tokio::test]
 async fn two_runners_draining_together_run_each_job_exactly_once() {
     let pool = pool().await;
     let mut tx = pool.begin().await.unwrap();
