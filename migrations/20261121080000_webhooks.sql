@@ -57,7 +57,7 @@ create table webhook_deliveries (
     status          text not null default 'pending' check (status in ('pending', 'succeeded', 'failed')),
     attempts        integer not null default 0 check (attempts >= 0),
     next_attempt_at timestamptz not null default now(),
-    -- The dispatcher holding the current attempt; its outcome is recorded only while it still holds it.
+    -- The dispatcher that made the latest attempt; its outcome is recorded only while it still holds it.
     locked_by       text,
     last_attempt_at timestamptz,
     last_status_code integer,

@@ -519,8 +519,7 @@ impl Dispatcher {
                  next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
                  completed_at = case when u.status = 'pending' then null else now() end,
                  last_status_code = u.status_code,
-                 last_error = u.error,
-                 locked_by = null
+                 last_error = u.error
              from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::int[], $7::text[])
                   as u(tenant_id, id, attempt, status, next_at, status_code, error)
              where d.tenant_id = u.tenant_id and d.id = u.id and d.status = 'pending'

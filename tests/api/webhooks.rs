@@ -653,3 +653,67 @@ async fn deleting_an_endpoint_mid_attempt_does_not_hold_up_other_outcomes() {
     assert_eq!(deliveries["data"].as_array().unwrap().len(), 1, "the deleted endpoint's delivery went with it");
     assert_eq!(healthy.wait_for(2, Duration::from_secs(5)).await[1].header("webhook-id"), second);
 }
+
+#[tokio::test]
+async fn two_dispatchers_share_the_work_and_send_each_attempt_once() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let (first, second) = (Receiver::start().await, Receiver::start().await);
+    create_endpoint(&app, &tenant, &first.url, &["*"]).await;
+    create_endpoint(&app, &tenant, &second.url, &["*"]).await;
+    let _dispatchers = (dispatch(&app, "d1"), dispatch(&app, "d2"));
+    // 300 events in one statement, as a bank sync records them.
+    let superuser = app.superuser_pool().await;
+    sqlx::query(
+        "insert into events (tenant_id, id, event_type, data)
+         select $1, 'evt_' || payymo_uuid7_hex(), 'transaction.created', jsonb_build_object('n', n)
+         from generate_series(1, 300) n",
+    )
+    .bind(&tenant.id)
+    .execute(&superuser)
+    .await
+    .unwrap();
+    for receiver in [&first, &second] {
+        receiver.wait_for(300, Duration::from_secs(30)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries where status = 'succeeded'")
+            .fetch_one(&superuser)
+            .await
+            .unwrap();
+        if done == 600 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {done} of 600 deliveries recorded as succeeded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every delivery succeeded on its one attempt, recorded once, whichever dispatcher sent it.
+    let superuser_rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "select d.status, d.attempts, (select count(*) from webhook_attempts a
+                                       where a.tenant_id = d.tenant_id and a.delivery_id = d.id)
+         from webhook_deliveries d",
+    )
+    .fetch_all(&superuser)
+    .await
+    .unwrap();
+    assert_eq!(superuser_rows.len(), 600);
+    assert!(
+        superuser_rows
+            .iter()
+            .all(|(status, attempts, recorded)| status == "succeeded" && *attempts == 1 && *recorded == 1)
+    );
+    let split: Vec<(String, i64)> =
+        sqlx::query_as("select locked_by, count(*) from webhook_deliveries group by 1 order by 1")
+            .fetch_all(&superuser)
+            .await
+            .unwrap();
+    eprintln!("deliveries sent per dispatcher: {split:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for receiver in [&first, &second] {
+        let mut ids: Vec<String> = receiver.received().iter().map(|r| r.header("webhook-id").to_owned()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!((receiver.received().len(), ids.len()), (300, 300), "each event exactly once");
+    }
+}
