@@ -28,4 +28,5 @@ mod provider_credentials;
 mod rate_limits;
 mod rls;
 mod transactions;
+mod webhook_guarantees;
 mod webhooks;

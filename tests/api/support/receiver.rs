@@ -88,6 +88,11 @@ impl Receiver {
         self.inner.received.lock().unwrap().clone()
     }
 
+    /// How many requests arrived, without copying them (for tests that take thousands).
+    pub fn count(&self) -> usize {
+        self.inner.received.lock().unwrap().len()
+    }
+
     /// Waits until at least `count` requests arrived, or panics after `within`.
     pub async fn wait_for(&self, count: usize, within: Duration) -> Vec<Received> {
         let deadline = Instant::now() + within;
