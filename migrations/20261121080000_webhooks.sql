@@ -71,7 +71,9 @@ create table webhook_deliveries (
 );
 -- Claiming: the oldest due rows, then per endpoint.
 create index webhook_deliveries_due_idx on webhook_deliveries (next_attempt_at) where status = 'pending';
-create index webhook_deliveries_endpoint_due_idx on webhook_deliveries (tenant_id, endpoint_id, next_attempt_at)
+-- Ends in the claim's full order (next_attempt_at, id): a burst shares one next_attempt_at, and
+-- without id the claim would sort the endpoint's whole backlog to take its first few rows.
+create index webhook_deliveries_endpoint_due_idx on webhook_deliveries (tenant_id, endpoint_id, next_attempt_at, id)
     where status = 'pending';
 -- Listing: an endpoint's deliveries and an event's, newest first.
 create index webhook_deliveries_endpoint_idx on webhook_deliveries (tenant_id, endpoint_id, id desc);
