@@ -5,10 +5,13 @@
 //! ahead, in one statement; so no two dispatchers send the same attempt, and a dispatcher that dies
 //! mid-attempt leaves rows that fall due again when the lease runs out (at-least-once).
 //!
-//! Each endpoint is a lane: a dispatcher holds at most `per_endpoint` of its attempts at once and
-//! claims nothing for an endpoint that is full or paused (`Retry-After`), so a slow or failing
-//! endpoint holds up only its own deliveries. An attempt stays counted against its lane until its
-//! outcome is written, so a crash resends at most what each lane had in flight.
+//! Each endpoint is a lane: a dispatcher sends at most `per_endpoint` requests to it at once, and
+//! holds at most [`CLAIM_AHEAD`] times that many claimed attempts, so the next ones are ready while
+//! outcomes are written. It claims nothing for an endpoint whose lane is full or that is paused
+//! (`Retry-After`), so a slow or failing endpoint holds up only its own deliveries. An attempt
+//! stays counted against its lane until its outcome is written, so a crash resends at most what
+//! each lane held. An attempt that waited so long for its turn that its lease could run out
+//! mid-request is given up unsent; its row falls due again when the lease ends.
 //!
 //! New deliveries wake dispatchers through `LISTEN payymo_webhooks`; polling every second is the
 //! safety net, and also what picks up retries as they fall due.
@@ -22,7 +25,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use sqlx::{FromRow, PgPool, postgres::PgListener};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{endpoints, signing, ssrf::Guard};
@@ -44,6 +47,8 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// Most outcomes written in one transaction.
 const RECORD_BATCH: usize = 512;
+/// Claimed attempts a lane may hold, as a multiple of the requests it may send at once.
+pub const CLAIM_AHEAD: usize = 4;
 
 /// How deliveries are made, from the configuration.
 #[derive(Debug, Clone)]
@@ -74,9 +79,10 @@ impl Settings {
         }
     }
 
-    /// How long a claimed attempt is held before another dispatcher may take it over.
+    /// How long a claimed attempt is held before another dispatcher may take it over: long enough
+    /// to wait a turn behind one round of requests to a hanging endpoint, then make its own.
     pub fn lease(&self) -> Duration {
-        self.timeout + Duration::from_secs(10)
+        self.timeout * 2 + Duration::from_secs(10)
     }
 
     pub fn max_attempts(&self) -> i32 {
@@ -133,35 +139,50 @@ struct Outcome {
     response_body: Option<String>,
 }
 
-/// Attempts held per endpoint by this dispatcher, until their outcomes are written.
+/// One endpoint's lane in this dispatcher.
+#[derive(Debug)]
+struct Lane {
+    /// Claimed attempts whose outcomes are not written yet.
+    held: usize,
+    /// Turns to send: `per_endpoint` requests at once.
+    sending: Arc<Semaphore>,
+}
+
+/// The lanes of the endpoints this dispatcher holds attempts for.
 #[derive(Debug, Default)]
 struct Lanes {
-    held: Mutex<HashMap<String, usize>>,
+    lanes: Mutex<HashMap<String, Lane>>,
 }
 
 impl Lanes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
+        self.lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn total(&self) -> usize {
-        self.lock().values().sum()
+        self.lock().values().map(|lane| lane.held).sum()
     }
 
     fn snapshot(&self) -> (Vec<String>, Vec<i32>) {
-        self.lock().iter().map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX))).unzip()
+        self.lock().iter().map(|(k, lane)| (k.clone(), i32::try_from(lane.held).unwrap_or(i32::MAX))).unzip()
     }
 
-    fn take(&self, endpoint: &str) {
-        *self.lock().entry(endpoint.to_owned()).or_default() += 1;
+    /// Counts a claimed attempt against `endpoint`'s lane; returns the lane's turns to send.
+    fn take(&self, endpoint: &str, per_endpoint: usize) -> Arc<Semaphore> {
+        let mut lanes = self.lock();
+        let lane = lanes
+            .entry(endpoint.to_owned())
+            .or_insert_with(|| Lane { held: 0, sending: Arc::new(Semaphore::new(per_endpoint)) });
+        lane.held += 1;
+        lane.sending.clone()
     }
 
     fn release(&self, endpoint: &str) {
-        let mut held = self.lock();
-        if let Some(count) = held.get_mut(endpoint) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                held.remove(endpoint);
+        let mut lanes = self.lock();
+        if let Some(lane) = lanes.get_mut(endpoint) {
+            lane.held = lane.held.saturating_sub(1);
+            if lane.held == 0 {
+                lanes.remove(endpoint);
             }
         }
     }
@@ -217,10 +238,19 @@ impl Dispatcher {
                 match this.claim(free).await {
                     Ok(claimed) => {
                         claimed_all = claimed.len() == free;
+                        let claimed_at = tokio::time::Instant::now();
                         for delivery in claimed {
-                            this.lanes.take(&delivery.endpoint_id);
+                            let sending = this.lanes.take(&delivery.endpoint_id, this.settings.per_endpoint);
                             let (this, outcomes) = (this.clone(), outcomes.clone());
                             attempts.spawn(async move {
+                                // Start only while the whole request still fits in the lease.
+                                let latest = claimed_at + this.settings.lease().saturating_sub(this.settings.timeout);
+                                let Ok(Ok(_turn)) = tokio::time::timeout_at(latest, sending.acquire_owned()).await
+                                else {
+                                    this.lanes.release(&delivery.endpoint_id);
+                                    this.wake.notify_one();
+                                    return;
+                                };
                                 let outcome = this.attempt(&delivery).await;
                                 // The recorder outlives every sender; a closed channel means shutdown.
                                 let _ = outcomes.send(outcome);
@@ -321,7 +351,7 @@ impl Dispatcher {
         )
         .bind(&held_endpoints)
         .bind(&held_counts)
-        .bind(i32::try_from(self.settings.per_endpoint).unwrap_or(i32::MAX))
+        .bind(i32::try_from(self.settings.per_endpoint * CLAIM_AHEAD).unwrap_or(i32::MAX))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(self.settings.lease().as_secs_f64())
         .bind(&self.worker_id)
