@@ -1,8 +1,11 @@
 //! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations and doc
-//! comments. It is served at `/api/v1/openapi.json` and committed at `openapi/openapi.json`; a test
-//! fails when the two drift.
+//! comments, plus the catalogue of webhook events under the top-level `webhooks` (one entry per
+//! event type, its payload schema and an example). It is served at `/api/v1/openapi.json` and
+//! committed at `openapi/openapi.json`; a test fails when the two drift.
 
 use axum::{extract::State, http::header, response::IntoResponse};
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -74,11 +77,372 @@ impl Modify for SecuritySchemes {
 /// The API's OpenAPI document, pretty-printed as committed.
 pub fn spec_json() -> String {
     let (_, spec) = super::api_router().split_for_parts();
+    let document = Document { spec: &spec, webhooks: Webhooks };
     // The document is built from static annotations; it always serialises.
     #[allow(clippy::expect_used)]
-    let mut json = spec.to_pretty_json().expect("the OpenAPI document serialises");
+    let mut json = serde_json::to_string_pretty(&document).expect("the OpenAPI document serialises");
     json.push('\n');
     json
+}
+
+/// The document utoipa builds, with OpenAPI 3.1's top-level `webhooks` beside it: utoipa 5 has no
+/// field for them (juhaku/utoipa#686), so they are serialised next to its fields.
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(flatten)]
+    spec: &'a utoipa::openapi::OpenApi,
+    webhooks: Webhooks,
+}
+
+/// The `webhooks` map: event type → a Path Item whose `post` is the delivery, in catalogue order.
+struct Webhooks;
+
+impl Serialize for Webhooks {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer
+            .collect_map(catalogue().into_iter().map(|event| (event.event_type, json!({"post": event.operation()}))))
+    }
+}
+
+/// One event type as the catalogue describes it.
+struct WebhookEvent {
+    event_type: &'static str,
+    /// When it is sent, in a few words (the operation's summary).
+    summary: &'static str,
+    /// What `data` holds and what to do with it.
+    description: &'static str,
+    /// The schema of `data`.
+    data: Value,
+    /// An example of `data`.
+    example: Value,
+}
+
+impl WebhookEvent {
+    /// The Operation Object of a delivery of this event.
+    fn operation(&self) -> Value {
+        let envelope = json!({
+            "allOf": [
+                component("Event"),
+                {"type": "object", "properties": {"event_type": {"const": self.event_type}, "data": self.data}},
+            ]
+        });
+        let example = json!({
+            "id": "evt_0192f3c4d5e6478fa1b2c3d4e5f60718",
+            "event_type": self.event_type,
+            "timestamp": "2026-11-21T09:30:00.120374Z",
+            "tenant_id": "ten_0192f3c4d5e6478fa1b2c3d4e5f60718",
+            "data": self.example,
+        });
+        json!({
+            "tags": ["events"],
+            "summary": self.summary,
+            "description": format!(
+                "{}\n\nVerify a signature over the raw body, reject a timestamp more than 5 minutes off, and \
+                 de-duplicate on the event `id` (delivery is at least once, in no guaranteed order). See \
+                 `docs/webhooks.md`.",
+                self.description
+            ),
+            "parameters": delivery_headers(),
+            "requestBody": {
+                "description": "The event, in the envelope `GET /api/v1/events/{id}` returns.",
+                "required": true,
+                "content": {"application/json": {"schema": envelope, "example": example}},
+            },
+            "responses": {
+                "2XX": {"description": "Received. Any 2xx within the timeout (15 s by default) acknowledges the delivery; the body is ignored (its first 1 KiB is kept on the attempt)."},
+                "410": {"description": "Gone: the delivery fails without a retry and the endpoint is disabled, with `webhook_endpoint.disabled` (how Zapier unsubscribes a dead hook)."},
+                "429": {"description": "Too many requests: with `Retry-After` (seconds or an HTTP date, at most 24 h) the whole endpoint is paused that long; the delivery is retried."},
+                "503": {"description": "Unavailable: as 429, `Retry-After` pauses the endpoint; the delivery is retried."},
+                "default": {"description": "Any other answer, a redirect (never followed), a timeout or a connection error: retried (by default after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h, ±10 %), then the delivery is `failed` and can be re-sent."},
+            },
+        })
+    }
+}
+
+/// The headers every delivery carries.
+fn delivery_headers() -> Value {
+    let header = |name: &str, description: &str, example: &str| {
+        json!({"name": name, "in": "header", "required": true, "description": description,
+               "schema": {"type": "string"}, "example": example})
+    };
+    json!([
+        header(
+            "webhook-id",
+            "The event's `id`: the same on every retry and re-send of the event. De-duplicate on it.",
+            "evt_0192f3c4d5e6478fa1b2c3d4e5f60718",
+        ),
+        header("webhook-timestamp", "Unix seconds when this attempt was signed (new on every attempt).", "1795243548"),
+        header(
+            "webhook-signature",
+            "Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed \
+             with the base64-decoded part of the `whsec_…` secret. Space-separated entries while a rotated-out \
+             secret still signs; accept any match. The `standardwebhooks` libraries verify it.",
+            "v1,TY/DicJga9m0rES/IyC7lHAu0ndlPPVR8Yl1mB+jsM0=",
+        ),
+        header(
+            "X-Webhook-Signature",
+            "`t=<unix>,v1=<hex>`: hex HMAC-SHA256 of `{t}.{body}`, keyed with the whole secret string (`whsec_` \
+             included), Stripe's scheme. One `v1=` per live secret; accept any match.",
+            "t=1795243548,v1=bf455c29b07073055d73714105345147c2ed11bd48586e92967daabfcdd098da",
+        ),
+    ])
+}
+
+/// A reference to a component schema.
+fn component(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// A component schema with more properties.
+fn extended(name: &str, properties: Value) -> Value {
+    let required: Vec<&String> = properties.as_object().map(|p| p.keys().collect()).unwrap_or_default();
+    json!({"allOf": [component(name), {"type": "object", "required": required, "properties": properties}]})
+}
+
+/// Every event type, in `events::EVENT_TYPES` order (a test holds the two together), with the
+/// schema of its `data` and an example.
+fn catalogue() -> Vec<WebhookEvent> {
+    let key = json!({
+        "id": "key_0192f3c4d5e6478fa1b2c3d4e5f60718", "label": "erp-sync",
+        "scopes": ["transactions:read", "webhooks:read"], "prefix": "sk_live_AbC123", "allowed_networks": [],
+        "expires_at": null, "revoked_at": null, "rotated_to": null, "last_used_at": null, "last_used_ip": null,
+        "usage_count": 0, "created_at": "2026-11-21T09:30:00.120374Z"
+    });
+    let client = json!({
+        "id": "cli_0192f3c4d5e6478fa1b2c3d4e5f60718", "name": "Partner ERP", "scopes": ["transactions:read"],
+        "revoked_at": null, "last_used_at": null, "created_at": "2026-11-21T09:30:00.120374Z"
+    });
+    let member = json!({
+        "user_id": "usr_0192f3c4d5e6478fa1b2c3d4e5f60718", "email": "jo@acme.example", "name": "Jo Bloggs",
+        "role": "admin", "created_at": "2026-11-20T15:02:11.402913Z"
+    });
+    let connection = json!({
+        "id": "bc_0192f3c4d5e6478fa1b2c3d4e5f60718", "institution_id": "SANDBOXFINANCE_SFIN0000",
+        "institution_name": "Sandbox Finance", "status": "linked", "consent_link": null,
+        "redirect_url": "https://portal.example.com/banks/done", "max_historical_days": 90,
+        "access_valid_for_days": 90, "linked_at": "2026-11-21T09:30:00.120374Z",
+        "expires_at": "2027-02-19T09:30:00.120374Z", "expiring_in_days": null, "last_synced_at": null, "error": null,
+        "accounts": [{
+            "id": "ba_0192f3c4d5e6478fa1b2c3d4e5f60718", "bank_connection_id": "bc_0192f3c4d5e6478fa1b2c3d4e5f60718",
+            "kind": "bank_feed", "status": "ready", "iban": "GB55SFIN10584905872560", "name": "Main account",
+            "owner_name": "Jane Doe", "currency": "GBP",
+            "balances": [{"type": "closingBooked", "amount": 40595475, "currency": "GBP", "reference_date": "2026-11-20"}],
+            "balances_fetched_at": "2026-11-21T09:30:00.120374Z", "last_synced_at": null,
+            "created_at": "2026-11-21T09:30:00.120374Z"
+        }],
+        "sync_budget": {"day_limit": 4, "transactions_remaining": 4, "balances_remaining": 3, "details_remaining": 3,
+                        "resets_at": "2026-11-22T00:00:00Z"},
+        "created_at": "2026-11-21T09:29:40.872310Z", "updated_at": "2026-11-21T09:30:00.120374Z"
+    });
+    // `base` with some fields replaced.
+    let with = |base: &Value, changes: Value| {
+        let mut value = base.clone();
+        if let (Some(target), Value::Object(changes)) = (value.as_object_mut(), changes) {
+            target.extend(changes);
+        }
+        value
+    };
+    let transaction = json!({
+        "id": "txn_0192f3c4d5e6478fa1b2c3d4e5f60718", "account_id": "ba_0192f3c4d5e6478fa1b2c3d4e5f60718",
+        "bank_connection_id": "bc_0192f3c4d5e6478fa1b2c3d4e5f60718", "status": "booked", "amount": 125000,
+        "currency": "GBP", "booking_date": "2026-11-21", "value_date": "2026-11-21",
+        "description": "Payment INV-2026-0042", "counterparty_name": "Acme Widgets Ltd", "reference": null,
+        "bank_transaction_code": "PMNT-RCDT-ESCT", "direction": "credit", "match_status": "unmatched",
+        "category": null, "category_source": null, "notes": null, "tags": [], "metadata": {},
+        "source": "bank_feed", "external_id": null,
+        "created_at": "2026-11-21T09:30:00.120374Z", "updated_at": "2026-11-21T09:30:00.120374Z"
+    });
+    let endpoint = json!({
+        "id": "we_0192f3c4d5e6478fa1b2c3d4e5f60718", "url": "https://erp.example.com/hooks/payymo",
+        "description": "ERP sync", "event_types": ["transaction.created"], "metadata": {}, "enabled": false,
+        "disabled_reason": "every attempt failed for 5days without a break",
+        "disabled_at": "2026-11-26T09:30:00.120374Z", "failing_since": "2026-11-21T09:29:12.004281Z",
+        "previous_secret_expires_at": null,
+        "created_at": "2026-11-01T08:00:00.000000Z", "updated_at": "2026-11-26T09:30:00.120374Z"
+    });
+    let string = |description: &str| json!({"type": "string", "description": description});
+
+    vec![
+        WebhookEvent {
+            event_type: "api_key.created",
+            summary: "An API key was created",
+            description: "Sent when `POST /api/v1/api_keys` (or the admin API) creates a key. `data` is the key, \
+                          without its secret.",
+            data: component("ApiKey"),
+            example: key.clone(),
+        },
+        WebhookEvent {
+            event_type: "api_key.revoked",
+            summary: "An API key was revoked",
+            description: "Sent when an active key is revoked. `data` is the key, `revoked_at` set.",
+            data: component("ApiKey"),
+            example: with(&key, json!({"revoked_at": "2026-11-21T09:30:00.120374Z"})),
+        },
+        WebhookEvent {
+            event_type: "api_key.rotated",
+            summary: "An API key was rotated",
+            description: "Sent when a key is rotated. `data` names the old key, the key that replaces it, and how \
+                          long the old one keeps working.",
+            data: json!({
+                "type": "object",
+                "required": ["id", "rotated_to", "overlap_seconds"],
+                "properties": {
+                    "id": string("The rotated (old) key, `key_…`."),
+                    "rotated_to": string("The new key, `key_…`."),
+                    "overlap_seconds": {"type": "integer", "minimum": 0, "description": "How long the old key keeps working."},
+                },
+            }),
+            example: json!({"id": "key_0192f3c4d5e6478fa1b2c3d4e5f60718", "rotated_to": "key_0192f3c4d5e67c1d9a2b3c4d5e6f7081",
+                            "overlap_seconds": 86400}),
+        },
+        WebhookEvent {
+            event_type: "oauth_client.created",
+            summary: "An OAuth client was registered",
+            description: "Sent when `POST /api/v1/oauth_clients` registers a client. `data` is the client, without \
+                          its secret.",
+            data: component("OAuthClient"),
+            example: client.clone(),
+        },
+        WebhookEvent {
+            event_type: "oauth_client.revoked",
+            summary: "An OAuth client was revoked",
+            description: "Sent when an active client is revoked. `data` is the client, `revoked_at` set.",
+            data: component("OAuthClient"),
+            example: with(&client, json!({"revoked_at": "2026-11-21T09:30:00.120374Z"})),
+        },
+        WebhookEvent {
+            event_type: "member.added",
+            summary: "A user joined the tenant",
+            description: "Sent when `POST /api/v1/members` (or the admin API) adds a member. `data` is the member.",
+            data: component("Member"),
+            example: with(&member, json!({"role": "member"})),
+        },
+        WebhookEvent {
+            event_type: "member.updated",
+            summary: "A member's role was set",
+            description: "Sent on `PATCH /api/v1/members/{user_id}`. `data` is the member with the new `role`, and \
+                          `previous_role`.",
+            data: extended("Member", json!({"previous_role": component("Role")})),
+            example: with(&member, json!({"previous_role": "member"})),
+        },
+        WebhookEvent {
+            event_type: "member.removed",
+            summary: "A member was removed",
+            description: "Sent on `DELETE /api/v1/members/{user_id}`. `data` is the member as they were.",
+            data: component("Member"),
+            example: member,
+        },
+        WebhookEvent {
+            event_type: "bank_connection.created",
+            summary: "A bank connection was started",
+            description: "Sent when `POST /api/v1/bank_connections` creates a connection. `data` is the connection, \
+                          `pending`, with the `consent_link` to send the account holder to.",
+            data: component("BankConnection"),
+            example: with(
+                &connection,
+                json!({
+                    "status": "pending", "consent_link": "https://ob.gocardless.com/psd2/start/6a14482e-4a4e-4eb1-b2bb-cc382067a80d",
+                    "linked_at": null, "expires_at": null, "accounts": [], "sync_budget": null,
+                    "updated_at": "2026-11-21T09:29:40.872310Z"
+                }),
+            ),
+        },
+        WebhookEvent {
+            event_type: "bank_connection.updated",
+            summary: "A bank connection's status changed",
+            description: "Sent when a connection is linked (with its accounts), rejected (with an `error`), \
+                          suspended by the provider, or deleted. `data` is the connection as it now is.",
+            data: component("BankConnection"),
+            example: connection.clone(),
+        },
+        WebhookEvent {
+            event_type: "bank_connection.expiring",
+            summary: "A bank connection's consent runs out soon",
+            description: "Sent once each as a linked connection comes within 7, 3 and 1 days of `expires_at`. \
+                          `data` is the connection; `expiring_in_days` is the whole days left, rounded down. Ask the \
+                          account holder to re-authorise.",
+            data: component("BankConnection"),
+            example: with(
+                &connection,
+                json!({
+                    "expires_at": "2026-11-28T09:00:00.000000Z", "expiring_in_days": 6,
+                    "last_synced_at": "2026-11-21T09:00:04.551230Z"
+                }),
+            ),
+        },
+        WebhookEvent {
+            event_type: "bank_connection.expired",
+            summary: "A bank connection's consent ran out",
+            description: "Sent when the consent runs out, or the bank reports it expired during a sync. `data` is the \
+                          connection, `expired`, with `error.code` `consent_expired`. It syncs no more.",
+            data: component("BankConnection"),
+            example: with(
+                &connection,
+                json!({
+                    "status": "expired", "expires_at": "2026-11-21T09:00:00.000000Z",
+                    "error": {"code": "consent_expired", "detail": "the consent ran out: ask the account holder to re-authorise"}
+                }),
+            ),
+        },
+        WebhookEvent {
+            event_type: "transaction.created",
+            summary: "A transaction arrived",
+            description: "Sent for each transaction a bank sync finds or an import creates. `data` is the transaction \
+                          (minor units; negative is money out).",
+            data: component("Transaction"),
+            example: transaction.clone(),
+        },
+        WebhookEvent {
+            event_type: "transaction.updated",
+            summary: "A transaction changed",
+            description: "Sent when the bank books or changes a transaction, drops a pending one (`cancelled`), a user \
+                          changes it, a categorisation rule recategorises it, or an import updates it. `data` is the \
+                          transaction as it now is, plus `previous_attributes`: the old values of the fields that \
+                          changed.",
+            data: extended(
+                "Transaction",
+                json!({"previous_attributes": {
+                    "type": "object",
+                    "description": "The previous value of each field that changed, by field name.",
+                    "additionalProperties": true,
+                }}),
+            ),
+            example: with(
+                &transaction,
+                json!({
+                    "category": "sales", "category_source": "user", "notes": "Invoice 42, paid in full",
+                    "updated_at": "2026-11-21T10:02:41.330127Z",
+                    "previous_attributes": {"category": null, "category_source": null, "notes": null}
+                }),
+            ),
+        },
+        WebhookEvent {
+            event_type: "webhook_endpoint.disabled",
+            summary: "Payymo disabled a webhook endpoint",
+            description: "Sent when an endpoint is disabled because it answered 410 Gone, or because every attempt to \
+                          it failed for `PAYYMO_WEBHOOK_DISABLE_AFTER` (5 days) without a break. `data` is the \
+                          endpoint with its `disabled_reason`; the disabled endpoint itself does not receive this. \
+                          `PATCH {\"enabled\": true}` resumes it.",
+            data: component("WebhookEndpoint"),
+            example: endpoint,
+        },
+        WebhookEvent {
+            event_type: "ping",
+            summary: "A test event",
+            description: "Sent by `POST /api/v1/webhook_endpoints/{id}/test` to that endpoint only; it cannot be \
+                          subscribed to.",
+            data: json!({
+                "type": "object",
+                "required": ["webhook_endpoint_id", "message"],
+                "properties": {
+                    "webhook_endpoint_id": string("The endpoint tested, `we_…`."),
+                    "message": string("A fixed sentence."),
+                },
+            }),
+            example: json!({"webhook_endpoint_id": "we_0192f3c4d5e6478fa1b2c3d4e5f60718",
+                            "message": "A test event from Payymo."}),
+        },
+    ]
 }
 
 /// OpenAPI document
@@ -92,4 +456,65 @@ pub fn spec_json() -> String {
 )]
 pub async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], state.openapi_json.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::events::EVENT_TYPES;
+
+    fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    found.push(target);
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_webhooks_catalogue_is_the_event_list() {
+        let spec: Value = serde_json::from_str(&spec_json()).unwrap();
+        let webhooks = spec["webhooks"].as_object().expect("a top-level webhooks map");
+        let names: Vec<&str> = webhooks.keys().map(String::as_str).collect();
+        assert_eq!(
+            names.iter().copied().collect::<BTreeSet<_>>(),
+            EVENT_TYPES.iter().copied().collect::<BTreeSet<_>>()
+        );
+        let listed: Vec<&str> = catalogue().iter().map(|e| e.event_type).collect();
+        assert_eq!(listed, EVENT_TYPES, "the catalogue follows EVENT_TYPES' order");
+
+        let schemas = spec["components"]["schemas"].as_object().unwrap();
+        for (name, item) in webhooks {
+            let post = &item["post"];
+            assert!(post["summary"].as_str().is_some_and(|s| !s.is_empty()), "{name}: summary");
+            let body = &post["requestBody"]["content"]["application/json"];
+            assert_eq!(body["example"]["event_type"], name.as_str(), "{name}: example");
+            assert_eq!(body["schema"]["allOf"][1]["properties"]["event_type"]["const"], name.as_str());
+            let headers: Vec<&str> =
+                post["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+            assert_eq!(headers, ["webhook-id", "webhook-timestamp", "webhook-signature", "X-Webhook-Signature"]);
+            assert!(post["responses"]["2XX"].is_object() && post["responses"]["410"].is_object(), "{name}");
+            let mut found = Vec::new();
+            refs(item, &mut found);
+            for target in found {
+                let schema = target.strip_prefix("#/components/schemas/").unwrap_or(target);
+                assert!(schemas.contains_key(schema), "{name} refers to {target}, which the document lacks");
+            }
+        }
+    }
+
+    #[test]
+    fn docs_describe_every_event_type() {
+        let docs = include_str!("../../docs/webhooks.md");
+        for name in EVENT_TYPES {
+            assert!(docs.contains(&format!("### `{name}`")), "docs/webhooks.md has no section for {name}");
+        }
+    }
 }
