@@ -23,7 +23,15 @@ Every error answers `application/problem+json` (see the `Problem` schema); the `
 Every response carries `X-Request-Id`.",
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(Problem, FieldError, ErrorCode)),
+    components(schemas(
+        Problem,
+        FieldError,
+        ErrorCode,
+        super::transactions::DirectionParam,
+        super::transactions::StatusParam,
+        super::transactions::MatchStatusParam,
+        super::transactions::SortParam
+    )),
     tags(
         (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "auth", description = "OAuth2 client credentials, user sessions, who am I"),
@@ -76,13 +84,58 @@ impl Modify for SecuritySchemes {
 
 /// The API's OpenAPI document, pretty-printed as committed.
 pub fn spec_json() -> String {
-    let (_, spec) = super::api_router().split_for_parts();
+    let (_, mut spec) = super::api_router().split_for_parts();
+    unique_operation_ids(&mut spec);
     let document = Document { spec: &spec, webhooks: Webhooks };
     // The document is built from static annotations; it always serialises.
     #[allow(clippy::expect_used)]
     let mut json = serde_json::to_string_pretty(&document).expect("the OpenAPI document serialises");
     json.push('\n');
     json
+}
+
+/// Operation ids must be unique in a document (client generators name methods after them), but
+/// utoipa takes each handler's function name, and many modules have a `list` or a `get`. Each id
+/// used more than once gets its resource's path appended: `list` on `/api/v1/webhook_endpoints`
+/// becomes `list_webhook_endpoints`, `get` on `/api/v1/webhook_endpoints/{id}` becomes
+/// `get_webhook_endpoints`.
+fn unique_operation_ids(spec: &mut utoipa::openapi::OpenApi) {
+    fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .filter_map(Option::as_mut)
+    }
+    let mut uses: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in spec.paths.paths.values_mut() {
+        for id in operations(item).filter_map(|op| op.operation_id.clone()) {
+            *uses.entry(id).or_default() += 1;
+        }
+    }
+    for (path, item) in &mut spec.paths.paths {
+        let resource: Vec<&str> = path
+            .trim_start_matches("/api/v1/")
+            .trim_start_matches("/admin/v1/")
+            .split('/')
+            .filter(|segment| !segment.is_empty() && !segment.starts_with('{'))
+            .collect();
+        let admin = if path.starts_with("/admin/") { "admin_" } else { "" };
+        for op in operations(item) {
+            if let Some(id) = &op.operation_id
+                && uses.get(id).copied().unwrap_or(0) > 1
+            {
+                op.operation_id = Some(format!("{admin}{id}_{}", resource.join("_")));
+            }
+        }
+    }
 }
 
 /// The document utoipa builds, with OpenAPI 3.1's top-level `webhooks` beside it: utoipa 5 has no
@@ -255,7 +308,7 @@ fn catalogue() -> Vec<WebhookEvent> {
     let endpoint = json!({
         "id": "we_0192f3c4d5e6478fa1b2c3d4e5f60718", "url": "https://erp.example.com/hooks/payymo",
         "description": "ERP sync", "event_types": ["transaction.created"], "metadata": {}, "enabled": false,
-        "disabled_reason": "every attempt failed for 5days without a break",
+        "disabled_reason": "every attempt failed for 5 days without a break",
         "disabled_at": "2026-11-26T09:30:00.120374Z", "failing_since": "2026-11-21T09:29:12.004281Z",
         "previous_secret_expires_at": null,
         "created_at": "2026-11-01T08:00:00.000000Z", "updated_at": "2026-11-26T09:30:00.120374Z"
@@ -464,6 +517,28 @@ mod tests {
 
     use super::*;
     use crate::events::EVENT_TYPES;
+
+    #[test]
+    fn operation_ids_are_unique_and_every_ref_resolves() {
+        let spec: Value = serde_json::from_str(&spec_json()).unwrap();
+        let mut ids = Vec::new();
+        for item in spec["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "duplicate operationIds in {ids:?}");
+        let mut found = Vec::new();
+        refs(&spec, &mut found);
+        let schemas = spec["components"]["schemas"].as_object().unwrap();
+        for target in found {
+            let name = target.strip_prefix("#/components/schemas/").unwrap_or(target);
+            assert!(schemas.contains_key(name), "dangling $ref {target}");
+        }
+    }
 
     fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
         match value {

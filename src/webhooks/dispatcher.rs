@@ -649,10 +649,7 @@ impl Dispatcher {
         .bind(self.settings.disable_after.as_secs_f64())
         .fetch_all(&mut *tx)
         .await?;
-        let reason = format!(
-            "every attempt failed for {} without a break",
-            humantime::format_duration(self.settings.disable_after)
-        );
+        let reason = format!("every attempt failed for {} without a break", spoken(self.settings.disable_after));
         for (tenant, endpoint) in &overdue {
             if !disable.iter().any(|(t, e, _)| t == tenant && e == endpoint) {
                 disable.push((tenant, endpoint, reason.clone()));
@@ -687,6 +684,16 @@ pub async fn disable_endpoint(
     tracing::warn!(tenant, endpoint, reason, "webhook endpoint disabled");
     events::record(tx, &TenantId::from_db(tenant.to_owned()), "webhook_endpoint.disabled", &disabled).await?;
     Ok(true)
+}
+
+/// A duration as a person says it, in its largest whole unit: `5 days`, `36 hours`, `1 second`.
+fn spoken(duration: Duration) -> String {
+    let seconds = duration.as_secs().max(1);
+    let (count, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second")]
+        .into_iter()
+        .find(|(size, _)| seconds.is_multiple_of(*size))
+        .map_or((seconds, "second"), |(size, unit)| (seconds / size, unit));
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
 /// The wait a 429 or 503 asks for: `Retry-After` in seconds or as an HTTP date, bounded.
@@ -747,6 +754,15 @@ mod tests {
         assert!(wait > Duration::from_secs(55) && wait <= Duration::from_secs(60), "{wait:?}");
         headers.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn durations_are_spoken_in_their_largest_whole_unit() {
+        assert_eq!(spoken(Duration::from_secs(5 * 86_400)), "5 days");
+        assert_eq!(spoken(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(spoken(Duration::from_secs(36 * 3_600)), "36 hours");
+        assert_eq!(spoken(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(spoken(Duration::from_secs(1)), "1 second");
     }
 
     #[test]

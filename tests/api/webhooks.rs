@@ -350,7 +350,7 @@ async fn an_endpoint_failing_for_the_disable_period_is_disabled_with_its_reason(
         assert!(Instant::now() < deadline, "never disabled: {endpoint}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(disabled["disabled_reason"], "every attempt failed for 1s without a break");
+    assert_eq!(disabled["disabled_reason"], "every attempt failed for 1 second without a break");
     let events = get(&app, &tenant.key, "/api/v1/events?type=webhook_endpoint.disabled").await;
     assert_eq!(events["data"][0]["data"]["id"], id);
     // Its pending delivery waits instead of being tried.
