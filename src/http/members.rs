@@ -194,9 +194,12 @@ async fn update(
         .execute(&mut *tx)
         .await?;
     let member = fetch(&mut tx, &principal.tenant.id, user.as_str()).await?.ok_or_else(ApiError::not_found)?;
-    let mut changed = serde_json::to_value(&member).map_err(anyhow::Error::from)?;
-    changed["previous_role"] = serde_json::to_value(current.role).map_err(anyhow::Error::from)?;
-    events::record(&mut tx, &principal.tenant.id, "member.updated", changed).await?;
+    // A role set to what it already was changes nothing, so it announces nothing.
+    if member.role != current.role {
+        let mut changed = serde_json::to_value(&member).map_err(anyhow::Error::from)?;
+        changed["previous_role"] = serde_json::to_value(current.role).map_err(anyhow::Error::from)?;
+        events::record(&mut tx, &principal.tenant.id, "member.updated", changed).await?;
+    }
     tx.commit().await?;
     state.auth.forget_cached_credentials();
     Ok((Extension(AuditResource::new("member", &member.user_id)), ApiJson(member)))
