@@ -1,0 +1,717 @@
+//! Webhook delivery benchmark: the real dispatcher draining a backlog of events to a receiver on a
+//! loopback port, against a bare HTTP client loop POSTing the same signed bodies to the same
+//! receiver, in one process; then the latency from an event's commit to its delivery on an idle
+//! system, and a healthy endpoint's throughput beside a failing and a hanging one.
+//!
+//! `cargo run --release --example bench-webhooks [EVENTS [SAMPLES]]` (defaults 100000 and 200).
+//! Uses `DATABASE_URL` when set (creating a scratch database next to it, dropped at the end; the
+//! role needs CREATEDB), otherwise an embedded cluster in `PAYYMO_DATA_DIR` when set, else in a
+//! throwaway directory. `PAYYMO_WEBHOOK_CONCURRENCY` and `PAYYMO_WEBHOOK_TIMEOUT` are read from
+//! the environment as `payymo serve` reads them (defaults 8 and 15 s); nothing else is.
+//!
+//! The phases, one after the other:
+//!
+//! 1. Seed: one tenant with one endpoint (`*`) at the healthy receiver, and EVENTS
+//!    `transaction.created` events in one statement (`events::record_many`, as a bank sync writes
+//!    them), so the fan-out trigger creates EVENTS deliveries.
+//! 2. Client loop: the events' envelopes, serialized and signed with the endpoint's secret before
+//!    the clock starts (`webhooks::signing::sign`, both headers), POSTed by as many tasks as the
+//!    dispatcher's per-endpoint concurrency, each sending its next body when its answer arrives.
+//! 3. Dispatcher: `webhooks::dispatcher::Dispatcher` with `Settings::from_config`, timed from its
+//!    start until the receiver has every event and every delivery row is `succeeded`, for at most
+//!    [`DRAIN_LIMIT`]; a drain cut off counts what arrived by then, and marks what is left
+//!    pending as failed (saying so), so that the next phase runs on an idle system.
+//! 4. Latency: with the backlog drained and the dispatcher idle, SAMPLES events recorded one at a
+//!    time, each in its own committed transaction, 20 ms apart; commit to arrival at the receiver.
+//! 5. Isolation (reference B6): a second tenant whose two endpoints answer 500 and hang (past the
+//!    timeout) gets EVENTS / 10 events first, then the healthy tenant EVENTS more; a fresh
+//!    dispatcher is timed until the healthy endpoint's deliveries have all succeeded (at most
+//!    [`ISOLATION_LIMIT`]), against phase 3's rate.
+//!
+//! Prints one row per figure on stdout, in `bench/run`'s target-table columns (case, what was
+//! measured, figures | target and verdict); progress and details on stderr.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use chrono::Utc;
+use payymo::{
+    auth::{Environment, Plan},
+    config::Config,
+    crypto::KeyRing,
+    db::{
+        self, Database,
+        tenant::{begin_platform, begin_tenant},
+    },
+    domain::ids::{TenantId, WebhookEndpointId},
+    events::{self, EVENT_COLUMNS, Event},
+    http::metrics::HttpMetrics,
+    tenancy,
+    webhooks::{
+        dispatcher::{Dispatcher, Settings},
+        endpoints,
+        signing::{self, SigningSecret},
+    },
+};
+use serde_json::json;
+use sqlx::{PgPool, postgres::PgConnectOptions};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Lowest acceptable ratio of the dispatcher's deliveries/s to the client loop's (the issue).
+const RATIO_TARGET: f64 = 0.5;
+/// Highest acceptable median from commit to delivery, in ms (the issue).
+const P50_TARGET_MS: f64 = 50.0;
+/// Lowest acceptable deliveries/s to a healthy receiver (reference B6).
+const RATE_TARGET: f64 = 3000.0;
+/// Lowest acceptable share of the healthy endpoint's rate kept beside failing ones (reference B6).
+const ISOLATION_TARGET: f64 = 0.9;
+/// Longest the dispatcher may take to drain the backlog before the run gives up.
+const DRAIN_LIMIT: Duration = Duration::from_secs(90);
+/// Longest the isolation phase is given; what was delivered by then is counted.
+const ISOLATION_LIMIT: Duration = Duration::from_secs(60);
+/// Gap between the latency phase's events.
+const LATENCY_GAP: Duration = Duration::from_millis(20);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let number = |i: usize, default: usize| -> anyhow::Result<usize> {
+        std::env::args().nth(i).map_or(Ok(default), |n| n.parse().with_context(|| format!("not a count: {n:?}")))
+    };
+    let (events, samples) = (number(1, 100_000)?, number(2, 200)?);
+    if events == 0 || samples == 0 {
+        bail!("usage: bench-webhooks [EVENTS [SAMPLES]] (both above 0)");
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        // The key ring's development-fallback warning and sqlx's slow-statement notices (the
+        // seeding statements are slow by design) are not news here.
+        .with_env_filter("warn,payymo::crypto=error,sqlx=error")
+        .init();
+
+    let given_dir = std::env::var("PAYYMO_DATA_DIR").ok();
+    let data_dir = match &given_dir {
+        Some(dir) => dir.clone(),
+        None => scratch_dir()?,
+    };
+    let mut config = Config::from_lookup(|name| match name {
+        "DATABASE_URL" | "PAYYMO_WEBHOOK_CONCURRENCY" | "PAYYMO_WEBHOOK_TIMEOUT" => std::env::var(name).ok(),
+        "PAYYMO_DATA_DIR" => Some(data_dir.clone()),
+        _ => None,
+    })?;
+    config.webhook_allowed_networks = vec!["127.0.0.0/8".parse()?];
+
+    let database = Database::locate(&config).await?;
+    let scratch = match &config.database_url {
+        Some(_) => Some(ScratchDatabase::create(&database.options).await?),
+        None => None,
+    };
+    let options = scratch.as_ref().map_or_else(|| database.options.clone(), ScratchDatabase::options);
+    let pool = db::pool(options, &config);
+    let result = run(&config, &pool, events, samples).await;
+    pool.close().await;
+    if let Some(scratch) = scratch {
+        scratch.drop_it().await;
+    }
+    database.shutdown().await;
+    if given_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result
+}
+
+async fn run(config: &Config, pool: &PgPool, events: usize, samples: usize) -> anyhow::Result<()> {
+    db::MIGRATOR.run(pool).await?;
+    let keys = KeyRing::load(None, pool).await?;
+    let settings = Settings::from_config(config);
+    let concurrency = settings.per_endpoint;
+    let metrics = Arc::new(HttpMetrics::default());
+    let start_dispatcher = |worker: &str| {
+        let dispatcher =
+            Dispatcher::new(pool.clone(), keys.clone(), settings.clone(), worker.to_owned(), metrics.clone())?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(dispatcher.run_until(stop.clone()));
+        Ok::<_, anyhow::Error>(Running { stop, task })
+    };
+
+    let healthy = Receiver::start(Mode::Healthy).await?;
+    let tenant = create_tenant(pool, "webhooks bench").await?;
+    let (endpoint, secret) = create_endpoint(pool, &keys, &tenant, &healthy.url).await?;
+    eprintln!(
+        "bench-webhooks: receiver {}, {concurrency} attempts at once per endpoint, timeout {:?}",
+        healthy.url, settings.timeout
+    );
+
+    // 1. The backlog.
+    let started = Instant::now();
+    record_events(pool, &tenant, events).await?;
+    eprintln!(
+        "bench-webhooks: {events} events and their deliveries committed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // 2. The client loop, on the same envelopes, signed before the clock starts.
+    let signed = sign_envelopes(pool, &tenant, &secret).await?;
+    let loop_seconds = client_loop(&healthy, &signed, concurrency, settings.timeout).await?;
+    let loop_rate = events as f64 / loop_seconds;
+    eprintln!("bench-webhooks: client loop: {events} POSTs in {loop_seconds:.2} s = {loop_rate:.0}/s");
+    healthy.reset();
+    drop(signed);
+
+    // 3. The dispatcher, from the same backlog.
+    let mut dispatcher = start_dispatcher("bench-webhooks-1")?;
+    let alone = drain(pool, &healthy, &tenant, &endpoint, events, DRAIN_LIMIT).await?;
+    eprintln!(
+        "bench-webhooks: dispatcher: {}; {} requests for {} events",
+        alone.describe(events),
+        healthy.requests(),
+        healthy.unique()
+    );
+    if alone.finished {
+        check_delivered(pool, &tenant, &endpoint, events).await?;
+    } else {
+        // The latency phase needs an idle system: what is left is set aside, and said so.
+        dispatcher.stop().await;
+        let left = abandon(pool, &tenant, &endpoint).await?;
+        eprintln!("bench-webhooks: the backlog did not drain; {left} deliveries left pending were marked failed");
+        dispatcher = start_dispatcher("bench-webhooks-1b")?;
+    }
+
+    // 4. Latency on the now idle dispatcher.
+    healthy.reset();
+    let latencies = latency(pool, &healthy, &tenant, samples).await?;
+    dispatcher.stop().await;
+
+    // 5. Isolation: a failing and a hanging endpoint with an older backlog, in another tenant.
+    healthy.reset();
+    let failing = Receiver::start(Mode::Failing).await?;
+    let hanging = Receiver::start(Mode::Hanging).await?;
+    let neighbour = create_tenant(pool, "webhooks bench neighbour").await?;
+    create_endpoint(pool, &keys, &neighbour, &failing.url).await?;
+    create_endpoint(pool, &keys, &neighbour, &hanging.url).await?;
+    let neighbour_events = (events / 10).max(1);
+    record_events(pool, &neighbour, neighbour_events).await?;
+    record_events(pool, &tenant, events).await?;
+    eprintln!(
+        "bench-webhooks: isolation: {neighbour_events} events for a tenant whose endpoints answer 500 and hang, \
+         then {events} for the healthy one"
+    );
+    let dispatcher = start_dispatcher("bench-webhooks-2")?;
+    let beside = drain(pool, &healthy, &tenant, &endpoint, events, ISOLATION_LIMIT).await?;
+    // Let the hanging receiver's requests end, so the dispatcher stops without waiting them out.
+    hanging.release();
+    dispatcher.stop().await;
+    eprintln!(
+        "bench-webhooks: isolation: healthy endpoint: {}; the failing receiver got {} requests, the hanging one {}",
+        beside.describe(events),
+        failing.requests(),
+        hanging.requests()
+    );
+
+    // The rows, in bench/run's target-table columns.
+    let rate = alone.rate();
+    let ratio = rate / loop_rate;
+    row(
+        "dispatcher vs loop",
+        &format!(
+            "{rate:.0} vs {loop_rate:.0} deliveries/s at {concurrency} per endpoint{}, ratio {ratio:.2}",
+            alone.unfinished(events)
+        ),
+        &format!("ratio >= {RATIO_TARGET:.2} {}", verdict(ratio >= RATIO_TARGET)),
+    );
+    let (p50, p99, max) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99), percentile(&latencies, 1.0));
+    row(
+        "commit to delivery",
+        &format!("p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({} events, idle)", latencies.len()),
+        &format!("p50 <= {P50_TARGET_MS:.0} ms {}", verdict(p50 <= P50_TARGET_MS)),
+    );
+    row(
+        "healthy sink (B6)",
+        &format!("{rate:.0} deliveries/s"),
+        &format!(">= {RATE_TARGET:.0}/s {}", verdict(rate >= RATE_TARGET)),
+    );
+    let kept = beside.rate() / rate;
+    row(
+        "beside 500+hang (B6)",
+        &format!("{:.0} deliveries/s{} = {kept:.2} of alone", beside.rate(), beside.unfinished(events)),
+        &format!(">= {ISOLATION_TARGET:.2} {}", verdict(kept >= ISOLATION_TARGET)),
+    );
+    Ok(())
+}
+
+/// A dispatcher running in the background.
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn row(measured: &str, figures: &str, target: &str) {
+    println!("{:<20} {measured:<22} {figures} | {target}", "webhooks");
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "PASS" } else { "FAIL" }
+}
+
+/// The nearest-rank percentile `q` (0..=1) of `values` (sorted).
+fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+async fn create_tenant(pool: &PgPool, name: &str) -> anyhow::Result<TenantId> {
+    let mut tx = begin_platform(pool).await?;
+    let tenant = tenancy::create_tenant(
+        &mut tx,
+        tenancy::NewTenant {
+            name: name.into(),
+            environment: Environment::Test,
+            plan: Some(Plan::Premium),
+            time_zone: None,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tx.commit().await?;
+    Ok(TenantId::from_db(tenant.id))
+}
+
+/// An endpoint for every event type at `url`, with a fresh secret sealed as the API seals it.
+async fn create_endpoint(
+    pool: &PgPool,
+    keys: &KeyRing,
+    tenant: &TenantId,
+    url: &str,
+) -> anyhow::Result<(WebhookEndpointId, SigningSecret)> {
+    let id = WebhookEndpointId::generate();
+    let secret = SigningSecret::generate();
+    let sealed = endpoints::seal_secret(keys, tenant, &id, &secret)?;
+    let mut tx = begin_tenant(pool, tenant).await?;
+    sqlx::query("insert into webhook_endpoints (tenant_id, id, url, event_types, secret) values ($1, $2, $3, $4, $5)")
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(url)
+        .bind(vec![endpoints::ALL_EVENTS.to_owned()])
+        .bind(&sealed)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((id, secret))
+}
+
+/// Records `count` `transaction.created` events in one statement, in one transaction.
+async fn record_events(pool: &PgPool, tenant: &TenantId, count: usize) -> anyhow::Result<()> {
+    let mut tx = begin_tenant(pool, tenant).await?;
+    let payloads = (0..count).map(transaction_payload).collect();
+    events::record_many(&mut tx, tenant, "transaction.created", payloads).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A `transaction.created` payload of the usual size (about 500 bytes of envelope).
+fn transaction_payload(n: usize) -> serde_json::Value {
+    json!({
+        "id": format!("txn_{:032x}", n),
+        "account_id": "ba_0192f3c4d5e6478fa1b2c3d4e5f60718",
+        "amount": format!("-{}.{:02}", 1 + n % 500, n % 100),
+        "currency": "GBP",
+        "booking_date": "2026-11-20",
+        "value_date": "2026-11-20",
+        "status": "booked",
+        "description": format!("CARD PAYMENT TO MERCHANT {} LONDON", n % 977),
+        "counterparty": format!("Merchant {}", n % 311),
+        "reference": format!("REF{:08}", n * 7),
+        "category": null,
+    })
+}
+
+/// One pre-signed request of the client loop.
+struct Signed {
+    id: String,
+    timestamp: String,
+    standard: String,
+    payymo: String,
+    body: Bytes,
+}
+
+/// The tenant's events in the envelope the dispatcher sends, serialized as it serializes them and
+/// signed with `secret`.
+async fn sign_envelopes(pool: &PgPool, tenant: &TenantId, secret: &SigningSecret) -> anyhow::Result<Arc<[Signed]>> {
+    let mut tx = begin_tenant(pool, tenant).await?;
+    let envelopes: Vec<Event> =
+        sqlx::query_as(&format!("select {EVENT_COLUMNS} from events where tenant_id = $1 order by id"))
+            .bind(tenant.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+    db::tenant::end_read(tx);
+    let timestamp = Utc::now().timestamp();
+    let secrets = std::slice::from_ref(secret);
+    envelopes
+        .into_iter()
+        .map(|event| {
+            let body = serde_json::to_vec(&event)?;
+            let signatures = signing::sign(secrets, &event.id, timestamp, &body);
+            Ok(Signed {
+                id: event.id,
+                timestamp: timestamp.to_string(),
+                standard: signatures.standard,
+                payymo: signatures.payymo,
+                body: Bytes::from(body),
+            })
+        })
+        .collect()
+}
+
+/// POSTs every signed body to the receiver from `concurrency` tasks; returns the seconds taken.
+async fn client_loop(
+    receiver: &Receiver,
+    signed: &Arc<[Signed]>,
+    concurrency: usize,
+    timeout: Duration,
+) -> anyhow::Result<f64> {
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<JoinHandle<anyhow::Result<()>>> = (0..concurrency)
+        .map(|_| {
+            let (client, signed, next, url) = (client.clone(), signed.clone(), next.clone(), receiver.url.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(request) = signed.get(next.fetch_add(1, Ordering::Relaxed)) else { return Ok(()) };
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("user-agent", "bench-webhooks")
+                        .header("webhook-id", &request.id)
+                        .header("webhook-timestamp", &request.timestamp)
+                        .header("webhook-signature", &request.standard)
+                        .header("x-webhook-signature", &request.payymo)
+                        .body(request.body.clone())
+                        .send()
+                        .await?;
+                    let status = response.status();
+                    response.bytes().await?;
+                    if !status.is_success() {
+                        bail!("the receiver answered {status}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if receiver.unique() != signed.len() {
+        bail!("the receiver got {} of the client loop's {} bodies", receiver.unique(), signed.len());
+    }
+    Ok(seconds)
+}
+
+/// How a drain went: all delivered and recorded, or how many had arrived when time ran out.
+struct Drained {
+    /// Distinct events at the receiver when the drain ended.
+    delivered: usize,
+    /// Seconds from the dispatcher's start until every delivery was recorded `succeeded`, or
+    /// until time ran out.
+    seconds: f64,
+    /// Seconds until the last event arrived, when it did.
+    received_after: Option<f64>,
+    finished: bool,
+}
+
+impl Drained {
+    fn rate(&self) -> f64 {
+        self.delivered as f64 / self.seconds
+    }
+
+    /// ", N of COUNT in S s" when the drain did not finish, else nothing.
+    fn unfinished(&self, count: usize) -> String {
+        if self.finished { String::new() } else { format!(", {} of {count} in {:.0} s", self.delivered, self.seconds) }
+    }
+
+    fn describe(&self, count: usize) -> String {
+        match (self.finished, self.received_after) {
+            (true, Some(received)) => format!(
+                "all {count} at the receiver after {received:.2} s, all recorded succeeded after {:.2} s = {:.0} deliveries/s",
+                self.seconds,
+                self.rate()
+            ),
+            _ => format!(
+                "{} of {count} at the receiver when time ran out after {:.0} s = {:.0} deliveries/s",
+                self.delivered,
+                self.seconds,
+                self.rate()
+            ),
+        }
+    }
+}
+
+/// Waits, up to `limit` from now (the dispatcher has just started), until the receiver has
+/// `count` distinct events and no delivery of `endpoint` is pending.
+async fn drain(
+    pool: &PgPool,
+    receiver: &Receiver,
+    tenant: &TenantId,
+    endpoint: &WebhookEndpointId,
+    count: usize,
+    limit: Duration,
+) -> anyhow::Result<Drained> {
+    let started = Instant::now();
+    let mut received_after = None;
+    while started.elapsed() < limit {
+        if received_after.is_none() && receiver.unique() >= count {
+            received_after = Some(started.elapsed().as_secs_f64());
+        }
+        // Only once everything arrived: counting pending rows meanwhile would take CPU from
+        // the dispatcher.
+        if received_after.is_some() {
+            let mut tx = begin_platform(pool).await?;
+            let pending: i64 = sqlx::query_scalar(
+                "select count(*) from webhook_deliveries
+                 where tenant_id = $1 and endpoint_id = $2 and status = 'pending'",
+            )
+            .bind(tenant.as_str())
+            .bind(endpoint.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            db::tenant::end_read(tx);
+            if pending == 0 {
+                let seconds = started.elapsed().as_secs_f64();
+                return Ok(Drained { delivered: receiver.unique(), seconds, received_after, finished: true });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Drained { delivered: receiver.unique(), seconds, received_after, finished: false })
+}
+
+/// Marks the deliveries of `endpoint` still pending as failed; returns how many.
+async fn abandon(pool: &PgPool, tenant: &TenantId, endpoint: &WebhookEndpointId) -> anyhow::Result<u64> {
+    let mut tx = begin_platform(pool).await?;
+    let left = sqlx::query(
+        "update webhook_deliveries set status = 'failed', completed_at = now(), locked_by = null,
+             last_error = 'left pending when bench-webhooks stopped waiting'
+         where tenant_id = $1 and endpoint_id = $2 and status = 'pending'",
+    )
+    .bind(tenant.as_str())
+    .bind(endpoint.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(left)
+}
+
+/// Checks that every delivery of `endpoint` succeeded.
+async fn check_delivered(
+    pool: &PgPool,
+    tenant: &TenantId,
+    endpoint: &WebhookEndpointId,
+    count: usize,
+) -> anyhow::Result<()> {
+    let mut tx = begin_platform(pool).await?;
+    let (succeeded, attempts): (i64, i64) = sqlx::query_as(
+        "select count(*) filter (where status = 'succeeded'), coalesce(sum(attempts), 0)::int8
+         from webhook_deliveries where tenant_id = $1 and endpoint_id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(endpoint.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    db::tenant::end_read(tx);
+    if usize::try_from(succeeded)? != count {
+        bail!("{succeeded} of {count} deliveries succeeded");
+    }
+    eprintln!("bench-webhooks: {succeeded} deliveries succeeded in {attempts} attempts");
+    Ok(())
+}
+
+/// Records `samples` events one at a time, each committed on its own, and returns the time from
+/// each commit to its arrival at the receiver, in ms, sorted.
+async fn latency(pool: &PgPool, receiver: &Receiver, tenant: &TenantId, samples: usize) -> anyhow::Result<Vec<f64>> {
+    // Let the drain's last writes and any autovacuum they set off settle first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut committed = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let mut tx = begin_tenant(pool, tenant).await?;
+        let event = events::record(&mut tx, tenant, "transaction.created", transaction_payload(n)).await?;
+        tx.commit().await?;
+        committed.push((event.id, Instant::now()));
+        tokio::time::sleep(LATENCY_GAP).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.unique() < samples && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let arrivals = receiver.arrivals();
+    let mut latencies: Vec<f64> = Vec::with_capacity(samples);
+    for (id, at) in &committed {
+        let Some(arrived) = arrivals.get(id) else {
+            bail!("event {id} did not reach the receiver within 10 s of the last commit");
+        };
+        // Signed: an arrival before the commit's acknowledgement reached us would show as negative.
+        latencies.push(if *arrived >= *at {
+            arrived.duration_since(*at).as_secs_f64() * 1000.0
+        } else {
+            -(at.duration_since(*arrived).as_secs_f64() * 1000.0)
+        });
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+/// How a receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// 200 with a two-byte body.
+    Healthy,
+    /// 500.
+    Failing,
+    /// Nothing until released (past any sender's timeout), then 503.
+    Hanging,
+}
+
+/// A bare axum server on a loopback port that counts requests and keeps the first arrival time
+/// of each `webhook-id`.
+struct Receiver {
+    url: String,
+    sink: Arc<Sink>,
+}
+
+struct Sink {
+    mode: Mode,
+    requests: AtomicU64,
+    first: Mutex<HashMap<String, Instant>>,
+    released: CancellationToken,
+}
+
+impl Receiver {
+    async fn start(mode: Mode) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hooks", listener.local_addr()?);
+        let sink = Arc::new(Sink {
+            mode,
+            requests: AtomicU64::new(0),
+            first: Mutex::new(HashMap::new()),
+            released: CancellationToken::new(),
+        });
+        let router = Router::new().fallback(receive).with_state(sink.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(Self { url, sink })
+    }
+
+    fn first(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.sink.first.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn requests(&self) -> u64 {
+        self.sink.requests.load(Ordering::Relaxed)
+    }
+
+    /// Distinct events received.
+    fn unique(&self) -> usize {
+        self.first().len()
+    }
+
+    fn arrivals(&self) -> HashMap<String, Instant> {
+        self.first().clone()
+    }
+
+    fn reset(&self) {
+        self.first().clear();
+        self.sink.requests.store(0, Ordering::Relaxed);
+    }
+
+    /// Answers every hanging request now, and later ones at once.
+    fn release(&self) {
+        self.sink.released.cancel();
+    }
+}
+
+async fn receive(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> (StatusCode, &'static str) {
+    let arrived = Instant::now();
+    sink.requests.fetch_add(1, Ordering::Relaxed);
+    drop(body);
+    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
+        let mut first = sink.first.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !first.contains_key(id) {
+            first.insert(id.to_owned(), arrived);
+        }
+    }
+    match sink.mode {
+        Mode::Healthy => (StatusCode::OK, "ok"),
+        Mode::Failing => (StatusCode::INTERNAL_SERVER_ERROR, "failing"),
+        Mode::Hanging => {
+            sink.released.cancelled().await;
+            (StatusCode::SERVICE_UNAVAILABLE, "hung")
+        }
+    }
+}
+
+/// A database of its own on the `DATABASE_URL` server, so the run neither reads nor leaves rows
+/// in the one given.
+struct ScratchDatabase {
+    server: PgConnectOptions,
+    name: String,
+}
+
+impl ScratchDatabase {
+    async fn create(server: &PgConnectOptions) -> anyhow::Result<Self> {
+        let name = format!("payymo_bench_webhooks_{}_{}", Utc::now().timestamp(), std::process::id());
+        db::create_database_if_missing(server, &name, None)
+            .await
+            .with_context(|| format!("cannot create the scratch database {name} (the role needs CREATEDB)"))?;
+        eprintln!("bench-webhooks: scratch database {name} on the DATABASE_URL server");
+        Ok(Self { server: server.clone(), name })
+    }
+
+    fn options(&self) -> PgConnectOptions {
+        self.server.clone().database(&self.name)
+    }
+
+    async fn drop_it(self) {
+        use sqlx::Connection;
+        let dropped = async {
+            let mut conn = sqlx::PgConnection::connect_with(&self.server).await?;
+            sqlx::query(&format!("drop database {} with (force)", db::quote_ident(&self.name)))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await
+        };
+        if let Err(error) = dropped.await {
+            eprintln!("bench-webhooks: could not drop the scratch database {}: {error}", self.name);
+        }
+    }
+}
+
+/// A fresh directory for the embedded cluster (removed afterwards).
+fn scratch_dir() -> anyhow::Result<String> {
+    let dir = std::env::temp_dir().join(format!("payymo-bench-webhooks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.to_string_lossy().into_owned())
+}
