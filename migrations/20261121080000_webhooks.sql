@@ -38,7 +38,10 @@ create table webhook_endpoints (
     previous_secret_expires_at timestamptz,
     -- Start of the current unbroken run of failed attempts; null after a success.
     failing_since              timestamptz,
-    -- The receiver asked us to wait (Retry-After on 429/503): none of its deliveries start before.
+    -- Failed attempts since the last success; from 10 on, the endpoint backs off.
+    consecutive_failures       integer not null default 0 check (consecutive_failures >= 0),
+    -- None of its deliveries start before this: the receiver asked us to wait (Retry-After on
+    -- 429/503), or it keeps failing and is probed with growing pauses.
     paused_until               timestamptz,
     created_at                 timestamptz not null default now(),
     updated_at                 timestamptz not null default now(),

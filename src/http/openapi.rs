@@ -309,7 +309,7 @@ fn catalogue() -> Vec<WebhookEvent> {
         "id": "we_0192f3c4d5e6478fa1b2c3d4e5f60718", "url": "https://erp.example.com/hooks/payymo",
         "description": "ERP sync", "event_types": ["transaction.created"], "metadata": {}, "enabled": false,
         "disabled_reason": "every attempt failed for 5 days without a break",
-        "disabled_at": "2026-11-26T09:30:00.120374Z", "failing_since": "2026-11-21T09:29:12.004281Z",
+        "disabled_at": "2026-11-26T09:30:00.120374Z", "failing_since": "2026-11-21T09:29:12.004281Z", "paused_until": "2026-11-26T09:31:00.120374Z",
         "previous_secret_expires_at": null,
         "created_at": "2026-11-01T08:00:00.000000Z", "updated_at": "2026-11-26T09:30:00.120374Z"
     });

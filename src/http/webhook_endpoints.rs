@@ -315,7 +315,8 @@ async fn update(
                                 when enabled then now()
                                 else disabled_at end,
              failing_since = case when $8 and not enabled then null else failing_since end,
-             paused_until = case when $8 and not enabled then null else paused_until end
+             paused_until = case when $8 and not enabled then null else paused_until end,
+             consecutive_failures = case when $8 and not enabled then 0 else consecutive_failures end
          where tenant_id = $1 and id = $2
          returning {ENDPOINT_COLUMNS}"
     ))

@@ -32,6 +32,7 @@ const UNSUBSCRIBABLE: &[&str] = &["ping"];
     "disabled_reason": null,
     "disabled_at": null,
     "failing_since": null,
+    "paused_until": null,
     "previous_secret_expires_at": null,
     "created_at": "2026-11-21T09:30:00Z",
     "updated_at": "2026-11-21T09:30:00Z"
@@ -55,6 +56,10 @@ pub struct WebhookEndpoint {
     pub disabled_at: Option<DateTime<Utc>>,
     /// When the current unbroken run of failed attempts started; null while healthy.
     pub failing_since: Option<DateTime<Utc>>,
+    /// While in the future, no delivery to the endpoint starts: it answered `Retry-After`, or it
+    /// has failed 10 times in a row and is probed after growing pauses (1 s doubling to 60 s)
+    /// until an attempt succeeds.
+    pub paused_until: Option<DateTime<Utc>>,
     /// While set and in the future, the secret replaced by the last rotation still signs
     /// deliveries alongside the new one.
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
@@ -63,7 +68,7 @@ pub struct WebhookEndpoint {
 }
 
 pub const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, metadata, enabled, disabled_reason, \
-    disabled_at, failing_since, previous_secret_expires_at, created_at, updated_at";
+    disabled_at, failing_since, paused_until, previous_secret_expires_at, created_at, updated_at";
 
 /// An endpoint with its signing secret: the answer to creating one or rotating its secret.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -77,6 +82,7 @@ pub const ENDPOINT_COLUMNS: &str = "id, url, description, event_types, metadata,
     "disabled_reason": null,
     "disabled_at": null,
     "failing_since": null,
+    "paused_until": null,
     "previous_secret_expires_at": null,
     "created_at": "2026-11-21T09:30:00Z",
     "updated_at": "2026-11-21T09:30:00Z",

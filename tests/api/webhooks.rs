@@ -717,3 +717,48 @@ async fn two_dispatchers_share_the_work_and_send_each_attempt_once() {
         assert_eq!((receiver.received().len(), ids.len()), (300, 300), "each event exactly once");
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_failing_again_and_again_backs_off_and_its_deliveries_wait_for_it() {
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_always(Reply::Status(500));
+    let endpoint = create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let path = format!("/api/v1/webhook_endpoints/{}", endpoint["id"].as_str().unwrap());
+    let superuser = app.superuser_pool().await;
+    sqlx::query(
+        "insert into events (tenant_id, id, event_type, data)
+         select $1, 'evt_' || payymo_uuid7_hex(), 'transaction.created', jsonb_build_object('n', n)
+         from generate_series(1, 12) n",
+    )
+    .bind(&tenant.id)
+    .execute(&superuser)
+    .await
+    .unwrap();
+    let _dispatcher = dispatch(&app, "d1");
+    // Ten failures in a row: the endpoint pauses, and nothing is sent while it does.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let paused_until = loop {
+        let state = get(&app, &tenant.key, &path).await;
+        if let Some(until) = state["paused_until"].as_str() {
+            break chrono::DateTime::parse_from_rfc3339(until).unwrap();
+        }
+        assert!(Instant::now() < deadline, "never backed off: {state}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let left = (paused_until.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default();
+    let seen = receiver.received().len();
+    assert!(seen >= 10, "{seen}");
+    if left > Duration::from_millis(600) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(receiver.received().len(), seen, "an attempt started while the endpoint was paused");
+    }
+    // The receiver recovers: the next probe succeeds and every waiting delivery goes out, none of
+    // them having spent all its attempts on the outage.
+    receiver.answer_always(Reply::Status(200));
+    wait_for_status(&app, &tenant, &format!("{path}/deliveries?limit=100"), "succeeded", 12).await;
+    let state = get(&app, &tenant.key, &path).await;
+    assert_eq!(state["failing_since"], Value::Null);
+    assert_eq!(state["enabled"], true);
+}
