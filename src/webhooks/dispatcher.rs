@@ -11,7 +11,7 @@
 //! (`Retry-After`), so a slow or failing endpoint holds up only its own deliveries. An attempt
 //! stays counted against its lane until its outcome is written, so a crash resends at most what
 //! each lane held. An attempt that waited so long for its turn that its lease could run out
-//! mid-request is given up unsent; its row falls due again when the lease ends.
+//! mid-request is given back unsent and uncounted, due again at once.
 //!
 //! New deliveries wake dispatchers through `LISTEN payymo_webhooks`; polling every second is the
 //! safety net, and also what picks up retries as they fall due.
@@ -254,6 +254,7 @@ impl Dispatcher {
                                 let latest = claimed_at + this.settings.lease().saturating_sub(this.settings.timeout);
                                 let Ok(Ok(_turn)) = tokio::time::timeout_at(latest, sending.acquire_owned()).await
                                 else {
+                                    this.unclaim(&delivery).await;
                                     this.lanes.release(&delivery.endpoint_id);
                                     this.wake.notify_one();
                                     return;
@@ -376,6 +377,28 @@ impl Dispatcher {
         .await?;
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    /// Gives back a claimed attempt that never started: it does not count, and the delivery is
+    /// due again now. If this fails, the lease runs out instead (and the attempt counts).
+    async fn unclaim(&self, delivery: &Claimed) {
+        let unclaimed = async {
+            let mut tx = begin_platform(&self.db).await?;
+            sqlx::query(
+                "update webhook_deliveries set attempts = attempts - 1, next_attempt_at = now()
+                 where tenant_id = $1 and id = $2 and attempts = $3 and locked_by = $4 and status = 'pending'",
+            )
+            .bind(&delivery.tenant_id)
+            .bind(&delivery.id)
+            .bind(delivery.attempts)
+            .bind(&self.worker_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        };
+        if let Err(error) = unclaimed.await {
+            tracing::warn!(%error, delivery = %delivery.id, "cannot give back an attempt that never started");
+        }
     }
 
     /// Signs and sends one delivery; never fails: every problem is an outcome.

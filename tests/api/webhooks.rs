@@ -762,3 +762,41 @@ async fn an_endpoint_failing_again_and_again_backs_off_and_its_deliveries_wait_f
     assert_eq!(state["failing_since"], Value::Null);
     assert_eq!(state["enabled"], true);
 }
+
+#[tokio::test]
+async fn attempts_queued_too_long_behind_a_hanging_receiver_are_given_back_uncounted() {
+    let app = webhook_app().await; // timeout 2 s: an attempt must start within 12 s of its claim
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_always(Reply::Hang(Duration::from_secs(3)));
+    create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let superuser = app.superuser_pool().await;
+    // 8 at a time, 2 s each: the last of 64 would start after 14 s, past what the lease allows.
+    sqlx::query(
+        "insert into events (tenant_id, id, event_type, data)
+         select $1, 'evt_' || payymo_uuid7_hex(), 'transaction.created', jsonb_build_object('n', n)
+         from generate_series(1, 64) n",
+    )
+    .bind(&tenant.id)
+    .execute(&superuser)
+    .await
+    .unwrap();
+    let dispatcher = dispatch(&app, "d1");
+    tokio::time::sleep(Duration::from_millis(13_500)).await;
+    dispatcher.cancel(); // waits for the attempts in flight and writes their outcomes
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let counts: Vec<(String, i32, i64)> = sqlx::query_as(
+        "select d.id, d.attempts, (select count(*) from webhook_attempts a
+                                   where a.tenant_id = d.tenant_id and a.delivery_id = d.id)
+         from webhook_deliveries d",
+    )
+    .fetch_all(&superuser)
+    .await
+    .unwrap();
+    let sent = receiver.received().len() as i64;
+    let recorded: i64 = counts.iter().map(|(_, _, n)| n).sum();
+    assert_eq!(recorded, sent, "every request made is recorded");
+    for (id, attempts, made) in &counts {
+        assert_eq!(i64::from(*attempts), *made, "{id}: counted attempts that were never made");
+    }
+}
