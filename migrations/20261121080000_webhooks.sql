@@ -72,8 +72,9 @@ create table webhook_deliveries (
     foreign key (tenant_id, event_id) references events (tenant_id, id) on delete cascade,
     foreign key (tenant_id, endpoint_id) references webhook_endpoints (tenant_id, id) on delete cascade
 );
--- Claiming: the oldest due rows, then per endpoint.
-create index webhook_deliveries_due_idx on webhook_deliveries (next_attempt_at) where status = 'pending';
+-- Claiming, per endpoint (a skip scan finds the endpoints with pending deliveries). No index on
+-- next_attempt_at alone: under stale statistics the planner chose it for claims and outcome
+-- updates and read every pending row (bench finding).
 -- Ends in the claim's full order (next_attempt_at, id): a burst shares one next_attempt_at, and
 -- without id the claim would sort the endpoint's whole backlog to take its first few rows.
 create index webhook_deliveries_endpoint_due_idx on webhook_deliveries (tenant_id, endpoint_id, next_attempt_at, id)
