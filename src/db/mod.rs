@@ -1,6 +1,7 @@
 //! The database: connection pool, embedded default cluster, migrations and readiness.
 
 pub mod embedded;
+pub mod notify;
 pub mod tenant;
 
 use std::time::Duration;

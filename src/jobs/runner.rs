@@ -7,7 +7,7 @@
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, CHANNEL, Job, queue};
@@ -125,7 +125,7 @@ impl Runner {
     /// Runs jobs until `shutdown` is cancelled, then returns once the current batch is recorded.
     pub async fn run_until(self, shutdown: CancellationToken) {
         // Listening starts before the first claim, so nothing enqueued meanwhile goes unnoticed.
-        let mut listener = self.listen().await;
+        let mut listener = crate::db::notify::listen(&self.pool, CHANNEL).await;
         loop {
             loop {
                 if shutdown.is_cancelled() {
@@ -143,7 +143,7 @@ impl Runner {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(self.poll_interval) => {}
-                woken = notification(&mut listener) => {
+                woken = crate::db::notify::notification(&mut listener) => {
                     if let Err(error) = woken {
                         tracing::warn!(%error, "lost the job notification listener; polling meanwhile");
                         listener = None;
@@ -151,22 +151,7 @@ impl Runner {
                 }
             }
             if listener.is_none() {
-                listener = self.listen().await;
-            }
-        }
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let listener = async {
-            let mut listener = PgListener::connect_with(&self.pool).await?;
-            listener.listen(CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        match listener.await {
-            Ok(listener) => Some(listener),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for job notifications; polling only");
-                None
+                listener = crate::db::notify::listen(&self.pool, CHANNEL).await;
             }
         }
     }
@@ -203,14 +188,6 @@ impl Runner {
             }
             Err(error) => tracing::warn!(job = %id, %kind, %error, "dead-job handler panicked"),
         }
-    }
-}
-
-/// The next notification, or never when there is no listener.
-async fn notification(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
-    match listener {
-        Some(listener) => listener.recv().await.map(drop),
-        None => std::future::pending().await,
     }
 }
 

@@ -24,7 +24,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
-use sqlx::{FromRow, PgPool, postgres::PgListener};
+use sqlx::{FromRow, PgPool};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -233,7 +233,7 @@ impl Dispatcher {
         let this = Arc::new(self);
         let (outcomes, received) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(this.clone().record_until_closed(received));
-        let mut listener = this.listen().await;
+        let mut listener = crate::db::notify::listen(&this.db, CHANNEL).await;
         let mut attempts = tokio::task::JoinSet::new();
         loop {
             if shutdown.is_cancelled() {
@@ -281,7 +281,7 @@ impl Dispatcher {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
                 () = this.wake.notified() => {}
-                woken = notification(&mut listener) => {
+                woken = crate::db::notify::notification(&mut listener) => {
                     if let Err(error) = woken {
                         tracing::warn!(%error, "lost the webhook notification listener; polling meanwhile");
                         listener = None;
@@ -289,27 +289,12 @@ impl Dispatcher {
                 }
             }
             if listener.is_none() {
-                listener = this.listen().await;
+                listener = crate::db::notify::listen(&this.db, CHANNEL).await;
             }
         }
         while attempts.join_next().await.is_some() {}
         drop(outcomes);
         let _ = recorder.await;
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let listener = async {
-            let mut listener = PgListener::connect_with(&self.db).await?;
-            listener.listen(CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        match listener.await {
-            Ok(listener) => Some(listener),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for webhook notifications; polling only");
-                None
-            }
-        }
     }
 
     /// Claims up to `limit` due deliveries, at most as many per endpoint as its lane has room for,
@@ -793,14 +778,6 @@ fn describe(error: reqwest::Error) -> String {
         source = cause.source();
     }
     message
-}
-
-/// The next notification, or never when there is no listener.
-async fn notification(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
-    match listener {
-        Some(listener) => listener.recv().await.map(drop),
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]
