@@ -390,16 +390,7 @@ async fn a_server_killed_during_a_burst_of_10000_events_delivers_every_one_after
 
     // One statement: the fan-out trigger makes the 10,000 deliveries in the events' transaction.
     let started = Instant::now();
-    sqlx::query(
-        "insert into events (tenant_id, id, event_type, data)
-         select $1, 'evt_' || payymo_uuid7_hex(), 'transaction.created', jsonb_build_object('sequence', n)
-         from generate_series(1, $2) n",
-    )
-    .bind(&tenant.id)
-    .bind(i32::try_from(EVENTS).unwrap())
-    .execute(&su)
-    .await
-    .unwrap();
+    crate::webhooks::insert_events(&su, &tenant, i32::try_from(EVENTS).unwrap()).await;
     let inserted = started.elapsed();
     while receiver.count() < 1_000 {
         assert!(started.elapsed() < Duration::from_secs(30), "only {} deliveries in 30 s", receiver.count());

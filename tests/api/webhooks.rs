@@ -63,6 +63,22 @@ pub async fn emit(app: &TestApp, tenant: &TestTenant) -> String {
     events["data"][0]["id"].as_str().unwrap().to_owned()
 }
 
+/// Records `count` `transaction.created` events for `tenant` in one statement, as a bank sync does:
+/// the fan-out trigger makes their deliveries in the same transaction. Each event's data is
+/// `{"sequence": n}`.
+pub async fn insert_events(superuser: &sqlx::PgPool, tenant: &TestTenant, count: i32) {
+    sqlx::query(
+        "insert into events (tenant_id, id, event_type, data)
+         select $1, 'evt_' || payymo_uuid7_hex(), 'transaction.created', jsonb_build_object('sequence', n)
+         from generate_series(1, $2) n",
+    )
+    .bind(&tenant.id)
+    .bind(count)
+    .execute(superuser)
+    .await
+    .unwrap();
+}
+
 pub async fn get(app: &TestApp, key: &str, path: &str) -> Value {
     let response = app.as_key(Method::GET, path, key).send().await.unwrap();
     assert_eq!(response.status(), 200, "{path}");
@@ -664,15 +680,7 @@ async fn two_dispatchers_share_the_work_and_send_each_attempt_once() {
     let _dispatchers = (dispatch(&app, "d1"), dispatch(&app, "d2"));
     // 300 events in one statement, as a bank sync records them.
     let superuser = app.superuser_pool().await;
-    sqlx::query(
-        "insert into events (tenant_id, id, event_type, data)
-         select $1, 'evt_' || payymo_uuid7_hex(), 'transaction.created', jsonb_build_object('n', n)
-         from generate_series(1, 300) n",
-    )
-    .bind(&tenant.id)
-    .execute(&superuser)
-    .await
-    .unwrap();
+    insert_events(&superuser, &tenant, 300).await;
     for receiver in [&first, &second] {
         receiver.wait_for(300, Duration::from_secs(30)).await;
     }
@@ -727,15 +735,7 @@ async fn an_endpoint_failing_again_and_again_backs_off_and_its_deliveries_wait_f
     let endpoint = create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
     let path = format!("/api/v1/webhook_endpoints/{}", endpoint["id"].as_str().unwrap());
     let superuser = app.superuser_pool().await;
-    sqlx::query(
-        "insert into events (tenant_id, id, event_type, data)
-         select $1, 'evt_' || payymo_uuid7_hex(), 'transaction.created', jsonb_build_object('n', n)
-         from generate_series(1, 12) n",
-    )
-    .bind(&tenant.id)
-    .execute(&superuser)
-    .await
-    .unwrap();
+    insert_events(&superuser, &tenant, 12).await;
     let _dispatcher = dispatch(&app, "d1");
     // Ten failures in a row: the endpoint pauses, and nothing is sent while it does.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -772,15 +772,7 @@ async fn attempts_queued_too_long_behind_a_hanging_receiver_are_given_back_uncou
     create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
     let superuser = app.superuser_pool().await;
     // 8 at a time, 2 s each: the last of 64 would start after 14 s, past what the lease allows.
-    sqlx::query(
-        "insert into events (tenant_id, id, event_type, data)
-         select $1, 'evt_' || payymo_uuid7_hex(), 'transaction.created', jsonb_build_object('n', n)
-         from generate_series(1, 64) n",
-    )
-    .bind(&tenant.id)
-    .execute(&superuser)
-    .await
-    .unwrap();
+    insert_events(&superuser, &tenant, 64).await;
     let dispatcher = dispatch(&app, "d1");
     tokio::time::sleep(Duration::from_millis(13_500)).await;
     dispatcher.cancel(); // waits for the attempts in flight and writes their outcomes
