@@ -1,10 +1,13 @@
 //! Row-level security: the second wall between tenants, checked structurally (every tenant-owned
 //! table, including tables added later) and behaviourally (a query that forgets its filter).
 
+use std::time::Duration;
+
 use payymo::{
     db::tenant::{begin_platform, begin_tenant, role_bypasses_rls},
     domain::ids::TenantId,
 };
+use sqlx::postgres::PgPoolOptions;
 
 use crate::support::TestApp;
 
@@ -102,4 +105,57 @@ async fn a_malformed_tenant_id_is_never_inlined() {
     assert!(begin_tenant(&app.db, &evil).await.is_err());
     let tenants: i64 = sqlx::query_scalar("select count(*) from tenants").fetch_one(&app.db).await.unwrap();
     assert_eq!(tenants, 0);
+}
+
+/// A request whose client hangs up is dropped wherever it is waiting, including between sending
+/// `BEGIN; SET LOCAL ...` and reading the answer. sqlx 0.8 then leaves the connection inside that
+/// transaction (its rollback guard only acts once the transaction is counted), and the pool hands
+/// it to the next caller with the earlier binding still set: a platform binding would let a
+/// tenant-bound transaction see every tenant, and an autocommit write would join the open
+/// transaction and be rolled back with it. Beginning must leave nothing behind when cancelled.
+#[tokio::test]
+async fn a_transaction_dropped_while_it_begins_leaves_its_connection_clean() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.tenant().await, app.tenant().await);
+    app.key(&a, &["api_keys:read"]).await;
+    app.key(&b, &["api_keys:read"]).await;
+    let a_id = TenantId::parse(&a.id).unwrap();
+    // One connection, so the next caller gets the very connection the dropped future used.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with((*app.db.connect_options()).clone())
+        .await
+        .unwrap();
+
+    for round in 0..10 {
+        let mut begin = Box::pin(begin_platform(&pool));
+        // The first poll sends BEGIN and then waits for the answer; drop the future unanswered.
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(begin.as_mut().poll(cx))).await;
+        assert!(polled.is_pending(), "round {round}: beginning should wait for the database");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(begin);
+
+        let mut tx = begin_tenant(&pool, &a_id).await.unwrap();
+        let owners: Vec<String> =
+            sqlx::query_scalar("select tenant_id from api_keys").fetch_all(&mut *tx).await.unwrap();
+        assert!(owners.iter().all(|o| *o == a.id), "round {round}: a tenant-bound transaction saw {owners:?}");
+        assert_eq!(owners.len(), 2, "round {round}");
+        tx.rollback().await.unwrap();
+
+        // Outside a transaction nothing is bound, and each statement is its own transaction: a
+        // setting local to one is gone in the next.
+        let platform: Option<String> =
+            sqlx::query_scalar("select nullif(current_setting('payymo.platform', true), '')")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(platform, None, "round {round}: the connection kept a platform binding");
+        sqlx::query("select set_config('payymo.probe', 'still open', true)").execute(&pool).await.unwrap();
+        let probe: Option<String> = sqlx::query_scalar("select nullif(current_setting('payymo.probe', true), '')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(probe, None, "round {round}: the connection was left inside a transaction");
+    }
 }
