@@ -40,6 +40,11 @@ const CASES: &[&str] = &["healthz", "api-key-get", "transactions-list"];
 /// both servers queue for the same number of connections.
 const MAX_CONNECTIONS: u32 = 10;
 
+/// The allocator `payymo` runs with (src/main.rs), so the ratio compares the stacks, not the
+/// allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let usage = || {
