@@ -6,8 +6,8 @@
 //! mid-attempt leaves rows that fall due again when the lease runs out (at-least-once).
 //!
 //! Each endpoint is a lane: a dispatcher sends at most `per_endpoint` requests to it at once, and
-//! holds at most [`CLAIM_AHEAD`] times that many claimed attempts, so the next ones are ready while
-//! outcomes are written. It claims nothing for an endpoint whose lane is full or that is paused
+//! holds at most [`CLAIM_AHEAD`] times that many claimed attempts ([`CLAIM_AHEAD_FAST`] times for
+//! an endpoint that answers fast), so the next ones are ready while outcomes are written. It claims nothing for an endpoint whose lane is full or that is paused
 //! (`Retry-After`), so a slow or failing endpoint holds up only its own deliveries. An attempt
 //! stays counted against its lane until its outcome is written, so a crash resends at most what
 //! each lane held. An attempt that waited so long for its turn that its lease could run out
@@ -49,6 +49,13 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 const RECORD_BATCH: usize = 512;
 /// Claimed attempts a lane may hold, as a multiple of the requests it may send at once.
 pub const CLAIM_AHEAD: usize = 16;
+/// The same for an endpoint that answers within [`FAST_ANSWER`]: enough held to keep sending
+/// while a claim and the outcomes' write are on their way (at 16x a fast local receiver left the
+/// lane empty half the time: 7,900 deliveries/s against 11,600/s at 64x; bench finding), and
+/// still sent in seconds, well inside the lease.
+pub const CLAIM_AHEAD_FAST: usize = 64;
+/// The average answer time under which an endpoint's lane holds [`CLAIM_AHEAD_FAST`].
+pub const FAST_ANSWER: Duration = Duration::from_millis(100);
 /// Failed attempts in a row after which an endpoint backs off: no attempt starts for 1 s, then
 /// 2 s, 4 s, … up to [`MAX_BACKOFF`] after each further failure, until one succeeds. Its deliveries
 /// wait rather than use up their attempts on a receiver that is down, and the dispatcher's time
@@ -110,6 +117,8 @@ struct Claimed {
     id: String,
     endpoint_id: String,
     attempts: i32,
+    /// Its place in the endpoint's queue before the claim moved it: `next_attempt_at` then.
+    due_at: DateTime<Utc>,
     event_id: String,
     event_type: String,
     occurred_at: DateTime<Utc>,
@@ -149,16 +158,68 @@ struct Outcome {
 /// One endpoint's lane in this dispatcher.
 #[derive(Debug)]
 struct Lane {
+    tenant_id: String,
     /// Claimed attempts whose outcomes are not written yet.
     held: usize,
     /// Turns to send: `per_endpoint` requests at once.
     sending: Arc<Semaphore>,
+    /// Where the lane's last claim ended in the endpoint's queue, and when.
+    resume: Option<Resume>,
+    /// Moving average of the endpoint's answer times, in milliseconds (None before the first).
+    answer_ms: Option<f64>,
+}
+
+impl Lane {
+    /// Whether the lane's next claim may start from its resume position.
+    fn resumable(&self) -> bool {
+        self.resume.as_ref().is_some_and(|resume| resume.at.elapsed() < RESUME_FOR)
+    }
+
+    /// Claimed attempts the lane may hold: more once its endpoint has shown it answers fast.
+    fn capacity(&self, per_endpoint: usize) -> usize {
+        let fast = self.answer_ms.is_some_and(|ms| ms < FAST_ANSWER.as_secs_f64() * 1000.0);
+        per_endpoint * if fast { CLAIM_AHEAD_FAST } else { CLAIM_AHEAD }
+    }
+}
+
+/// A position in an endpoint's queue, in the claim's order `(next_attempt_at, id)`.
+///
+/// The due index keeps an entry for every row a claim moved (its lease) or an outcome took out of
+/// the queue until vacuum removes it, and those entries sit at the front of the endpoint's range,
+/// where each claim used to start: draining a backlog, every claim stepped over every entry the
+/// drain had left so far, so a claim's cost grew with the drain (1,700 index pages per claim
+/// half-way through 100,000; bench finding). A lane's top-ups ([`REFILL_CLAIM`]) start after the
+/// rows its last claim took instead, for [`RESUME_FOR`] after it. Rows that fall due before that
+/// position (an insert that committed late, a claim another dispatcher rolled back, a lease run
+/// out) are found by the search ([`SEARCH_CLAIM`]), which starts from the front of every queue
+/// and runs at least every [`POLL_INTERVAL`].
+#[derive(Debug, Clone)]
+struct Resume {
+    due_at: DateTime<Utc>,
+    id: String,
+    at: Instant,
+}
+
+/// How long after a lane's last claim its top-ups may start where that claim ended.
+const RESUME_FOR: Duration = POLL_INTERVAL;
+
+/// The lanes' state as one claim binds it, column by column.
+#[derive(Debug, Default)]
+struct Held {
+    tenants: Vec<String>,
+    endpoints: Vec<String>,
+    attempts: Vec<i32>,
+    capacities: Vec<i32>,
+    resume_due_at: Vec<Option<DateTime<Utc>>>,
+    resume_id: Vec<Option<String>>,
 }
 
 /// The lanes of the endpoints this dispatcher holds attempts for.
 #[derive(Debug, Default)]
 struct Lanes {
     lanes: Mutex<HashMap<String, Lane>>,
+    /// Set when a lane emptied since the last [`Lanes::emptied`]: its endpoint may have more.
+    emptied: std::sync::atomic::AtomicBool,
 }
 
 impl Lanes {
@@ -170,30 +231,189 @@ impl Lanes {
         self.lock().values().map(|lane| lane.held).sum()
     }
 
-    fn snapshot(&self) -> (Vec<String>, Vec<i32>) {
-        self.lock().iter().map(|(k, lane)| (k.clone(), i32::try_from(lane.held).unwrap_or(i32::MAX))).unzip()
+    /// The lanes as the claim reads them: endpoint, attempts held, and where to resume.
+    fn snapshot(&self, per_endpoint: usize) -> Held {
+        let mut lanes = self.lock();
+        let before = lanes.len();
+        lanes.retain(|_, lane| lane.held > 0 || lane.resumable());
+        if lanes.len() < before {
+            self.emptied.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut held = Held::default();
+        for (endpoint, lane) in lanes.iter() {
+            let resume = lane.resume.as_ref().filter(|_| lane.resumable());
+            held.tenants.push(lane.tenant_id.clone());
+            held.endpoints.push(endpoint.clone());
+            held.attempts.push(i32::try_from(lane.held).unwrap_or(i32::MAX));
+            held.capacities.push(i32::try_from(lane.capacity(per_endpoint)).unwrap_or(i32::MAX));
+            held.resume_due_at.push(resume.map(|resume| resume.due_at));
+            held.resume_id.push(resume.map(|resume| resume.id.clone()));
+        }
+        held
     }
 
-    /// Counts a claimed attempt against `endpoint`'s lane; returns the lane's turns to send.
-    fn take(&self, endpoint: &str, per_endpoint: usize) -> Arc<Semaphore> {
+    /// Whether a lane emptied since last asked (its endpoint may have more: time for a search).
+    fn emptied(&self) -> bool {
+        self.emptied.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a lane with a resume position has room for a batch (see [`refill_room`]).
+    fn refillable(&self, per_endpoint: usize) -> bool {
+        self.lock().values().any(|lane| {
+            let capacity = lane.capacity(per_endpoint);
+            capacity.saturating_sub(lane.held) >= refill_room(capacity) && lane.resumable()
+        })
+    }
+
+    /// Counts a claimed attempt against its endpoint's lane, moving the lane's resume position
+    /// past it; returns the lane's turns to send.
+    fn take(&self, delivery: &Claimed, per_endpoint: usize) -> Arc<Semaphore> {
         let mut lanes = self.lock();
-        let lane = lanes
-            .entry(endpoint.to_owned())
-            .or_insert_with(|| Lane { held: 0, sending: Arc::new(Semaphore::new(per_endpoint)) });
+        let lane = lanes.entry(delivery.endpoint_id.clone()).or_insert_with(|| Lane {
+            tenant_id: delivery.tenant_id.clone(),
+            held: 0,
+            sending: Arc::new(Semaphore::new(per_endpoint)),
+            resume: None,
+            answer_ms: None,
+        });
         lane.held += 1;
+        let later = lane.resume.as_ref().is_none_or(|resume| {
+            resume.at.elapsed() >= RESUME_FOR || (delivery.due_at, &delivery.id) > (resume.due_at, &resume.id)
+        });
+        if later {
+            lane.resume = Some(Resume { due_at: delivery.due_at, id: delivery.id.clone(), at: Instant::now() });
+        }
         lane.sending.clone()
     }
 
-    fn release(&self, endpoint: &str) {
+    /// Frees an attempt's place in its endpoint's lane; `answer_ms` is how long the endpoint took
+    /// to answer it, if it was sent.
+    fn release(&self, endpoint: &str, answer_ms: Option<i32>) {
         let mut lanes = self.lock();
         if let Some(lane) = lanes.get_mut(endpoint) {
             lane.held = lane.held.saturating_sub(1);
-            if lane.held == 0 {
+            if let Some(ms) = answer_ms {
+                let ms = f64::from(ms);
+                lane.answer_ms = Some(lane.answer_ms.map_or(ms, |average| average * 0.9 + ms * 0.1));
+            }
+            // An empty lane is kept while it can resume, so that a top-up continues its queue.
+            if lane.held == 0 && !lane.resumable() {
                 lanes.remove(endpoint);
+                self.emptied.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
 }
+
+/// The free places a lane of `capacity` needs before it claims again: half, so that a busy lane
+/// claims in large batches rather than a few rows after every outcome written (each claim has a
+/// fixed cost). A lane holding nothing may always claim.
+fn refill_room(capacity: usize) -> usize {
+    (capacity / 2).max(1)
+}
+
+/// Which claim to make.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Claim {
+    /// Look for every endpoint with due deliveries ([`SEARCH_CLAIM`]).
+    Search,
+    /// Only the lanes held, from where each last claim ended ([`REFILL_CLAIM`]).
+    Refill,
+}
+
+/// The end shared by both claim statements. From `lanes` (tenant_id, id, room, oldest,
+/// resume_due_at, resume_id): each lane's due rows in queue order from its resume position, as
+/// many as it has room for, skipping rows another dispatcher is claiming; each counted as an
+/// attempt and leased; returned with the event and the endpoint's URL and secrets.
+///
+/// The parameters of both statements: $1 endpoints held, $2 attempts held, $3 the capacity of a
+/// lane not held yet, $4 the most to claim, $5 the lease in seconds, $6 this dispatcher, $7 and
+/// $8 the lanes' resume positions, $9 the lanes' capacities, $10 the tenants of $1. A top-up
+/// claims for a lane only with half its capacity free (see [`refill_room`]), a search with any.
+macro_rules! claim_from_lanes {
+    () => {
+        "picked as (
+             -- The longest-waiting endpoints first.
+             select d.tenant_id, d.id, d.next_attempt_at as due_at from (select * from lanes order by oldest) l
+             cross join lateral (
+                 select d.tenant_id, d.id, d.next_attempt_at from webhook_deliveries d
+                 where d.tenant_id = l.tenant_id and d.endpoint_id = l.id
+                   and d.status = 'pending' and d.next_attempt_at <= now()
+                   and (d.next_attempt_at, d.id) > (l.resume_due_at, l.resume_id)
+                 order by d.next_attempt_at, d.id
+                 limit l.room
+                 for update skip locked
+             ) d
+             limit $4
+         )
+         update webhook_deliveries d set
+             attempts = d.attempts + 1,
+             next_attempt_at = now() + make_interval(secs => $5),
+             locked_by = $6,
+             last_attempt_at = now()
+         from picked, events e, webhook_endpoints w
+         where d.tenant_id = picked.tenant_id and d.id = picked.id
+           and e.tenant_id = d.tenant_id and e.id = d.event_id
+           and w.tenant_id = d.tenant_id and w.id = d.endpoint_id
+         returning d.tenant_id, d.id, d.endpoint_id, d.attempts, picked.due_at, e.id as event_id, e.event_type,
+                   e.occurred_at, e.data, w.url, w.secret, w.previous_secret, w.previous_secret_expires_at"
+    };
+}
+
+/// The claim that looks for every endpoint with due deliveries: at start, on a notification, after
+/// a lane emptied, and at least every [`POLL_INTERVAL`].
+const SEARCH_CLAIM: &str = concat!(
+    "with recursive held as (
+         select * from unnest($10::text[], $1::text[], $2::int[], $7::timestamptz[], $8::text[], $9::int[])
+             as h(tenant_id, endpoint_id, attempts, resume_due_at, resume_id, capacity)
+     ), pending as (
+         -- Each endpoint with pending deliveries, with its earliest next_attempt_at: one probe of
+         -- webhook_deliveries_endpoint_due_idx per endpoint (a skip scan), however long its
+         -- queue, so no endpoint's backlog can hide another's.
+         (select tenant_id, endpoint_id, next_attempt_at from webhook_deliveries
+          where status = 'pending'
+          order by tenant_id, endpoint_id, next_attempt_at limit 1)
+         union all
+         select n.tenant_id, n.endpoint_id, n.next_attempt_at from pending p
+         cross join lateral (
+             select tenant_id, endpoint_id, next_attempt_at from webhook_deliveries
+             where status = 'pending' and (tenant_id, endpoint_id) > (p.tenant_id, p.endpoint_id)
+             order by tenant_id, endpoint_id, next_attempt_at limit 1
+         ) n
+     ), lanes as (
+         -- From the front of each queue, whatever the lanes' resume positions: this is what finds
+         -- rows due behind them.
+         select w.tenant_id, w.id, coalesce(h.capacity, $3) - coalesce(h.attempts, 0) as room,
+                p.next_attempt_at as oldest, '-infinity'::timestamptz as resume_due_at, '' as resume_id
+         from pending p
+         join webhook_endpoints w on w.tenant_id = p.tenant_id and w.id = p.endpoint_id
+         left join held h on h.tenant_id = w.tenant_id and h.endpoint_id = w.id
+         where p.next_attempt_at <= now()
+           and w.enabled and (w.paused_until is null or w.paused_until <= now())
+           -- Any room will do: a busy lane's top-ups keep it over half full.
+           and coalesce(h.capacity, $3) - coalesce(h.attempts, 0) > 0
+     ), ",
+    claim_from_lanes!()
+);
+
+/// The claim that tops up the lanes held, each from where its last claim ended, without the
+/// search for due endpoints: what a busy dispatcher does between searches. The search's probe
+/// of each endpoint starts at the front of its queue, where the entries of the rows claimed and
+/// delivered since the last vacuum lie, so it is the part of a claim whose cost grows as a
+/// backlog drains.
+const REFILL_CLAIM: &str = concat!(
+    "with lanes as (
+         select w.tenant_id, w.id, coalesce(h.capacity, $3) - h.attempts as room, h.resume_due_at as oldest,
+                h.resume_due_at, h.resume_id
+         from unnest($10::text[], $1::text[], $2::int[], $7::timestamptz[], $8::text[], $9::int[])
+             as h(tenant_id, endpoint_id, attempts, resume_due_at, resume_id, capacity)
+         join webhook_endpoints w on w.tenant_id = h.tenant_id and w.id = h.endpoint_id
+         where h.resume_due_at is not null
+           and w.enabled and (w.paused_until is null or w.paused_until <= now())
+           and coalesce(h.capacity, $3) - h.attempts >= greatest(coalesce(h.capacity, $3) / 2, 1)
+     ), ",
+    claim_from_lanes!()
+);
 
 /// A dispatcher for one instance.
 pub struct Dispatcher {
@@ -235,19 +455,37 @@ impl Dispatcher {
         let recorder = tokio::spawn(this.clone().record_until_closed(received));
         let mut listener = crate::db::notify::listen(&this.db, CHANNEL).await;
         let mut attempts = tokio::task::JoinSet::new();
+        // Search for due endpoints at start, on a notification, when a lane empties and at least
+        // every POLL_INTERVAL (which also finds retries falling due). Woken by an outcome written,
+        // top up the lanes that have room for a batch, leaving a quarter of what the dispatcher
+        // may hold for the next search, so that endpoints not held yet still get their turn.
+        let mut search = true;
+        let mut searched = Instant::now();
+        let reserve = this.settings.max_in_flight / 4;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             let free = this.settings.max_in_flight.saturating_sub(this.lanes.total());
             let mut claimed_all = false;
-            if free > 0 {
-                match this.claim(free).await {
+            let searching = std::mem::take(&mut search) || this.lanes.emptied() || searched.elapsed() >= POLL_INTERVAL;
+            let (claim, limit) = if searching {
+                (Claim::Search, free)
+            } else if this.lanes.refillable(this.settings.per_endpoint) {
+                (Claim::Refill, free.saturating_sub(reserve))
+            } else {
+                (Claim::Refill, 0)
+            };
+            if limit > 0 {
+                if claim == Claim::Search {
+                    searched = Instant::now();
+                }
+                match this.claim(claim, limit).await {
                     Ok(claimed) => {
-                        claimed_all = claimed.len() == free;
+                        claimed_all = claimed.len() == limit;
                         let claimed_at = tokio::time::Instant::now();
                         for delivery in claimed {
-                            let sending = this.lanes.take(&delivery.endpoint_id, this.settings.per_endpoint);
+                            let sending = this.lanes.take(&delivery, this.settings.per_endpoint);
                             let (this, outcomes) = (this.clone(), outcomes.clone());
                             attempts.spawn(async move {
                                 // Start only while the whole request still fits in the lease.
@@ -255,7 +493,7 @@ impl Dispatcher {
                                 let Ok(Ok(_turn)) = tokio::time::timeout_at(latest, sending.acquire_owned()).await
                                 else {
                                     this.unclaim(&delivery).await;
-                                    this.lanes.release(&delivery.endpoint_id);
+                                    this.lanes.release(&delivery.endpoint_id, None);
                                     this.wake.notify_one();
                                     return;
                                 };
@@ -267,9 +505,12 @@ impl Dispatcher {
                     }
                     Err(error) => tracing::warn!(%error, "cannot claim webhook deliveries"),
                 }
+            } else if searching {
+                // No room now: search once there is.
+                search = true;
             }
             while attempts.try_join_next().is_some() {}
-            if claimed_all {
+            if claimed_all || free == 0 {
                 // Full: wait for a lane to free up rather than polling.
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -279,9 +520,10 @@ impl Dispatcher {
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = tokio::time::sleep(POLL_INTERVAL.saturating_sub(searched.elapsed())) => search = true,
                 () = this.wake.notified() => {}
                 woken = crate::db::notify::notification(&mut listener) => {
+                    search = true;
                     if let Err(error) = woken {
                         tracing::warn!(%error, "lost the webhook notification listener; polling meanwhile");
                         listener = None;
@@ -299,67 +541,26 @@ impl Dispatcher {
 
     /// Claims up to `limit` due deliveries, at most as many per endpoint as its lane has room for,
     /// none for disabled or paused endpoints.
-    async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, sqlx::Error> {
-        let (held_endpoints, held_counts) = self.lanes.snapshot();
+    async fn claim(&self, claim: Claim, limit: usize) -> Result<Vec<Claimed>, sqlx::Error> {
+        let held = self.lanes.snapshot(self.settings.per_endpoint);
+        let statement = match claim {
+            Claim::Search => SEARCH_CLAIM,
+            Claim::Refill => REFILL_CLAIM,
+        };
         let mut tx = begin_platform(&self.db).await?;
-        let claimed = sqlx::query_as(
-            "with recursive held as (
-                 select * from unnest($1::text[], $2::int[]) as h(endpoint_id, attempts)
-             ), pending as (
-                 -- Each endpoint with pending deliveries, with its earliest next_attempt_at: one
-                 -- probe of webhook_deliveries_endpoint_due_idx per endpoint (a skip scan), however
-                 -- long its queue, so no endpoint's backlog can hide another's.
-                 (select tenant_id, endpoint_id, next_attempt_at from webhook_deliveries
-                  where status = 'pending'
-                  order by tenant_id, endpoint_id, next_attempt_at limit 1)
-                 union all
-                 select n.tenant_id, n.endpoint_id, n.next_attempt_at from pending p
-                 cross join lateral (
-                     select tenant_id, endpoint_id, next_attempt_at from webhook_deliveries
-                     where status = 'pending' and (tenant_id, endpoint_id) > (p.tenant_id, p.endpoint_id)
-                     order by tenant_id, endpoint_id, next_attempt_at limit 1
-                 ) n
-             ), lanes as (
-                 select w.tenant_id, w.id, $3::int - coalesce(h.attempts, 0) as room, p.next_attempt_at as oldest
-                 from pending p
-                 join webhook_endpoints w on w.tenant_id = p.tenant_id and w.id = p.endpoint_id
-                 left join held h on h.endpoint_id = w.id
-                 where p.next_attempt_at <= now()
-                   and w.enabled and (w.paused_until is null or w.paused_until <= now())
-                   and $3::int - coalesce(h.attempts, 0) > 0
-             ), picked as (
-                 -- The longest-waiting endpoints first.
-                 select d.tenant_id, d.id from (select * from lanes order by oldest) l
-                 cross join lateral (
-                     select d.tenant_id, d.id from webhook_deliveries d
-                     where d.tenant_id = l.tenant_id and d.endpoint_id = l.id
-                       and d.status = 'pending' and d.next_attempt_at <= now()
-                     order by d.next_attempt_at, d.id
-                     limit l.room
-                     for update skip locked
-                 ) d
-                 limit $4
-             )
-             update webhook_deliveries d set
-                 attempts = d.attempts + 1,
-                 next_attempt_at = now() + make_interval(secs => $5),
-                 locked_by = $6,
-                 last_attempt_at = now()
-             from picked, events e, webhook_endpoints w
-             where d.tenant_id = picked.tenant_id and d.id = picked.id
-               and e.tenant_id = d.tenant_id and e.id = d.event_id
-               and w.tenant_id = d.tenant_id and w.id = d.endpoint_id
-             returning d.tenant_id, d.id, d.endpoint_id, d.attempts, e.id as event_id, e.event_type,
-                       e.occurred_at, e.data, w.url, w.secret, w.previous_secret, w.previous_secret_expires_at",
-        )
-        .bind(&held_endpoints)
-        .bind(&held_counts)
-        .bind(i32::try_from(self.settings.per_endpoint * CLAIM_AHEAD).unwrap_or(i32::MAX))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(self.settings.lease().as_secs_f64())
-        .bind(&self.worker_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let claimed = sqlx::query_as(statement)
+            .bind(&held.endpoints)
+            .bind(&held.attempts)
+            .bind(i32::try_from(self.settings.per_endpoint * CLAIM_AHEAD).unwrap_or(i32::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(self.settings.lease().as_secs_f64())
+            .bind(&self.worker_id)
+            .bind(&held.resume_due_at)
+            .bind(&held.resume_id)
+            .bind(&held.capacities)
+            .bind(&held.tenants)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -503,7 +704,7 @@ impl Dispatcher {
                 }
             }
             for outcome in batch.drain(..) {
-                self.lanes.release(&outcome.endpoint_id);
+                self.lanes.release(&outcome.endpoint_id, Some(outcome.latency_ms));
             }
             self.wake.notify_one();
         }

@@ -792,3 +792,48 @@ async fn attempts_queued_too_long_behind_a_hanging_receiver_are_given_back_uncou
         assert_eq!(i64::from(*attempts), *made, "{id}: counted attempts that were never made");
     }
 }
+
+/// A busy lane tops itself up from where its last claim ended in the endpoint's queue, not from
+/// the front, where the index entries of everything already claimed lie (dispatcher::Resume). A
+/// delivery that falls due behind that position (here the newest one moved back an hour, as an
+/// insert that committed late, or a lease that ran out, would be) must still go out while the
+/// backlog drains, found by the search from the front that runs at least once a second.
+#[tokio::test]
+async fn a_delivery_due_behind_where_a_busy_lane_resumes_still_goes_out_while_it_drains() {
+    const BACKLOG: usize = 20_000;
+    let app = webhook_app().await;
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let superuser = app.superuser_pool().await;
+    insert_events(&superuser, &tenant, BACKLOG as i32).await;
+    let started = Instant::now();
+    let _dispatcher = dispatch(&app, "d1");
+    receiver.wait_for(500, Duration::from_secs(30)).await;
+
+    // The newest delivery not claimed yet would go out last; an update fires no notification, so
+    // only the search can find it behind the lane's position.
+    let late: String = sqlx::query_scalar(
+        "update webhook_deliveries set next_attempt_at = now() - interval '1 hour'
+         where id = (select id from webhook_deliveries where status = 'pending' and attempts = 0
+                     order by next_attempt_at desc, id desc limit 1)
+         returning event_id",
+    )
+    .fetch_one(&superuser)
+    .await
+    .unwrap();
+    let moved_at = receiver.count();
+
+    let received = receiver.wait_for(BACKLOG, Duration::from_secs(120)).await;
+    let position = received.iter().position(|r| r.header("webhook-id") == late).expect("the late delivery arrived");
+    eprintln!(
+        "moved after {moved_at} arrivals; it arrived as number {}; {BACKLOG} in {:?}",
+        position + 1,
+        started.elapsed()
+    );
+    assert!(
+        position < BACKLOG - 2_000,
+        "the delivery moved behind the lane arrived as number {} of {BACKLOG}: it waited for the backlog",
+        position + 1
+    );
+}
