@@ -7,7 +7,8 @@
 //!
 //! Each endpoint is a lane: a dispatcher sends at most `per_endpoint` requests to it at once, and
 //! holds at most [`CLAIM_AHEAD`] times that many claimed attempts ([`CLAIM_AHEAD_FAST`] times for
-//! an endpoint that answers fast), so the next ones are ready while outcomes are written. It claims nothing for an endpoint whose lane is full or that is paused
+//! an endpoint that answers fast), so the next ones are ready while outcomes are written. It
+//! claims nothing for an endpoint whose lane is full or that is paused
 //! (`Retry-After`), so a slow or failing endpoint holds up only its own deliveries. An attempt
 //! stays counted against its lane until its outcome is written, so a crash resends at most what
 //! each lane held. An attempt that waited so long for its turn that its lease could run out
@@ -175,6 +176,11 @@ impl Lane {
         self.resume.as_ref().is_some_and(|resume| resume.at.elapsed() < RESUME_FOR)
     }
 
+    /// Whether the lane can go: it holds nothing, and a top-up could no longer resume it.
+    fn spent(&self) -> bool {
+        self.held == 0 && !self.resumable()
+    }
+
     /// Claimed attempts the lane may hold: more once its endpoint has shown it answers fast.
     fn capacity(&self, per_endpoint: usize) -> usize {
         let fast = self.answer_ms.is_some_and(|ms| ms < FAST_ANSWER.as_secs_f64() * 1000.0);
@@ -235,7 +241,7 @@ impl Lanes {
     fn snapshot(&self, per_endpoint: usize) -> Held {
         let mut lanes = self.lock();
         let before = lanes.len();
-        lanes.retain(|_, lane| lane.held > 0 || lane.resumable());
+        lanes.retain(|_, lane| !lane.spent());
         if lanes.len() < before {
             self.emptied.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -297,7 +303,7 @@ impl Lanes {
                 lane.answer_ms = Some(lane.answer_ms.map_or(ms, |average| average * 0.9 + ms * 0.1));
             }
             // An empty lane is kept while it can resume, so that a top-up continues its queue.
-            if lane.held == 0 && !lane.resumable() {
+            if lane.spent() {
                 lanes.remove(endpoint);
                 self.emptied.store(true, std::sync::atomic::Ordering::Relaxed);
             }
