@@ -86,6 +86,11 @@ const ISOLATION_LIMIT: Duration = Duration::from_secs(60);
 /// Gap between the latency phase's events.
 const LATENCY_GAP: Duration = Duration::from_millis(20);
 
+/// The allocator `payymo serve` runs with (src/main.rs), so the dispatcher is measured as deployed;
+/// the client loop and the receiver in this process get it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let number = |i: usize, default: usize| -> anyhow::Result<usize> {
