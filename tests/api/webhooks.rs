@@ -763,34 +763,63 @@ async fn an_endpoint_failing_again_and_again_backs_off_and_its_deliveries_wait_f
     assert_eq!(state["enabled"], true);
 }
 
+/// A receiver that has not answered yet (here: hangs) gets a probe's worth of claimed attempts
+/// (dispatcher::CLAIM_AHEAD_PROBE), not a full lane: what it holds counts against what the
+/// dispatcher may hold in all, and the healthy endpoints beside it would claim in smaller batches.
 #[tokio::test]
-async fn attempts_queued_too_long_behind_a_hanging_receiver_are_given_back_uncounted() {
+async fn an_endpoint_not_heard_from_yet_holds_only_a_probes_worth_of_claims() {
+    let app = webhook_app().await; // timeout 2 s
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_always(Reply::Hang(Duration::from_secs(10)));
+    create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
+    let superuser = app.superuser_pool().await;
+    insert_events(&superuser, &tenant, 100).await;
+    let _dispatcher = dispatch(&app, "d1");
+    receiver.wait_for(8, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // before the first answers time out
+    let claimed: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries where attempts > 0")
+        .fetch_one(&superuser)
+        .await
+        .unwrap();
+    let probe = 8 * payymo::webhooks::dispatcher::CLAIM_AHEAD_PROBE;
+    assert_eq!(claimed, probe as i64, "claimed for an endpoint that has not answered");
+    assert_eq!(receiver.received().len(), 8, "sent at once: PAYYMO_WEBHOOK_CONCURRENCY");
+}
+
+#[tokio::test]
+async fn attempts_queued_too_long_behind_a_slow_receiver_are_given_back_uncounted() {
+    const EVENTS: usize = 128;
     let app = webhook_app().await; // timeout 2 s: an attempt must start within 12 s of its claim
     let tenant = app.tenant().await;
     let receiver = Receiver::start().await;
-    receiver.answer_always(Reply::Hang(Duration::from_secs(3)));
+    // Slow but successful: after its first answers its lane holds 16 x 8 claimed attempts, which
+    // go out 8 every 1.5 s, so the last of them would start some 24 s after their claim.
+    receiver.answer_always(Reply::Hang(Duration::from_millis(1500)));
     create_endpoint(&app, &tenant, &receiver.url, &["*"]).await;
     let superuser = app.superuser_pool().await;
-    // 8 at a time, 2 s each: the last of 64 would start after 14 s, past what the lease allows.
-    insert_events(&superuser, &tenant, 64).await;
+    insert_events(&superuser, &tenant, EVENTS as i32).await;
     let dispatcher = dispatch(&app, "d1");
-    tokio::time::sleep(Duration::from_millis(13_500)).await;
+    tokio::time::sleep(Duration::from_millis(14_500)).await;
     dispatcher.cancel(); // waits for the attempts in flight and writes their outcomes
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let counts: Vec<(String, i32, i64)> = sqlx::query_as(
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let counts: Vec<(String, i32, i64, Option<String>)> = sqlx::query_as(
         "select d.id, d.attempts, (select count(*) from webhook_attempts a
-                                   where a.tenant_id = d.tenant_id and a.delivery_id = d.id)
+                                   where a.tenant_id = d.tenant_id and a.delivery_id = d.id), d.locked_by
          from webhook_deliveries d",
     )
     .fetch_all(&superuser)
     .await
     .unwrap();
     let sent = receiver.received().len() as i64;
-    let recorded: i64 = counts.iter().map(|(_, _, n)| n).sum();
+    let recorded: i64 = counts.iter().map(|(_, _, n, _)| n).sum();
     assert_eq!(recorded, sent, "every request made is recorded");
-    for (id, attempts, made) in &counts {
+    for (id, attempts, made, _) in &counts {
         assert_eq!(i64::from(*attempts), *made, "{id}: counted attempts that were never made");
     }
+    // Claimed (it names the dispatcher) but given back unsent: not counted.
+    let given_back = counts.iter().filter(|(_, attempts, _, by)| *attempts == 0 && by.is_some()).count();
+    assert!(given_back > 0, "none given back: {sent} of {EVENTS} sent");
 }
 
 /// A busy lane tops itself up from where its last claim ended in the endpoint's queue, not from
