@@ -248,6 +248,7 @@ async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result
         auth::{Environment, Plan},
         db::tenant::{begin_platform, begin_tenant},
         domain::{ids::TenantId, scope::Role},
+        http::admin::{self, Via},
         tenancy,
     };
     let problem = |e: crate::http::error::ApiError| anyhow::anyhow!("{e}");
@@ -266,9 +267,10 @@ async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result
             let plan =
                 Plan::parse(&plan).ok_or_else(|| anyhow::anyhow!("--plan: expected free, standard or premium"))?;
             let mut tx = begin_platform(pool).await?;
-            let tenant = tenancy::create_tenant(
+            let tenant = admin::create_tenant_as_platform(
                 &mut tx,
                 tenancy::NewTenant { name, environment, plan: Some(plan), time_zone: Some(time_zone) },
+                Via::Cli,
             )
             .await
             .map_err(problem)?;
@@ -284,13 +286,10 @@ async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
             let tenant_id = TenantId::from_db(tenant.id);
             let mut tx = begin_tenant(pool, &tenant_id).await?;
-            let user =
-                tenancy::ensure_user(&mut tx, &email, name.as_deref(), (!password.is_empty()).then_some(password))
-                    .await
-                    .map_err(problem)?;
-            tenancy::add_member(&mut tx, &tenant_id, &user.id, role).await.map_err(problem)?;
+            let new = admin::AdminNewMember { email, password: (!password.is_empty()).then_some(password), name, role };
+            let member = admin::add_member_as_platform(&mut tx, &tenant_id, new, Via::Cli).await.map_err(problem)?;
             tx.commit().await?;
-            Ok(serde_json::json!({ "tenant_id": tenant_id, "user": user, "role": role }))
+            Ok(serde_json::json!({ "tenant_id": tenant_id, "member": member }))
         }
         AdminCommand::ApiKey(ApiKeyCommand::Create { tenant, label, scopes }) => {
             let tenant = load_tenant(tenant).await?;
@@ -300,7 +299,9 @@ async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result
             let spec = tenancy::KeySpec::parse(&label, &scopes, None, &[]).map_err(problem)?;
             let tenant_id = TenantId::from_db(tenant.id);
             let mut tx = begin_tenant(pool, &tenant_id).await?;
-            let (key, secret) = tenancy::create_api_key(&mut tx, &tenant_id, environment, &spec, Some("cli")).await?;
+            let (key, secret) = admin::create_api_key_as_platform(&mut tx, &tenant_id, environment, &spec, Via::Cli)
+                .await
+                .map_err(problem)?;
             tx.commit().await?;
             let mut value = serde_json::to_value(key)?;
             value["secret"] = serde_json::Value::from(secret);
