@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::authenticator::Authenticator,
     config::Config,
+    crypto::LazyKeyRing,
     http,
     providers::gocardless::{Credentials, GoCardlessClients, RetryPolicy},
     ratelimit::RateLimiter,
@@ -45,6 +46,8 @@ pub struct Shared {
     pub limiter: Arc<RateLimiter>,
     /// GoCardless clients per tenant (live API or sandbox).
     pub gocardless: Arc<GoCardlessClients>,
+    /// Seals what must be read back: provider credentials and tokens, webhook signing secrets.
+    pub keys: Arc<LazyKeyRing>,
     /// The GoCardless API base test-mode tenants use: `PAYYMO_SANDBOX_URL`, or the in-process
     /// simulator's.
     pub sandbox_url: String,
@@ -86,9 +89,10 @@ impl Application {
             .gocardless_credentials
             .as_ref()
             .map(|(id, key)| Credentials { secret_id: id.clone(), secret_key: key.clone() });
+        let keys = Arc::new(LazyKeyRing::new(config.encryption_keys.clone(), db.clone()));
         let gocardless = Arc::new(GoCardlessClients::new(
             db.clone(),
-            config.encryption_keys.clone(),
+            keys.clone(),
             &config.gocardless_url,
             &sandbox_url,
             deployment,
@@ -104,6 +108,7 @@ impl Application {
             public_url,
             webhook_guard: crate::webhooks::ssrf::Guard::new(config.webhook_allowed_networks.clone()),
             gocardless,
+            keys,
             sandbox_url,
             auth: Arc::new(Authenticator::new(db.clone(), config.clone())),
             limiter: Arc::new(limiter),
@@ -172,7 +177,7 @@ async fn start_sandbox(shutdown: CancellationToken) -> anyhow::Result<String> {
 /// retrying while the database is unreachable.
 pub async fn run_dispatcher(state: AppState, worker_id: String, shutdown: CancellationToken) {
     let keys = loop {
-        match state.gocardless.keys().await {
+        match state.keys.get().await {
             Ok(keys) => break keys.clone(),
             Err(error) => tracing::warn!(%error, "webhook delivery waits for the key ring"),
         }

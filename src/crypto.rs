@@ -16,6 +16,28 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
+/// The deployment's key ring, loaded on first use: from `PAYYMO_ENCRYPTION_KEYS`, or the key
+/// kept in the database (so the server can start, and report not ready, before migrations have
+/// run). One per process, on `AppState`: provider credentials and tokens, and webhook signing
+/// secrets, are sealed with it.
+pub struct LazyKeyRing {
+    configured: Option<SecretString>,
+    db: PgPool,
+    ring: tokio::sync::OnceCell<KeyRing>,
+}
+
+impl LazyKeyRing {
+    pub fn new(configured: Option<SecretString>, db: PgPool) -> Self {
+        Self { configured, db, ring: tokio::sync::OnceCell::new() }
+    }
+
+    /// The key ring, loading it if this is the first use; an error (the database unreachable)
+    /// is tried again on the next call.
+    pub async fn get(&self) -> anyhow::Result<&KeyRing> {
+        self.ring.get_or_try_init(|| KeyRing::load(self.configured.as_ref(), &self.db)).await
+    }
+}
+
 /// The keys that open sealed values, and the one that seals new ones.
 #[derive(Clone)]
 pub struct KeyRing {

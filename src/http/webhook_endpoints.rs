@@ -147,7 +147,7 @@ async fn create(
         return Err(ApiError::validation(errors));
     }
     let tenant = &principal.tenant.id;
-    let keys = state.gocardless.keys().await.map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    let keys = state.keys.get().await.map_err(ApiError::Internal)?;
     let id = WebhookEndpointId::generate();
     let secret = SigningSecret::generate();
     let sealed = endpoints::seal_secret(keys, tenant, &id, &secret).map_err(|e| ApiError::Internal(e.into()))?;
@@ -418,7 +418,7 @@ async fn rotate_secret(
         return Err(ApiError::invalid_field("overlap_seconds", "must be from 0 to 604800 (7 days)"));
     }
     let tenant = &principal.tenant.id;
-    let keys = state.gocardless.keys().await.map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    let keys = state.keys.get().await.map_err(ApiError::Internal)?;
     let secret = SigningSecret::generate();
     let sealed = endpoints::seal_secret(keys, tenant, &parsed, &secret).map_err(|e| ApiError::Internal(e.into()))?;
     let mut tx = begin_tenant(&state.db, tenant).await?;

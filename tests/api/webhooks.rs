@@ -533,7 +533,7 @@ async fn internal_addresses_are_refused_when_saved_and_again_before_connecting()
     // Saved behind the API's back (as if the rules had been looser), the address is refused again
     // before any connection: by the literal check, and through the resolver for a name.
     let id = payymo::domain::ids::WebhookEndpointId::generate();
-    let keys = app.state.gocardless.keys().await.unwrap();
+    let keys = app.state.keys.get().await.unwrap();
     let tenant_id = payymo::domain::ids::TenantId::parse(&tenant.id).unwrap();
     let secret = payymo::webhooks::signing::SigningSecret::generate();
     let sealed = payymo::webhooks::endpoints::seal_secret(keys, &tenant_id, &id, &secret).unwrap();

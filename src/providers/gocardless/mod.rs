@@ -20,7 +20,7 @@ use sqlx::PgPool;
 
 use crate::{
     auth::{Environment, TenantContext},
-    crypto::KeyRing,
+    crypto::{KeyRing, LazyKeyRing},
     db::tenant::begin_tenant,
     providers::Breaker,
     sandbox::gocardless::SandboxConfig,
@@ -35,10 +35,8 @@ const INSTITUTIONS_TTL: Duration = Duration::from_secs(3600);
 pub struct GoCardlessClients {
     http: reqwest::Client,
     db: PgPool,
-    /// `PAYYMO_ENCRYPTION_KEYS`, or the database's key, loaded on first use (so the server can
-    /// start, and report not ready, before migrations have run).
-    configured_keys: Option<SecretString>,
-    keys: tokio::sync::OnceCell<KeyRing>,
+    /// Seals the tenants' own credentials and the shared tokens.
+    keys: Arc<LazyKeyRing>,
     live_url: String,
     sandbox_url: String,
     deployment: Option<Credentials>,
@@ -70,7 +68,7 @@ pub enum ClientError {
 impl GoCardlessClients {
     pub fn new(
         db: PgPool,
-        configured_keys: Option<SecretString>,
+        keys: Arc<LazyKeyRing>,
         live_url: &str,
         sandbox_url: &str,
         deployment: Option<Credentials>,
@@ -87,8 +85,7 @@ impl GoCardlessClients {
         Self {
             http,
             db,
-            configured_keys,
-            keys: tokio::sync::OnceCell::new(),
+            keys,
             live_url: live_url.to_owned(),
             sandbox_url: sandbox_url.to_owned(),
             deployment,
@@ -101,11 +98,8 @@ impl GoCardlessClients {
     }
 
     /// The key ring sealing provider secrets.
-    pub async fn keys(&self) -> Result<&KeyRing, ClientError> {
-        self.keys
-            .get_or_try_init(|| KeyRing::load(self.configured_keys.as_ref(), &self.db))
-            .await
-            .map_err(|e| ClientError::KeyRing(format!("{e:#}")))
+    async fn keys(&self) -> Result<&KeyRing, ClientError> {
+        self.keys.get().await.map_err(|e| ClientError::KeyRing(format!("{e:#}")))
     }
 
     /// The client `tenant`'s calls go through.
