@@ -266,8 +266,7 @@ async fn redeliver(
         None => {
             sqlx::query_scalar(
                 "select id from webhook_endpoints
-                 where tenant_id = $1 and enabled and ('*' = any(event_types) or $2 = any(event_types))
-                   and $2 <> 'ping'",
+                 where tenant_id = $1 and enabled and payymo_webhook_subscribed(event_types, $2)",
             )
             .bind(tenant.as_str())
             .bind(&event.event_type)
