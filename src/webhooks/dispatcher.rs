@@ -10,10 +10,10 @@
 //! an endpoint that answers fast, [`CLAIM_AHEAD_PROBE`] times for one not heard from yet or whose
 //! last attempt failed), so the next ones are ready while outcomes are written. It claims nothing
 //! for an endpoint whose lane is full or that is paused (`Retry-After`), so a slow or failing
-//! endpoint holds up only its own deliveries. An attempt
-//! stays counted against its lane until its outcome is written, so a crash resends at most what
-//! each lane held. An attempt that waited so long for its turn that its lease could run out
-//! mid-request is given back unsent and uncounted, due again at once.
+//! endpoint holds up only its own deliveries. An attempt stays counted against its lane until its
+//! outcome is written, so a crash resends at most what each lane held. An attempt that waited so
+//! long for its turn that its lease could run out mid-request is given back unsent and uncounted,
+//! due again at once.
 //!
 //! New deliveries wake dispatchers through `LISTEN payymo_webhooks`; polling every second is the
 //! safety net, and also what picks up retries as they fall due.
