@@ -426,14 +426,15 @@ const SEARCH_CLAIM: &str = concat!(
 /// backlog drains.
 const REFILL_CLAIM: &str = concat!(
     "with lanes as (
-         select w.tenant_id, w.id, coalesce(h.capacity, $3) - h.attempts as room, h.resume_due_at as oldest,
+         select w.tenant_id, w.id, h.capacity - h.attempts as room, h.resume_due_at as oldest,
                 h.resume_due_at, h.resume_id
          from unnest($10::text[], $1::text[], $2::int[], $7::timestamptz[], $8::text[], $9::int[])
              as h(tenant_id, endpoint_id, attempts, resume_due_at, resume_id, capacity)
          join webhook_endpoints w on w.tenant_id = h.tenant_id and w.id = h.endpoint_id
          where h.resume_due_at is not null
            and w.enabled and (w.paused_until is null or w.paused_until <= now())
-           and coalesce(h.capacity, $3) - h.attempts >= greatest(coalesce(h.capacity, $3) / 2, 1)
+           -- Every held lane has its capacity in $9; $3 is for lanes not held yet (the search's).
+           and h.capacity - h.attempts >= greatest(h.capacity / 2, 1)
      ), ",
     claim_from_lanes!()
 );
