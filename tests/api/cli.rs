@@ -127,13 +127,13 @@ async fn platform_commands_are_audited_and_announced_and_their_key_works() {
     let verified: Value = get("/api/v1/audit_logs/verify").await.unwrap().json().await.unwrap();
     assert_eq!(verified["valid"], true, "{verified}");
 
-    for (event_type, id) in [("api_key.created", &key["id"]), ("member.added", &added["member"]["user_id"])] {
+    for (event_type, field, id) in
+        [("api_key.created", "id", &key["id"]), ("member.added", "user_id", &added["member"]["user_id"])]
+    {
         let events: Value = get(&format!("/api/v1/events?type={event_type}")).await.unwrap().json().await.unwrap();
         let data = events["data"].as_array().unwrap();
         assert_eq!(data.len(), 1, "{events}");
-        let announced =
-            if event_type == "api_key.created" { &data[0]["data"]["id"] } else { &data[0]["data"]["user_id"] };
-        assert_eq!(announced, id, "{events}");
+        assert_eq!(&data[0]["data"][field], id, "{events}");
     }
 }
 
