@@ -14,5 +14,23 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+    result.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
+    log_panics();
+    Ok(())
+}
+
+/// Every panic is logged as an error through the subscriber, inside the request's span when it
+/// happened serving one, so a panic the panic catcher answered, or one that ended a connection's
+/// task, is seen in the logs' own format rather than as bare text on stderr.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("non-string panic payload");
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        tracing::error!(target: "payymo::panic", %location, "panicked: {message}");
+    }));
 }

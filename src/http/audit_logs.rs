@@ -1,11 +1,6 @@
 //! The audit log, read-only: list with filters, CSV export, and chain verification.
 
-use axum::{
-    body::Body,
-    extract::State,
-    http::header,
-    response::{IntoResponse, Response},
-};
+use axum::{extract::State, response::Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -241,14 +236,7 @@ async fn export(
             }
         }
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"audit_logs.csv\""),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(super::csv::download("audit_logs.csv", stream))
 }
 
 fn clone_filters(f: &Filters) -> Filters {

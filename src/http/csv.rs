@@ -3,6 +3,13 @@
 
 use std::borrow::Cow;
 
+use axum::{
+    body::Body,
+    http::header,
+    response::{IntoResponse, Response},
+};
+use futures_util::{Stream, StreamExt};
+
 /// One cell: text from users or banks (neutralised), or a value we formatted ourselves, such as
 /// a number or a date (written as it is, so spreadsheets read `-12.50` as a number).
 pub enum Cell<'a> {
@@ -46,6 +53,24 @@ impl CsvWriter {
     }
 }
 
+/// A CSV file streamed to the client as `filename`, chunk by chunk as `chunks` yields them. An
+/// `Err` chunk cuts the response off without its final chunk, so a client sees a failed
+/// download, never a silently short file.
+///
+/// The stream is fused: a body may be polled again after it has ended (the gzip encoder does,
+/// to flush), and streams such as `stream::unfold` panic when that happens.
+pub fn download<S>(filename: &str, chunks: S) -> Response
+where
+    S: Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static,
+{
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    (
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        Body::from_stream(chunks.fuse()),
+    )
+        .into_response()
+}
+
 fn neutralise(text: &str) -> Cow<'_, str> {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         Cow::Owned(format!("'{text}"))
@@ -64,6 +89,19 @@ pub fn text_row(cells: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_download_may_be_polled_after_it_ended() {
+        use http_body_util::BodyExt;
+        let chunks = futures_util::stream::unfold(0, |n| async move { (n < 2).then(|| (Ok(vec![b'a' + n]), n + 1)) });
+        let mut body = download("x.csv", chunks).into_body();
+        let mut seen = Vec::new();
+        while let Some(frame) = body.frame().await {
+            seen.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(seen, b"ab");
+        assert!(body.frame().await.is_none(), "polled again after the end, as the gzip encoder does");
+    }
 
     #[test]
     fn rows_quote_and_neutralise_formulas_in_text_only() {

@@ -16,6 +16,7 @@ mod deployment;
 mod docs;
 mod errors;
 mod events;
+mod exports;
 mod health;
 mod idempotency;
 mod imports;

@@ -1,12 +1,7 @@
 //! `GET /transactions/export`: the filtered transactions as CSV, streamed page by page as they
 //! are read, so memory stays flat whatever the size.
 
-use axum::{
-    body::Body,
-    extract::State,
-    http::header,
-    response::{IntoResponse, Response},
-};
+use axum::{extract::State, response::Response};
 
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -21,7 +16,7 @@ use crate::{
     db::tenant::{begin_tenant, end_read},
     domain::{ids::TenantId, money::Currency, money::format_minor_units},
     http::{
-        csv::{Cell, CsvWriter},
+        csv::{Cell, CsvWriter, download},
         error::Problem,
     },
     transactions::query::{self, Filters, Position, Sort},
@@ -123,14 +118,7 @@ pub(super) async fn export(
             }
         }
     });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"transactions.csv\""),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(download("transactions.csv", stream))
 }
 
 enum Step {

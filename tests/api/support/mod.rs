@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod db_proxy;
+pub mod panics;
 pub mod process;
 pub mod receiver;
 pub mod tenants;
@@ -214,6 +215,10 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     pub state: payymo::app::AppState,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Where the panic record stood when the server started (see [`panics`]).
+    panic_mark: usize,
+    /// Panics the test provokes on purpose, by part of their message.
+    allowed_panics: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestApp {
@@ -223,6 +228,8 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config, options: PgConnectOptions) -> TestApp {
+        panics::install();
+        let panic_mark = panics::mark();
         let database = options.get_database().filter(|name| name.starts_with("payymo_test_")).map(str::to_owned);
         let db = db::pool(options, &config);
         let app = Application::build(config, db.clone()).await.expect("the server binds");
@@ -231,7 +238,18 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until(shutdown.clone()));
         let superuser = database.as_deref().and_then(|name| Some(CLUSTER.get()?.superuser(name)));
-        TestApp { addr, superuser, database, db, client: client(), shutdown, state, server }
+        TestApp {
+            addr,
+            superuser,
+            database,
+            db,
+            client: client(),
+            shutdown,
+            state,
+            server,
+            panic_mark,
+            allowed_panics: Default::default(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -248,6 +266,12 @@ impl TestApp {
         PgPool::connect_with(self.superuser.clone().expect("a test database")).await.expect("superuser pool")
     }
 
+    /// Lets a panic whose message contains `message` happen without failing the test: for tests
+    /// that provoke one on purpose.
+    pub fn allow_panic(&self, message: &str) {
+        self.allowed_panics.lock().expect("not poisoned").push(message.to_owned());
+    }
+
     /// Stops the server and waits for it to finish draining.
     pub async fn stop(mut self) -> std::io::Result<()> {
         self.shutdown.cancel();
@@ -256,9 +280,21 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
-    /// Stops the server and drops the test's database, so runs do not pile databases up.
+    /// Stops the server and drops the test's database, so runs do not pile databases up; then
+    /// fails the test if the server panicked while it ran.
     fn drop(&mut self) {
         self.shutdown.cancel();
+        let allowed = self.allowed_panics.lock().map(|a| a.clone()).unwrap_or_default();
+        let panicked = panics::since(self.panic_mark, &allowed);
+        self.drop_database();
+        if !panicked.is_empty() && !std::thread::panicking() {
+            panic!("the server panicked while this test ran:\n{}", panicked.join("\n"));
+        }
+    }
+}
+
+impl TestApp {
+    fn drop_database(&mut self) {
         let (Some(name), Some(cluster)) = (self.database.take(), CLUSTER.get()) else { return };
         let maintenance = cluster.maintenance.clone();
         let label = name.clone();
