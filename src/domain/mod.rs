@@ -5,3 +5,4 @@ pub mod ids;
 pub mod money;
 pub mod scope;
 pub mod secret;
+pub mod text;

@@ -149,12 +149,24 @@ pub struct AccountFilters {
     /// Only accounts of this kind: `bank_feed` or `manual`.
     pub kind: Option<String>,
     /// Page size, 1 to 100 (default 25).
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<super::pagination::Limit>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 const KINDS: &[&str] = &["bank_feed", "manual"];
+
+impl super::query::QueryParams for AccountFilters {
+    fn problems(&self) -> Vec<FieldError> {
+        match &self.kind {
+            Some(kind) if !KINDS.contains(&kind.as_str()) => {
+                vec![FieldError { field: "kind".into(), message: format!("must be one of {}", KINDS.join(", ")) }]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
 
 /// List accounts
 ///
@@ -174,12 +186,7 @@ async fn list(
     _: Needs<TransactionsRead>,
     ApiQuery(f): ApiQuery<AccountFilters>,
 ) -> Result<ApiJson<Page<BankAccount>>, ApiError> {
-    if let Some(kind) = &f.kind
-        && !KINDS.contains(&kind.as_str())
-    {
-        return Err(ApiError::invalid_field("kind", format!("must be one of {}", KINDS.join(", "))));
-    }
-    let limit = pagination::limit(f.limit)?;
+    let limit = pagination::limit(f.limit);
     let after = pagination::after(f.cursor.as_deref(), BankAccountId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<BankAccount> = sqlx::query_as(&format!(

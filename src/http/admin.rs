@@ -172,7 +172,7 @@ async fn create_key(
     let (key, secret) =
         create_api_key_as_platform(&mut tx, &tenant_id, environment, &spec, Via::Api(&request_id)).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, ApiJson(ApiKeyWithSecret { key, secret })))
+    Ok((StatusCode::CREATED, ApiJson(ApiKeyWithSecret { key, secret: crate::domain::secret::ShownOnce(secret) })))
 }
 
 async fn load_tenant(state: &AppState, id: &str) -> Result<Tenant, ApiError> {

@@ -20,7 +20,6 @@ use super::{
         scopes::{ApiKeysRead, ApiKeysWrite},
     },
     error::{ApiError, ErrorCode, Problem},
-    idempotency::SecretFields,
     json::{ApiJson, OptionalJson},
     pagination::{self, Page, PageParams},
     query::ApiQuery,
@@ -30,7 +29,10 @@ use crate::{
     app::AppState,
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
-    domain::ids::{ApiKeyId, TenantId},
+    domain::{
+        ids::{ApiKeyId, TenantId},
+        secret::ShownOnce,
+    },
     events,
     tenancy::{API_KEY_COLUMNS, ApiKey, KeySpec, create_api_key},
 };
@@ -64,7 +66,7 @@ pub struct ApiKeyWithSecret {
     #[serde(flatten)]
     pub key: ApiKey,
     /// The secret key. It is shown this once: store it now.
-    pub secret: String,
+    pub secret: ShownOnce,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -108,12 +110,7 @@ async fn create(
     events::record(&mut tx, &principal.tenant.id, "api_key.created", &key).await?;
     tx.commit().await?;
     let audit = AuditResource::new("api_key", &key.id);
-    Ok((
-        StatusCode::CREATED,
-        Extension(audit),
-        Extension(SecretFields(&["secret"])),
-        ApiJson(ApiKeyWithSecret { key, secret }),
-    ))
+    Ok((StatusCode::CREATED, Extension(audit), ApiJson(ApiKeyWithSecret { key, secret: ShownOnce(secret) })))
 }
 
 /// List API keys
@@ -133,7 +130,7 @@ async fn list(
     _: Needs<ApiKeysRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<ApiKey>>, ApiError> {
-    let limit = pagination::limit(params.limit)?;
+    let limit = pagination::limit(params.limit);
     let after = pagination::after(params.cursor.as_deref(), ApiKeyId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<ApiKey> = sqlx::query_as(&format!(
@@ -293,12 +290,7 @@ async fn rotate(
     tx.commit().await?;
     state.auth.forget_cached_credentials();
     let audit = AuditResource::new("api_key", &old.id);
-    Ok((
-        StatusCode::CREATED,
-        Extension(audit),
-        Extension(SecretFields(&["secret"])),
-        ApiJson(ApiKeyWithSecret { key, secret }),
-    ))
+    Ok((StatusCode::CREATED, Extension(audit), ApiJson(ApiKeyWithSecret { key, secret: ShownOnce(secret) })))
 }
 
 async fn fetch(conn: &mut PgConnection, tenant: &TenantId, id: &ApiKeyId) -> Result<Option<ApiKey>, sqlx::Error> {

@@ -74,24 +74,29 @@ pub struct Filters {
     /// Entries before this time (RFC 3339).
     pub until: Option<DateTime<Utc>>,
     /// Page size, 1 to 100 (default 25). List only.
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<super::pagination::Limit>,
     /// `next_cursor` of the previous page. List only.
     pub cursor: Option<String>,
 }
 
-impl Filters {
-    fn validate(&self) -> Result<(), ApiError> {
+impl Filters {}
+
+impl super::query::QueryParams for Filters {
+    fn problems(&self) -> Vec<super::error::FieldError> {
+        let mut problems = Vec::new();
         if let Some(outcome) = &self.outcome
             && !["success", "failure", "denied", "security_incident"].contains(&outcome.as_str())
         {
-            return Err(ApiError::invalid_field("outcome", "must be success, failure, denied or security_incident"));
+            let message = "must be success, failure, denied or security_incident".into();
+            problems.push(super::error::FieldError { field: "outcome".into(), message });
         }
         if let (Some(since), Some(until)) = (self.since, self.until)
             && since >= until
         {
-            return Err(ApiError::invalid_field("until", "must be after since"));
+            problems.push(super::error::FieldError { field: "until".into(), message: "must be after since".into() });
         }
-        Ok(())
+        problems
     }
 }
 
@@ -145,8 +150,7 @@ async fn list(
     _: Needs<AuditLogsRead>,
     ApiQuery(filters): ApiQuery<Filters>,
 ) -> Result<ApiJson<Page<AuditLog>>, ApiError> {
-    filters.validate()?;
-    let limit = pagination::limit(filters.limit)?;
+    let limit = pagination::limit(filters.limit);
     let before = pagination::after(filters.cursor.as_deref(), |s| s.parse::<i64>().ok().filter(|n| *n > 0))?;
     let rows = fetch(&state, &principal.tenant.id, &filters, before, i64::from(limit) + 1).await?;
     Ok(ApiJson(pagination::page(rows, limit, |r| r.seq.to_string())))
@@ -171,7 +175,6 @@ async fn export(
     _: Needs<AuditLogsRead>,
     ApiQuery(filters): ApiQuery<Filters>,
 ) -> Result<Response, ApiError> {
-    filters.validate()?;
     const PAGE: i64 = 1000;
     let header_row = super::csv::text_row(&[
         "seq",

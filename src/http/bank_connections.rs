@@ -3,7 +3,7 @@
 
 use axum::{
     Extension,
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -97,9 +97,6 @@ async fn institutions(
     ApiQuery(filters): ApiQuery<InstitutionFilters>,
 ) -> Result<ApiJson<Vec<InstitutionView>>, ApiError> {
     let country = filters.country.unwrap_or_default().to_ascii_uppercase();
-    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(ApiError::invalid_field("country", "is required: an ISO 3166-1 alpha-2 code such as GB"));
-    }
     let client = state.gocardless.for_tenant(&principal.tenant).await?;
     let list = state.gocardless.institutions(&client, &country).await?;
     Ok(ApiJson(
@@ -216,12 +213,36 @@ pub struct ConnectionFilters {
     /// Only connections in this status (`pending`, `linked`, `rejected`, `expired`, `suspended`, `deleted`).
     pub status: Option<String>,
     /// Page size, 1 to 100 (default 25).
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<super::pagination::Limit>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 const STATUSES: &[&str] = &["pending", "linked", "rejected", "expired", "suspended", "deleted"];
+
+impl super::query::QueryParams for ConnectionFilters {
+    fn problems(&self) -> Vec<FieldError> {
+        match &self.status {
+            Some(status) if !STATUSES.contains(&status.as_str()) => {
+                vec![FieldError { field: "status".into(), message: format!("must be one of {}", STATUSES.join(", ")) }]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl super::query::QueryParams for InstitutionFilters {
+    fn problems(&self) -> Vec<FieldError> {
+        match &self.country {
+            Some(country) if country.len() == 2 && country.bytes().all(|b| b.is_ascii_alphabetic()) => Vec::new(),
+            _ => vec![FieldError {
+                field: "country".into(),
+                message: "is required: an ISO 3166-1 alpha-2 code such as GB".into(),
+            }],
+        }
+    }
+}
 
 /// List bank connections
 ///
@@ -240,12 +261,7 @@ async fn list(
     _: Needs<BankConnectionsRead>,
     ApiQuery(f): ApiQuery<ConnectionFilters>,
 ) -> Result<ApiJson<Page<BankConnection>>, ApiError> {
-    if let Some(status) = &f.status
-        && !STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::invalid_field("status", format!("must be one of {}", STATUSES.join(", "))));
-    }
-    let limit = pagination::limit(f.limit)?;
+    let limit = pagination::limit(f.limit);
     let after = pagination::after(f.cursor.as_deref(), BankConnectionId::parse)?;
     let rows = connections::list(&state, &principal.tenant.id, f.status.as_deref(), after.as_ref(), limit).await?;
     Ok(ApiJson(pagination::page(rows, limit, |c| c.id.clone())))
@@ -367,6 +383,9 @@ pub struct CallbackParams {
     pub details: Option<String>,
 }
 
+/// Unknown parameters are let through: the provider may add some.
+impl super::query::QueryParams for CallbackParams {}
+
 /// Consent callback
 ///
 /// Where the bank data provider sends the account holder's browser after the consent step.
@@ -384,7 +403,10 @@ pub struct CallbackParams {
         (status = 503, description = "The provider is unavailable; reload to retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn callback(State(state): State<AppState>, Query(params): Query<CallbackParams>) -> Result<Response, ApiError> {
+async fn callback(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<CallbackParams>,
+) -> Result<Response, ApiError> {
     let reference = params.reference.ok_or_else(ApiError::not_found)?;
     let outcome = connections::callback(&state, &reference, params.error.as_deref(), params.details.as_deref()).await?;
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, outcome.redirect_to)]).into_response())

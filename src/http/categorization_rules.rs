@@ -300,7 +300,7 @@ async fn list(
     _: Needs<TransactionsRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<CategorizationRule>>, ApiError> {
-    let limit = pagination::limit(params.limit)?;
+    let limit = pagination::limit(params.limit);
     let after = pagination::after(params.cursor.as_deref(), parse_position)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<CategorizationRule> = sqlx::query_as(&format!(

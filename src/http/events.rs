@@ -55,9 +55,28 @@ pub struct EventFilters {
     /// Events before this time (RFC 3339).
     pub until: Option<DateTime<Utc>>,
     /// Page size, 1 to 100 (default 25).
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<super::pagination::Limit>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+impl super::query::QueryParams for EventFilters {
+    fn problems(&self) -> Vec<super::error::FieldError> {
+        let mut problems = Vec::new();
+        if let Some(event_type) = &self.event_type
+            && !EVENT_TYPES.contains(&event_type.as_str())
+        {
+            let message = format!("is not an event type; known types: {}", EVENT_TYPES.join(", "));
+            problems.push(super::error::FieldError { field: "type".into(), message });
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since >= until
+        {
+            problems.push(super::error::FieldError { field: "until".into(), message: "must be after since".into() });
+        }
+        problems
+    }
 }
 
 /// List events
@@ -79,20 +98,7 @@ async fn list(
     _: Needs<WebhooksRead>,
     ApiQuery(f): ApiQuery<EventFilters>,
 ) -> Result<ApiJson<Page<Event>>, ApiError> {
-    if let Some(event_type) = &f.event_type
-        && !EVENT_TYPES.contains(&event_type.as_str())
-    {
-        return Err(ApiError::invalid_field(
-            "type",
-            format!("is not an event type; known types: {}", EVENT_TYPES.join(", ")),
-        ));
-    }
-    if let (Some(since), Some(until)) = (f.since, f.until)
-        && since >= until
-    {
-        return Err(ApiError::invalid_field("until", "must be after since"));
-    }
-    let limit = pagination::limit(f.limit)?;
+    let limit = pagination::limit(f.limit);
     let after = pagination::after(f.cursor.as_deref(), EventId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<Event> = sqlx::query_as(&format!(

@@ -19,16 +19,10 @@ use axum::{
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
-use crate::{app::AppState, auth::Principal, db::tenant::begin_tenant};
+use crate::{app::AppState, auth::Principal, db::tenant::begin_tenant, domain::secret::revealed_while};
 
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-
-/// Put in a response's extensions to name top-level JSON fields that hold a secret shown once.
-/// They are stored as `null`, so a replay returns the same object without the secret: secrets
-/// are never stored, not even for 24 hours.
-#[derive(Debug, Clone, Copy)]
-pub struct SecretFields(pub &'static [&'static str]);
 
 /// How long a claimed key stays locked to its first request before a retry may take over.
 const LEASE: Duration = Duration::from_secs(60);
@@ -95,7 +89,8 @@ async fn run(
         Claim::Claimed => {}
     }
 
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    // Every secret the response shows is noted as it is serialized, and never stored.
+    let (response, secrets) = revealed_while(next.run(Request::from_parts(parts, Body::from(bytes)))).await;
     let (parts, body) = response.into_parts();
     let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(body) => body,
@@ -109,8 +104,16 @@ async fn run(
     let status = parts.status;
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         release(&state, &tenant, &credential, &key).await;
-    } else if let Err(error) =
-        store(&state, &tenant, &credential, &key, status, &parts.headers, &stored_body(&parts.extensions, &body)).await
+    } else if let Err(error) = store(
+        &state,
+        &tenant,
+        &credential,
+        &key,
+        status,
+        &parts.headers,
+        &stored_body(&parts.extensions, &body, &secrets),
+    )
+    .await
     {
         // The action happened; failing the request now would invite a duplicate retry.
         tracing::error!(%error, "could not store the idempotent response; the key stays locked until its lease ends");
@@ -266,28 +269,34 @@ fn replay(status: i32, headers: Option<serde_json::Value>, body: Vec<u8>) -> Res
 }
 
 /// What to store as the body: an error's [`Problem`] (rendered later, with the request id of
-/// whichever request is answered), or the body with any [`SecretFields`] nulled.
-fn stored_body(extensions: &axum::http::Extensions, body: &Bytes) -> Bytes {
+/// whichever request is answered), or the body with every secret it shows set to `null`.
+fn stored_body(extensions: &axum::http::Extensions, body: &Bytes, secrets: &[String]) -> Bytes {
     match extensions.get::<Problem>() {
         Some(problem) => Bytes::from(serde_json::to_vec(problem).unwrap_or_default()),
-        None => redacted(extensions, body),
+        None => without_secrets(body, secrets),
     }
 }
 
-/// The body with any [`SecretFields`] set to null.
-fn redacted(extensions: &axum::http::Extensions, body: &Bytes) -> Bytes {
-    let Some(SecretFields(fields)) = extensions.get::<SecretFields>() else { return body.clone() };
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(mut object)) => {
-            for field in *fields {
-                if object.contains_key(*field) {
-                    object.insert((*field).to_owned(), serde_json::Value::Null);
-                }
-            }
-            Bytes::from(serde_json::Value::Object(object).to_string())
+/// `body` with every string that is one of `secrets` replaced by `null`, wherever it stands.
+fn without_secrets(body: &Bytes, secrets: &[String]) -> Bytes {
+    fn strip(value: &mut serde_json::Value, secrets: &[String]) {
+        match value {
+            serde_json::Value::String(text) if secrets.contains(text) => *value = serde_json::Value::Null,
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|item| strip(item, secrets)),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(|item| strip(item, secrets)),
+            _ => {}
         }
-        // Not an object: store nothing rather than risk a secret.
-        _ => Bytes::from_static(b"{}"),
+    }
+    if secrets.is_empty() {
+        return body.clone();
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            strip(&mut value, secrets);
+            Bytes::from(value.to_string())
+        }
+        // Not JSON: store nothing rather than risk a secret.
+        Err(_) => Bytes::from_static(b"{}"),
     }
 }
 
@@ -317,13 +326,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_fields_are_nulled_before_storing() {
-        let mut extensions = axum::http::Extensions::new();
-        let body = Bytes::from_static(br#"{"id":"key_1","secret":"sk_test_abc"}"#);
-        assert_eq!(redacted(&extensions, &body), body);
-        extensions.insert(SecretFields(&["secret"]));
-        let stored: serde_json::Value = serde_json::from_slice(&redacted(&extensions, &body)).unwrap();
-        assert_eq!(stored, serde_json::json!({"id": "key_1", "secret": null}));
+    fn secrets_are_nulled_wherever_they_stand_before_storing() {
+        let body = Bytes::from_static(br#"{"id":"key_1","secret":"sk_test_abc","nested":[{"s":"sk_test_abc"}]}"#);
+        assert_eq!(without_secrets(&body, &[]), body);
+        let stored: serde_json::Value =
+            serde_json::from_slice(&without_secrets(&body, &["sk_test_abc".to_owned()])).unwrap();
+        assert_eq!(stored, serde_json::json!({"id": "key_1", "secret": null, "nested": [{"s": null}]}));
+        assert_eq!(without_secrets(&Bytes::from_static(b"sk_test_abc"), &["sk_test_abc".to_owned()]), "{}");
     }
 
     #[test]

@@ -376,9 +376,22 @@ pub struct RowFilters {
     /// Only rows with this outcome: `created`, `unchanged`, `updated` or `rejected`.
     pub status: Option<String>,
     /// Page size, 1 to 100 (default 25).
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<super::pagination::Limit>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+impl super::query::QueryParams for RowFilters {
+    fn problems(&self) -> Vec<FieldError> {
+        match self.status.as_deref() {
+            Some(text) if RowStatus::parse(text).is_none() => vec![FieldError {
+                field: "status".into(),
+                message: "must be one of created, unchanged, updated, rejected".into(),
+            }],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// List an import's rows
@@ -406,13 +419,8 @@ async fn rows(
     ip: ClientIp,
     request_id: RequestId,
 ) -> Result<ApiJson<Page<RowResult>>, ApiError> {
-    let status = match f.status.as_deref() {
-        Some(text) => Some(RowStatus::parse(text).ok_or_else(|| {
-            ApiError::invalid_field("status", "must be one of created, unchanged, updated, rejected")
-        })?),
-        None => None,
-    };
-    let limit = pagination::limit(f.limit)?;
+    let status = f.status.as_deref().and_then(RowStatus::parse);
+    let limit = pagination::limit(f.limit);
     let Some(parsed) = ImportId::parse(&id) else { return Err(ApiError::not_found()) };
     // The cursor names its import and filter, so it cannot continue another list.
     let list = format!("{id}|{}|", f.status.as_deref().unwrap_or("all"));

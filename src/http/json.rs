@@ -12,6 +12,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::error::Category;
 
 use super::error::{ApiError, ErrorCode, FieldError};
+use crate::domain::text;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
@@ -78,7 +79,18 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
 }
 
 /// Parses a JSON body, telling syntax errors (400, with position) from data errors (422, per field).
+/// Strings that break the text rule ([`text`]: a NUL, too long) are refused first, all at once,
+/// each under its path, whatever the type wants.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if text::json_may_break(bytes)
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
+        let mut errors = Vec::new();
+        text_problems(&value, "", &mut errors);
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -90,6 +102,38 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     deserializer.end().map_err(|e| malformed(&e))?;
     Ok(value)
+}
+
+/// Every string in `value` (object keys included) that breaks the text rule, by path.
+fn text_problems(value: &serde_json::Value, path: &str, errors: &mut Vec<FieldError>) {
+    use serde_json::Value;
+    let here = || if path.is_empty() { "body".to_owned() } else { path.to_owned() };
+    match value {
+        Value::String(text) => {
+            if let Err(unacceptable) = text::check(text) {
+                errors.push(FieldError { field: here(), message: unacceptable.message() });
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                text_problems(item, &format!("{path}[{i}]"), errors);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, item) in fields {
+                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match text::check(key) {
+                    Ok(()) => text_problems(item, &child, errors),
+                    Err(unacceptable) => {
+                        let shown: String = key.replace('\0', "\\u0000").chars().take(40).collect();
+                        let field = if path.is_empty() { shown } else { format!("{path}.{shown}") };
+                        errors.push(FieldError { field, message: format!("as a key, {}", unacceptable.message()) });
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn malformed(error: &serde_json::Error) -> ApiError {
@@ -224,6 +268,21 @@ mod tests {
         assert_eq!(errors, vec![FieldError { field: "currency".into(), message: "is required".into() }]);
         let (_, _, errors) = problem(r#"{"amount": 1, "currency": "EUR", "lines": [{}]}"#);
         assert_eq!(errors[0].field, "lines[0].amount");
+    }
+
+    #[test]
+    fn nul_and_over_long_strings_are_named_wherever_they_are() {
+        let long = "x".repeat(text::MAX_CHARS + 1);
+        let body = format!(
+            r#"{{"amount": "not even a number", "currency": "EU\u0000R", "lines": [{{"amount": 1, "note": "{long}"}}], "m": {{"k\u0000": "v"}}}}"#
+        );
+        let (code, _, errors) = problem(&body);
+        assert_eq!(code, ErrorCode::ValidationFailed);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["currency", "lines[0].note", "m.k\\u0000"]);
+        assert!(errors[0].message.contains("NUL"), "{}", errors[0].message);
+        let (code, _, _) = problem(r#"{"amount": 1, "currency": "\ud800", "lines": []}"#);
+        assert_eq!(code, ErrorCode::MalformedJson, "a lone surrogate is not JSON text");
     }
 
     #[test]

@@ -138,7 +138,7 @@ async fn list(
     _: Needs<MembersRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<Member>>, ApiError> {
-    let limit = pagination::limit(params.limit)?;
+    let limit = pagination::limit(params.limit);
     let after = pagination::after(params.cursor.as_deref(), UserId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<MemberRow> = sqlx::query_as(&format!(

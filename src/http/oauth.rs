@@ -23,7 +23,6 @@ use super::{
         scopes::{ApiKeysRead, ApiKeysWrite},
     },
     error::{ApiError, Problem},
-    idempotency::SecretFields,
     json::ApiJson,
     pagination::{self, Page, PageParams},
     problem::KeepErrorBody,
@@ -37,7 +36,7 @@ use crate::{
     domain::{
         ids::{OAuthClientId, TenantId},
         scope::{Scope, Scopes},
-        secret::{random_base62, sha256},
+        secret::{ShownOnce, random_base62, sha256},
     },
     events,
 };
@@ -113,6 +112,11 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: axum::bo
             "send the request as application/x-www-form-urlencoded",
             false,
         );
+    }
+    let text = String::from_utf8_lossy(&body);
+    if let Some(problem) = super::query::form_text_problems(&text).first() {
+        let detail = format!("the form field {} {}", problem.field, problem.message);
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &detail, false);
     }
     let form: TokenRequest = match serde_urlencoded::from_bytes(&body) {
         Ok(form) => form,
@@ -268,7 +272,7 @@ pub struct OAuthClientWithSecret {
     #[serde(flatten)]
     pub client: OAuthClient,
     /// Shown this once: store it now.
-    pub client_secret: String,
+    pub client_secret: ShownOnce,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -327,8 +331,7 @@ async fn create_client(
     Ok((
         StatusCode::CREATED,
         Extension(audit),
-        Extension(SecretFields(&["client_secret"])),
-        ApiJson(OAuthClientWithSecret { client, client_secret: secret }),
+        ApiJson(OAuthClientWithSecret { client, client_secret: ShownOnce(secret) }),
     ))
 }
 
@@ -347,7 +350,7 @@ async fn list_clients(
     _: Needs<ApiKeysRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<OAuthClient>>, ApiError> {
-    let limit = pagination::limit(params.limit)?;
+    let limit = pagination::limit(params.limit);
     let after = pagination::after(params.cursor.as_deref(), OAuthClientId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<OAuthClient> = sqlx::query_as(&format!(

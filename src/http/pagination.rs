@@ -17,9 +17,26 @@ pub const MAX_LIMIT: u32 = 100;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1 to 100 (default 25).
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<Limit>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+impl super::query::QueryParams for PageParams {}
+
+/// A page size, 1 to [`MAX_LIMIT`]: it can only be built valid, so a bad `limit` is named by the
+/// query parser together with every other bad parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(u32);
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match u32::deserialize(deserializer) {
+            Ok(n @ 1..=MAX_LIMIT) => Ok(Limit(n)),
+            _ => Err(serde::de::Error::custom(format!("must be a whole number between 1 and {MAX_LIMIT}"))),
+        }
+    }
 }
 
 /// A page of a list.
@@ -32,12 +49,9 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// The validated `limit`.
-pub fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
-    match requested.unwrap_or(DEFAULT_LIMIT) {
-        n @ 1..=MAX_LIMIT => Ok(n),
-        _ => Err(ApiError::invalid_field("limit", format!("must be between 1 and {MAX_LIMIT}"))),
-    }
+/// The page size asked for, or the default.
+pub fn limit(requested: Option<Limit>) -> u32 {
+    requested.map_or(DEFAULT_LIMIT, |Limit(n)| n)
 }
 
 /// The id a cursor continues after, checked to be the kind of id this list holds (a cursor from
@@ -79,9 +93,11 @@ mod tests {
 
     #[test]
     fn limits_are_bounded() {
-        assert_eq!(limit(None).unwrap(), 25);
-        assert!(limit(Some(0)).is_err());
-        assert!(limit(Some(101)).is_err());
-        assert_eq!(limit(Some(100)).unwrap(), 100);
+        let parse = |text: &str| serde_json::from_str::<Limit>(text);
+        assert_eq!(limit(None), 25);
+        assert!(parse("0").is_err());
+        assert!(parse("101").is_err());
+        assert!(parse("-1").is_err());
+        assert_eq!(limit(Some(parse("100").unwrap())), 100);
     }
 }

@@ -23,7 +23,7 @@ use super::{
     error::{ApiError, FieldError, Problem},
     json::ApiJson,
     pagination::{self, Page},
-    query::ApiQuery,
+    query::{ApiQuery, QueryParams},
     request_id::RequestId,
 };
 use crate::{
@@ -175,10 +175,29 @@ with_filters! {
         #[param(value_type = Option<SortParam>)]
         pub sort: Option<String>,
         /// Page size, 1 to 100 (default 25).
-        pub limit: Option<u32>,
+        #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+        pub limit: Option<pagination::Limit>,
         /// `next_cursor` of the previous page, with the same filters and sort.
         pub cursor: Option<String>,
     }
+}
+
+impl QueryParams for ListParams {
+    fn problems(&self) -> Vec<FieldError> {
+        field_errors([self.filters().map(drop), parse_sort(self.sort.as_deref()).map(drop)])
+    }
+}
+
+/// The field errors of failed validations, for [`QueryParams::problems`].
+fn field_errors(results: impl IntoIterator<Item = Result<(), ApiError>>) -> Vec<FieldError> {
+    results
+        .into_iter()
+        .filter_map(Result::err)
+        .flat_map(|error| match error {
+            ApiError::Problem { errors, .. } => errors,
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 /// The filter parameters as received, for one parser shared by every endpoint.
@@ -382,7 +401,7 @@ async fn list(
 ) -> Result<ApiJson<Page<Transaction>>, ApiError> {
     let filters = params.filters()?;
     let sort = parse_sort(params.sort.as_deref())?;
-    let limit = pagination::limit(params.limit)?;
+    let limit = pagination::limit(params.limit);
     let key = cursor_key(&state).await?;
     let codec = CursorCodec { key: &key };
     let tenant = &principal.tenant.id;

@@ -31,7 +31,10 @@ use crate::{
     app::AppState,
     auth::{Environment, Principal},
     db::tenant::{begin_tenant, end_read},
-    domain::ids::{WebhookDeliveryId, WebhookEndpointId},
+    domain::{
+        ids::{WebhookDeliveryId, WebhookEndpointId},
+        secret::ShownOnce,
+    },
     events,
     webhooks::{
         deliveries::{self, DeliveryFilter, WebhookDelivery},
@@ -185,7 +188,11 @@ async fn create(
     tx.commit().await?;
     let audit = AuditResource::new("webhook_endpoint", &endpoint.id);
     let secret = secret.expose().to_owned();
-    Ok((StatusCode::CREATED, Extension(audit), ApiJson(WebhookEndpointWithSecret { endpoint, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Extension(audit),
+        ApiJson(WebhookEndpointWithSecret { endpoint, secret: ShownOnce(secret) }),
+    ))
 }
 
 /// List webhook endpoints
@@ -205,7 +212,7 @@ async fn list(
     _: Needs<WebhooksRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<WebhookEndpoint>>, ApiError> {
-    let limit = pagination::limit(params.limit)?;
+    let limit = pagination::limit(params.limit);
     let after = pagination::after(params.cursor.as_deref(), WebhookEndpointId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<WebhookEndpoint> = sqlx::query_as(&format!(
@@ -441,7 +448,7 @@ async fn rotate_secret(
     tx.commit().await?;
     let audit = AuditResource::new("webhook_endpoint", &endpoint.id);
     let secret = secret.expose().to_owned();
-    Ok((Extension(audit), ApiJson(WebhookEndpointWithSecret { endpoint, secret })).into_response())
+    Ok((Extension(audit), ApiJson(WebhookEndpointWithSecret { endpoint, secret: ShownOnce(secret) })).into_response())
 }
 
 /// Send a test event to a webhook endpoint
@@ -504,25 +511,34 @@ pub struct DeliveryParams {
     /// Deliveries created before this time (RFC 3339).
     pub until: Option<DateTime<Utc>>,
     /// Page size, 1 to 100 (default 25).
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<super::pagination::Limit>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+impl super::query::QueryParams for DeliveryParams {
+    fn problems(&self) -> Vec<FieldError> {
+        let mut problems = Vec::new();
+        if let Some(status) = &self.status
+            && !deliveries::STATUSES.contains(&status.as_str())
+        {
+            problems
+                .push(FieldError { field: "status".into(), message: "must be pending, succeeded or failed".into() });
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since >= until
+        {
+            problems.push(FieldError { field: "until".into(), message: "must be after since".into() });
+        }
+        problems
+    }
 }
 
 impl DeliveryParams {
     /// The filter these parameters ask for, or a 422 naming the bad one.
     pub fn filter(&self) -> Result<(DeliveryFilter, u32), ApiError> {
-        if let Some(status) = &self.status
-            && !deliveries::STATUSES.contains(&status.as_str())
-        {
-            return Err(ApiError::invalid_field("status", "must be pending, succeeded or failed"));
-        }
-        if let (Some(since), Some(until)) = (self.since, self.until)
-            && since >= until
-        {
-            return Err(ApiError::invalid_field("until", "must be after since"));
-        }
-        let limit = pagination::limit(self.limit)?;
+        let limit = pagination::limit(self.limit);
         let before = pagination::after(self.cursor.as_deref(), WebhookDeliveryId::parse)?;
         let filter = DeliveryFilter {
             status: self.status.clone(),

@@ -92,7 +92,7 @@ pub struct WebhookEndpointWithSecret {
     #[serde(flatten)]
     pub endpoint: WebhookEndpoint,
     /// The signing secret (`whsec_` + base64). Shown this once: store it now.
-    pub secret: String,
+    pub secret: crate::domain::secret::ShownOnce,
 }
 
 /// The checks on an event filter: known names or `*`, no duplicates. Returns the problem.

@@ -128,3 +128,125 @@ async fn failed_requests_are_replayed_too_but_malformed_keys_are_refused() {
     let response = create_key(&app, &tenant.key, &too_long, "l").send().await.unwrap();
     problem(response, 400, "invalid_request").await;
 }
+
+/// Every operation whose success response holds a `SecretShownOnce`, found in the spec.
+fn operations_returning_a_secret() -> Vec<(String, String)> {
+    let spec: Value = serde_json::from_str(&payymo::http::openapi::spec_json()).unwrap();
+    fn mentions_secret(spec: &Value, value: &Value, seen: &mut Vec<String>) -> bool {
+        match value {
+            Value::Object(fields) => match fields.get("$ref").and_then(Value::as_str) {
+                Some(reference) => {
+                    let name = reference.rsplit('/').next().unwrap().to_owned();
+                    if name == "SecretShownOnce" {
+                        return true;
+                    }
+                    if seen.contains(&name) {
+                        return false;
+                    }
+                    seen.push(name.clone());
+                    mentions_secret(spec, &spec["components"]["schemas"][&name], seen)
+                }
+                None => fields.values().any(|v| mentions_secret(spec, v, seen)),
+            },
+            Value::Array(items) => items.iter().any(|v| mentions_secret(spec, v, seen)),
+            _ => false,
+        }
+    }
+    let mut found = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let success = op["responses"].as_object().unwrap().iter().filter(|(status, _)| status.starts_with('2'));
+            if success.into_iter().any(|(_, response)| mentions_secret(&spec, response, &mut Vec::new())) {
+                found.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn no_operation_returning_a_secret_stores_it_and_replays_show_it_as_null() {
+    const ADMIN: &str = "idempotency-admin-token-0123456789abcdef";
+    let mut config = crate::support::test_config();
+    config.admin_token = Some(secrecy::SecretString::from(ADMIN.to_owned()));
+    let app = TestApp::spawn_with(config, crate::support::TestCluster::get().await.fresh_database().await).await;
+    let tenant = app.tenant().await;
+    let endpoint: Value = app
+        .as_key(Method::POST, "/api/v1/webhook_endpoints", &tenant.key)
+        .json(&json!({"url": "https://example.com/hooks", "event_types": ["*"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    // (method, path, body, the field holding the secret, whether Idempotency-Key applies)
+    let cases: Vec<(&str, String, Value, &str, bool)> = vec![
+        ("POST", "/api/v1/api_keys".into(), json!({"label": "a", "scopes": ["*"]}), "secret", true),
+        ("POST", format!("/api/v1/api_keys/{}/rotate", tenant.key_id), json!({}), "secret", true),
+        ("POST", "/api/v1/oauth_clients".into(), json!({"name": "a", "scopes": ["*"]}), "client_secret", true),
+        (
+            "POST",
+            "/api/v1/webhook_endpoints".into(),
+            json!({"url": "https://example.com/other", "event_types": ["*"]}),
+            "secret",
+            true,
+        ),
+        ("POST", format!("/api/v1/webhook_endpoints/{endpoint}/rotate_secret"), json!({}), "secret", true),
+        // The admin API is the platform's, outside the tenant's idempotency store.
+        (
+            "POST",
+            format!("/admin/v1/tenants/{}/api_keys", tenant.id),
+            json!({"label": "a", "scopes": ["*"]}),
+            "secret",
+            false,
+        ),
+    ];
+    let template = |path: &str| {
+        let mut template = path.to_owned();
+        for id in [tenant.key_id.as_str(), tenant.id.as_str(), endpoint.as_str()] {
+            template = template.replace(id, "{id}");
+        }
+        template
+    };
+    let mut covered: Vec<(String, String)> = cases.iter().map(|(m, p, ..)| (m.to_string(), template(p))).collect();
+    let mut listed = operations_returning_a_secret();
+    covered.sort();
+    listed.sort();
+    assert_eq!(covered, listed, "an operation returns a secret: add it to this test's cases");
+
+    let superuser = app.superuser_pool().await;
+    for (n, (method, path, body, field, replays)) in cases.into_iter().enumerate() {
+        let send = || {
+            let credential = if path.starts_with("/admin/") { ADMIN } else { tenant.key.as_str() };
+            app.client
+                .request(Method::from_bytes(method.as_bytes()).unwrap(), app.url(&path))
+                .bearer_auth(credential)
+                .header("idempotency-key", format!("secret-case-{n}"))
+                .json(&body)
+                .send()
+        };
+        let first = send().await.unwrap();
+        assert!(first.status().is_success(), "{method} {path}: {}", first.status());
+        let first: Value = first.json().await.unwrap();
+        let secret = first[field].as_str().unwrap_or_else(|| panic!("{method} {path}: no {field}")).to_owned();
+        let replay = send().await.unwrap();
+        if replays {
+            assert_eq!(replay.headers()["idempotent-replayed"], "true", "{method} {path}");
+            let replay: Value = replay.json().await.unwrap();
+            assert_eq!(replay[field], Value::Null, "{method} {path}: the replay shows no secret");
+            let mut without = first.clone();
+            without[field] = Value::Null;
+            assert_eq!(replay, without, "{method} {path}: otherwise the same object");
+        }
+        let stored: i64 = sqlx::query_scalar(
+            "select count(*) from idempotency_keys where position(convert_to($1, 'UTF8') in coalesce(response_body, '')) > 0",
+        )
+        .bind(&secret)
+        .fetch_one(&superuser)
+        .await
+        .unwrap();
+        assert_eq!(stored, 0, "{method} {path}: the secret sits in the idempotency store");
+    }
+}

@@ -18,6 +18,7 @@ mod errors;
 mod events;
 mod exports;
 mod health;
+mod hostile_input;
 mod idempotency;
 mod imports;
 mod jobs;

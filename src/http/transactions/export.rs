@@ -30,6 +30,12 @@ with_filters! {
     }
 }
 
+impl super::QueryParams for ExportParams {
+    fn problems(&self) -> Vec<super::FieldError> {
+        super::field_errors([self.filters().map(drop), parse_sort(self.sort.as_deref()).map(drop)])
+    }
+}
+
 /// The export's columns, in order. Part of the API: columns are only ever added at the end.
 pub const COLUMNS: &[&str] = &[
     "id",

@@ -25,6 +25,12 @@ with_filters! {
     pub struct StatsParams {}
 }
 
+impl super::QueryParams for StatsParams {
+    fn problems(&self) -> Vec<super::FieldError> {
+        super::field_errors([self.filters().map(drop)])
+    }
+}
+
 /// Money in and out of one group, in minor units of its currency.
 #[derive(Debug, Default, Clone, Serialize, ToSchema)]
 pub struct Totals {
