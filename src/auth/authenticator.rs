@@ -37,11 +37,25 @@ pub enum AuthFailure {
     Missing,
     Malformed,
     Unknown,
-    Expired { tenant: TenantId, credential: String },
-    Revoked { tenant: TenantId, credential: String },
-    WrongEnvironment { tenant: TenantId, credential: String },
-    IpNotAllowed { tenant: TenantId, credential: String },
+    Expired {
+        tenant: TenantId,
+        credential: String,
+    },
+    Revoked {
+        tenant: TenantId,
+        credential: String,
+    },
+    WrongEnvironment {
+        tenant: TenantId,
+        credential: String,
+    },
+    IpNotAllowed {
+        tenant: TenantId,
+        credential: String,
+    },
     InvalidToken(String),
+    /// A credential in the wrong header, or two different ones: the message says which.
+    Ambiguous(&'static str),
 }
 
 impl AuthFailure {
@@ -58,6 +72,7 @@ impl AuthFailure {
             AuthFailure::WrongEnvironment { .. } => "the API key's environment does not match its tenant's".into(),
             AuthFailure::IpNotAllowed { .. } => "this API key may not be used from this IP address".into(),
             AuthFailure::InvalidToken(reason) => reason.clone(),
+            AuthFailure::Ambiguous(reason) => (*reason).into(),
         }
     }
 
@@ -134,6 +149,8 @@ pub struct Authenticator {
     clients: Cache<String, Option<TenantContext>>,
     /// (tenant, user) → tenant context and current role, when the membership exists.
     members: Cache<(String, String), Option<(TenantContext, Role)>>,
+    /// (tenant, session) → whether the sign-in is still live (not signed out or revoked).
+    sessions: Cache<(String, String), bool>,
     usage: Mutex<HashMap<(TenantId, ApiKeyId), Usage>>,
 }
 
@@ -147,6 +164,7 @@ impl Authenticator {
             keys: Cache::new(cache_ttl),
             clients: Cache::new(cache_ttl),
             members: Cache::new(cache_ttl),
+            sessions: Cache::new(cache_ttl),
             usage: Mutex::new(HashMap::new()),
         }
     }
@@ -161,6 +179,7 @@ impl Authenticator {
         self.keys.clear();
         self.clients.clear();
         self.members.clear();
+        self.sessions.clear();
     }
 
     /// Verifies the request's credential, coming from `ip`.
@@ -254,6 +273,10 @@ impl Authenticator {
             }
             "user" => {
                 let user = UserId::parse(&claims.sub).ok_or(Outcome::Failed(AuthFailure::Malformed))?;
+                let session = claims.sid.as_deref().ok_or(Outcome::Failed(AuthFailure::Malformed))?;
+                if !self.session_live(&claims.ten, session).await.map_err(Outcome::Database)? {
+                    return Err(Outcome::Failed(revoked()));
+                }
                 let membership = self.membership(&claims.ten, &user).await.map_err(Outcome::Database)?;
                 // The current role decides, so a demotion takes effect within the cache lifetime.
                 let (tenant, role) = membership.ok_or_else(|| Outcome::Failed(revoked()))?;
@@ -279,6 +302,26 @@ impl Authenticator {
         let tenant = row.and_then(|(tenant, environment, plan)| tenant_context(tenant, &environment, &plan));
         self.clients.put(client.to_string(), tenant.clone());
         Ok(tenant)
+    }
+
+    /// Whether the sign-in `session` of `tenant` is live: some refresh token of its family is not
+    /// revoked (sign-out and reuse detection revoke them all).
+    async fn session_live(&self, tenant: &str, session: &str) -> Result<bool, sqlx::Error> {
+        let key = (tenant.to_owned(), session.to_owned());
+        if let Some(live) = self.sessions.get(&key) {
+            return Ok(live);
+        }
+        let mut tx = begin_platform(&self.pool).await?;
+        let live: bool = sqlx::query_scalar(
+            "select exists(select 1 from refresh_tokens where tenant_id = $1 and family_id = $2 and revoked_at is null)",
+        )
+        .bind(tenant)
+        .bind(session)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.sessions.put(key, live);
+        Ok(live)
     }
 
     /// The tenant context and current role of `user` in `tenant`, if still a member.
@@ -366,19 +409,38 @@ fn tenant_context(id: String, environment: &str, plan: &str) -> Option<TenantCon
     })
 }
 
-/// The credential from `Authorization: Bearer …` or `X-API-Key`.
+/// The credential from `Authorization: Bearer …` or `X-API-Key`. `X-API-Key` takes API keys
+/// only; both headers may be sent only when they carry the same credential.
 fn credential(headers: &HeaderMap) -> Result<&str, AuthFailure> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| AuthFailure::Malformed)?;
-        let (scheme, token) = value.split_once(' ').ok_or(AuthFailure::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(AuthFailure::Malformed);
+    let bearer = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let value = value.to_str().map_err(|_| AuthFailure::Malformed)?;
+            let (scheme, token) = value.split_once(' ').ok_or(AuthFailure::Malformed)?;
+            if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+                return Err(AuthFailure::Malformed);
+            }
+            Some(token.trim())
         }
-        return Ok(token.trim());
-    }
-    match headers.get("x-api-key") {
-        Some(value) => value.to_str().map(str::trim).map_err(|_| AuthFailure::Malformed),
-        None => Err(AuthFailure::Missing),
+        None => None,
+    };
+    let api_key = match headers.get("x-api-key") {
+        Some(value) => {
+            let key = value.to_str().map(str::trim).map_err(|_| AuthFailure::Malformed)?;
+            if !key.starts_with("sk_") {
+                return Err(AuthFailure::Ambiguous(
+                    "X-API-Key takes an API key (sk_…); send an access token as Authorization: Bearer",
+                ));
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    match (bearer, api_key) {
+        (Some(a), Some(b)) if a != b => {
+            Err(AuthFailure::Ambiguous("Authorization and X-API-Key carry different credentials; send one credential"))
+        }
+        (Some(credential), _) | (None, Some(credential)) => Ok(credential),
+        (None, None) => Err(AuthFailure::Missing),
     }
 }
 
@@ -419,6 +481,11 @@ mod tests {
         assert_eq!(credential(&headers(&[])), Err(AuthFailure::Missing));
         assert_eq!(credential(&headers(&[("authorization", "Basic abc")])), Err(AuthFailure::Malformed));
         assert_eq!(credential(&headers(&[("authorization", "Bearer ")])), Err(AuthFailure::Malformed));
+        let both = [("authorization", "Bearer sk_test_x"), ("x-api-key", "sk_test_x")];
+        assert_eq!(credential(&headers(&both)), Ok("sk_test_x"), "the same credential twice");
+        let different = [("authorization", "Bearer sk_test_x"), ("x-api-key", "sk_test_y")];
+        assert!(matches!(credential(&headers(&different)), Err(AuthFailure::Ambiguous(_))));
+        assert!(matches!(credential(&headers(&[("x-api-key", "eyJ.a.b")])), Err(AuthFailure::Ambiguous(_))));
     }
 
     #[test]

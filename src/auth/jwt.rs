@@ -32,6 +32,10 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub jti: String,
+    /// For `user` tokens: the sign-in (refresh token family) the token belongs to, so revoking
+    /// the session (sign-out, a reused refresh token) revokes its access tokens too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 #[derive(Clone)]
@@ -77,7 +81,9 @@ impl JwtKeys {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        // Tokens expire exactly at `exp`, as `expires_in` told the client: every instance signs
+        // and verifies against its own clock, so no leeway for a foreign issuer's skew is owed.
+        validation.leeway = 0;
         let mut derive = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         hmac::Mac::update(&mut derive, b"payymo/list-cursor/v1");
@@ -97,8 +103,16 @@ impl JwtKeys {
         &self.cursor_key
     }
 
-    /// Signs a token for `sub` in `tenant` with `scope`, valid for the configured lifetime.
-    pub fn issue(&self, typ: &str, sub: &str, tenant: &str, scope: &str) -> anyhow::Result<String> {
+    /// Signs a token for `sub` in `tenant` with `scope`, valid for the configured lifetime; a
+    /// user's token names its session.
+    pub fn issue(
+        &self,
+        typ: &str,
+        sub: &str,
+        tenant: &str,
+        scope: &str,
+        session: Option<&str>,
+    ) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         let claims = Claims {
             iss: ISSUER.to_owned(),
@@ -110,6 +124,7 @@ impl JwtKeys {
             iat: now,
             exp: now + self.ttl.as_secs(),
             jti: uuid::Uuid::new_v4().simple().to_string(),
+            sid: session.map(str::to_owned),
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());
@@ -142,7 +157,7 @@ mod tests {
     #[test]
     fn issued_tokens_verify() {
         let k = keys(b"0123456789abcdef0123456789abcdef");
-        let token = k.issue("client", "cli_x", "ten_y", "api_keys:read").unwrap();
+        let token = k.issue("client", "cli_x", "ten_y", "api_keys:read", None).unwrap();
         let claims = k.verify(&token).unwrap();
         assert_eq!(
             (claims.sub.as_str(), claims.ten.as_str(), claims.scope.as_str()),
@@ -155,7 +170,7 @@ mod tests {
     fn foreign_signatures_audiences_and_expired_tokens_fail() {
         let k = keys(b"0123456789abcdef0123456789abcdef");
         let other = keys(b"fedcba9876543210fedcba9876543210");
-        let token = other.issue("client", "cli_x", "ten_y", "*").unwrap();
+        let token = other.issue("client", "cli_x", "ten_y", "*", None).unwrap();
         assert_eq!(k.verify(&token).unwrap_err(), "the access token's signature is invalid");
 
         let now = chrono::Utc::now().timestamp() as u64;
@@ -169,12 +184,15 @@ mod tests {
             iat: now,
             exp: now + 60,
             jti: "j".into(),
+            sid: None,
         };
         let sign = |c: &Claims| jsonwebtoken::encode(&Header::new(Algorithm::HS256), c, &k.encoding).unwrap();
         assert_eq!(k.verify(&sign(&claims)).unwrap_err(), "the access token is not for this API (aud)");
         claims.aud = AUDIENCE.into();
         claims.exp = now - 3600;
         assert_eq!(k.verify(&sign(&claims)).unwrap_err(), "the access token has expired");
+        claims.exp = now - 1;
+        assert_eq!(k.verify(&sign(&claims)).unwrap_err(), "the access token has expired", "no leeway");
         assert_eq!(k.verify("not.a.jwt").unwrap_err(), "the access token is malformed");
     }
 }

@@ -220,8 +220,9 @@ async fn issue(state: &AppState, headers: &HeaderMap, form: TokenRequest) -> Res
     tx.commit().await.map_err(internal)?;
     let scope = scopes.to_strings().join(" ");
     let jwt = state.auth.jwt().await.map_err(internal)?;
-    let access_token =
-        jwt.issue("client", client.as_str(), &tenant, &scope).map_err(|e| ApiError::Internal(e).into_response())?;
+    let access_token = jwt
+        .issue("client", client.as_str(), &tenant, &scope, None)
+        .map_err(|e| ApiError::Internal(e).into_response())?;
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: jwt.ttl.as_secs(), scope })
 }
 

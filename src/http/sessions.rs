@@ -204,6 +204,7 @@ async fn refresh(
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        state.auth.forget_cached_credentials();
         tracing::warn!(%tenant, family, "refresh token reused: session revoked");
         record(
             &state,
@@ -236,8 +237,8 @@ async fn refresh(
 
 /// Sign out
 ///
-/// Revokes the session the refresh token belongs to. Access tokens already issued expire on their
-/// own (15 minutes by default).
+/// Revokes the session the refresh token belongs to: its refresh tokens at once, and the access
+/// tokens issued to it within `PAYYMO_CREDENTIAL_CACHE_TTL` (5 s by default) on every instance.
 #[utoipa::path(
     post,
     path = "/auth/logout",
@@ -256,6 +257,7 @@ async fn logout(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshReq
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    state.auth.forget_cached_credentials();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -268,11 +270,11 @@ async fn start_session(
 ) -> Result<Session, ApiError> {
     let scope = role.scopes().to_strings().join(" ");
     let jwt = state.auth.jwt().await?;
-    let access_token = jwt.issue("user", user.as_str(), tenant.as_str(), &scope)?;
+    let family = family.unwrap_or_else(RefreshFamilyId::generate);
+    let access_token = jwt.issue("user", user.as_str(), tenant.as_str(), &scope, Some(family.as_str()))?;
     let refresh_token = format!("rt_{}", random_base62(48));
     let expires_at =
         Utc::now() + chrono::Duration::from_std(state.config.refresh_token_ttl).unwrap_or(chrono::Duration::days(30));
-    let family = family.unwrap_or_else(RefreshFamilyId::generate);
     let mut tx = begin_tenant(&state.db, tenant).await?;
     sqlx::query(
         "insert into refresh_tokens (tenant_id, id, user_id, family_id, token_hash, expires_at) values ($1, $2, $3, $4, $5, $6)",

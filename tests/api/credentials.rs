@@ -666,6 +666,7 @@ async fn forged_access_tokens_are_refused_saying_why() {
         iat: now,
         exp: now + 600,
         jti: "test".into(),
+        sid: None,
     };
 
     // The control: these claims, properly signed, are accepted.
@@ -693,7 +694,7 @@ async fn forged_access_tokens_are_refused_saying_why() {
 
     // A token the server issued with this secret is accepted too.
     let issued = JwtKeys::from_secret("env".into(), JWT_SECRET.as_bytes(), Duration::from_secs(60))
-        .issue("client", &client, &tenant.id, "api_keys:read")
+        .issue("client", &client, &tenant.id, "api_keys:read", None)
         .unwrap();
     me_ok(&app, &issued).await;
 }
@@ -887,13 +888,11 @@ async fn a_user_tokens_scopes_follow_the_current_role() {
     config.credential_cache_ttl = Duration::from_secs(1);
     let app = TestApp::spawn_with(config, TestCluster::get().await.fresh_database().await).await;
     let tenant = app.tenant().await;
-    let owner = app.user(&tenant, "owner@example.com", Role::Owner).await;
+    app.user(&tenant, "owner@example.com", Role::Owner).await;
     let viewer = app.user(&tenant, "viewer@example.com", Role::Viewer).await;
-    // Tokens exactly as sign-in issues them (sign-in itself is tested above): the token carries
-    // the viewer's scopes, but the server goes by the current membership.
-    let keys = JwtKeys::from_secret("env".into(), JWT_SECRET.as_bytes(), Duration::from_secs(900));
-    let owner_token = keys.issue("user", &owner, &tenant.id, &Role::Owner.scopes().to_strings().join(" ")).unwrap();
-    let viewer_token = keys.issue("user", &viewer, &tenant.id, &Role::Viewer.scopes().to_strings().join(" ")).unwrap();
+    // The token carries the viewer's scopes, but the server goes by the current membership.
+    let owner_token = str_of(&app.login(&tenant, "owner@example.com").await, "access_token").to_owned();
+    let viewer_token = str_of(&app.login(&tenant, "viewer@example.com").await, "access_token").to_owned();
 
     let create = || {
         app.as_key(Method::POST, "/api/v1/api_keys", &viewer_token)

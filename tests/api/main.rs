@@ -29,6 +29,7 @@ mod openapi;
 mod provider_credentials;
 mod rate_limits;
 mod rls;
+mod sessions;
 mod transactions;
 mod webhook_guarantees;
 mod webhooks;

@@ -1,9 +1,7 @@
 //! Members of a tenant (add, list, change role, remove, the owner rules) and the platform admin
 //! API, against the real server and database.
 
-use std::time::Duration;
-
-use payymo::{auth::jwt::JwtKeys, domain::scope::Role};
+use payymo::domain::scope::Role;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -69,13 +67,15 @@ async fn spawn_with_known_jwt_secret() -> TestApp {
     TestApp::spawn_with(config, TestCluster::get().await.fresh_database().await).await
 }
 
-/// An access token for `user` in `tenant`, exactly as sign-in issues it (the server takes the
-/// scopes from the current membership, not from the token). Used to act as a user without going
-/// through `/auth/login`, which has its own tests.
-fn user_token(tenant: &TestTenant, user: &str) -> String {
-    JwtKeys::from_secret("env".into(), JWT_SECRET.as_bytes(), Duration::from_secs(900))
-        .issue("user", user, &tenant.id, "")
-        .unwrap()
+/// An access token for `user` in `tenant`, from a real sign-in (the server takes the scopes from
+/// the current membership, not from the token).
+async fn user_token(app: &TestApp, tenant: &TestTenant, user: &str) -> String {
+    let email: String = sqlx::query_scalar("select email from users where id = $1")
+        .bind(user)
+        .fetch_one(&app.superuser_pool().await)
+        .await
+        .unwrap();
+    app.login(tenant, &email).await["access_token"].as_str().unwrap().to_owned()
 }
 
 // --- Members ----------------------------------------------------------------------------------
@@ -198,7 +198,7 @@ async fn roles_change_and_removed_members_lose_access() {
     let app = spawn_with_known_jwt_secret().await;
     let tenant = app.tenant().await;
     let user = app.user(&tenant, "changing@example.com", Role::Viewer).await;
-    let token = user_token(&tenant, &user);
+    let token = user_token(&app, &tenant, &user).await;
     // A viewer may not read members.
     let response = app.as_key(Method::GET, "/api/v1/members", &token).send().await.unwrap();
     problem(response, 403, "insufficient_scope").await;
@@ -248,7 +248,7 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
     let app = spawn_with_known_jwt_secret().await;
     let tenant = app.tenant().await;
     let first = app.user(&tenant, "first@example.com", Role::Owner).await;
-    let first_token = user_token(&tenant, &first);
+    let first_token = user_token(&app, &tenant, &first).await;
 
     // Alone, the owner cannot leave or step down, whoever asks.
     for credential in [&tenant.key, &first_token] {
@@ -260,7 +260,7 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
     let second = app.user(&tenant, "second@example.com", Role::Owner).await;
     let response = set_role(&app, &first_token, &first, "admin").await;
     assert_eq!(response.status(), 200);
-    let second_token = user_token(&tenant, &second);
+    let second_token = user_token(&app, &tenant, &second).await;
     problem(set_role(&app, &second_token, &second, "member").await, 409, "conflict").await;
     problem(remove(&app, &second_token, &second).await, 409, "conflict").await;
     problem(remove(&app, &tenant.key, &second).await, 409, "conflict").await;
@@ -281,8 +281,8 @@ async fn only_owners_and_star_credentials_grant_or_touch_the_owner_role() {
     let owner = app.user(&tenant, "owner@example.com", Role::Owner).await;
     let admin = app.user(&tenant, "admin@example.com", Role::Admin).await;
     let member = app.user(&tenant, "member@example.com", Role::Member).await;
-    let admin_token = user_token(&tenant, &admin);
-    let member_token = user_token(&tenant, &member);
+    let admin_token = user_token(&app, &tenant, &admin).await;
+    let member_token = user_token(&app, &tenant, &member).await;
     let members_key = app.key(&tenant, &["members:write"]).await;
 
     for credential in [&admin_token, &members_key] {
@@ -309,7 +309,7 @@ async fn only_owners_and_star_credentials_grant_or_touch_the_owner_role() {
     assert_eq!(body["required_scope"], "members:write", "{body}");
 
     // Owners and `*` keys can.
-    let owner_token = user_token(&tenant, &owner);
+    let owner_token = user_token(&app, &tenant, &owner).await;
     assert_eq!(set_role(&app, &owner_token, &member, "owner").await.status(), 200);
     assert_eq!(set_role(&app, &tenant.key, &member, "member").await.status(), 200);
     let response =
