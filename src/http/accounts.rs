@@ -186,8 +186,9 @@ async fn list(
     _: Needs<TransactionsRead>,
     ApiQuery(f): ApiQuery<AccountFilters>,
 ) -> Result<ApiJson<Page<BankAccount>>, ApiError> {
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(f.limit);
-    let after = pagination::after(f.cursor.as_deref(), BankAccountId::parse)?;
+    let after = cursors.after(f.cursor.as_deref(), BankAccountId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<BankAccount> = sqlx::query_as(&format!(
         "select {ACCOUNT_COLUMNS} from bank_accounts
@@ -201,7 +202,7 @@ async fn list(
     .fetch_all(&mut *tx)
     .await?;
     end_read(tx);
-    Ok(ApiJson(pagination::page(rows, limit, |a| a.id.clone())))
+    Ok(ApiJson(cursors.page(rows, limit, |a| a.id.clone())))
 }
 
 /// Get an account

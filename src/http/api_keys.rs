@@ -130,8 +130,9 @@ async fn list(
     _: Needs<ApiKeysRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<ApiKey>>, ApiError> {
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(params.limit);
-    let after = pagination::after(params.cursor.as_deref(), ApiKeyId::parse)?;
+    let after = cursors.after(params.cursor.as_deref(), ApiKeyId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<ApiKey> = sqlx::query_as(&format!(
         "select {API_KEY_COLUMNS} from api_keys
@@ -144,7 +145,7 @@ async fn list(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(ApiJson(pagination::page(rows, limit, |k| k.id.clone())))
+    Ok(ApiJson(cursors.page(rows, limit, |k| k.id.clone())))
 }
 
 /// Get an API key

@@ -150,10 +150,11 @@ async fn list(
     _: Needs<AuditLogsRead>,
     ApiQuery(filters): ApiQuery<Filters>,
 ) -> Result<ApiJson<Page<AuditLog>>, ApiError> {
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(filters.limit);
-    let before = pagination::after(filters.cursor.as_deref(), |s| s.parse::<i64>().ok().filter(|n| *n > 0))?;
+    let before = cursors.after(filters.cursor.as_deref(), |s| s.parse::<i64>().ok().filter(|n| *n > 0))?;
     let rows = fetch(&state, &principal.tenant.id, &filters, before, i64::from(limit) + 1).await?;
-    Ok(ApiJson(pagination::page(rows, limit, |r| r.seq.to_string())))
+    Ok(ApiJson(cursors.page(rows, limit, |r| r.seq.to_string())))
 }
 
 /// Export audit log entries as CSV

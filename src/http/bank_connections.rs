@@ -261,10 +261,11 @@ async fn list(
     _: Needs<BankConnectionsRead>,
     ApiQuery(f): ApiQuery<ConnectionFilters>,
 ) -> Result<ApiJson<Page<BankConnection>>, ApiError> {
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(f.limit);
-    let after = pagination::after(f.cursor.as_deref(), BankConnectionId::parse)?;
+    let after = cursors.after(f.cursor.as_deref(), BankConnectionId::parse)?;
     let rows = connections::list(&state, &principal.tenant.id, f.status.as_deref(), after.as_ref(), limit).await?;
-    Ok(ApiJson(pagination::page(rows, limit, |c| c.id.clone())))
+    Ok(ApiJson(cursors.page(rows, limit, |c| c.id.clone())))
 }
 
 /// Get a bank connection

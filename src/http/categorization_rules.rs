@@ -300,8 +300,9 @@ async fn list(
     _: Needs<TransactionsRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<CategorizationRule>>, ApiError> {
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(params.limit);
-    let after = pagination::after(params.cursor.as_deref(), parse_position)?;
+    let after = cursors.after(params.cursor.as_deref(), parse_position)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<CategorizationRule> = sqlx::query_as(&format!(
         "select {RULE_COLUMNS} from categorization_rules
@@ -315,7 +316,7 @@ async fn list(
     .fetch_all(&mut *tx)
     .await?;
     end_read(tx);
-    Ok(ApiJson(pagination::page(rows, limit, |r| format!("{}|{}", r.priority, r.id))))
+    Ok(ApiJson(cursors.page(rows, limit, |r| format!("{}|{}", r.priority, r.id))))
 }
 
 /// A cursor's position: (priority, id).

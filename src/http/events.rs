@@ -98,8 +98,9 @@ async fn list(
     _: Needs<WebhooksRead>,
     ApiQuery(f): ApiQuery<EventFilters>,
 ) -> Result<ApiJson<Page<Event>>, ApiError> {
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(f.limit);
-    let after = pagination::after(f.cursor.as_deref(), EventId::parse)?;
+    let after = cursors.after(f.cursor.as_deref(), EventId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<Event> = sqlx::query_as(&format!(
         "select {EVENT_COLUMNS} from events
@@ -117,7 +118,7 @@ async fn list(
     .fetch_all(&mut *tx)
     .await?;
     end_read(tx);
-    Ok(ApiJson(pagination::page(rows, limit, |e| e.id.clone())))
+    Ok(ApiJson(cursors.page(rows, limit, |e| e.id.clone())))
 }
 
 /// Get an event
@@ -199,13 +200,14 @@ async fn list_deliveries(
     request_id: RequestId,
     ApiQuery(params): ApiQuery<DeliveryParams>,
 ) -> Result<ApiJson<Page<WebhookDelivery>>, ApiError> {
-    let (mut filter, limit) = params.filter()?;
+    let cursors = pagination::Cursors::of(&state).await?;
+    let (mut filter, limit) = params.filter(&cursors)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let event = load_event(&state, &principal, &mut tx, &id, ip, &request_id).await?;
     filter.event = Some(EventId::from_db(event.id));
     let rows = deliveries::list(&mut tx, &principal.tenant.id, &filter, i64::from(limit) + 1).await?;
     end_read(tx);
-    Ok(ApiJson(pagination::page(rows, limit, |d| d.id.clone())))
+    Ok(ApiJson(cursors.page(rows, limit, |d| d.id.clone())))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -420,13 +420,13 @@ async fn rows(
     request_id: RequestId,
 ) -> Result<ApiJson<Page<RowResult>>, ApiError> {
     let status = f.status.as_deref().and_then(RowStatus::parse);
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(f.limit);
     let Some(parsed) = ImportId::parse(&id) else { return Err(ApiError::not_found()) };
     // The cursor names its import and filter, so it cannot continue another list.
     let list = format!("{id}|{}|", f.status.as_deref().unwrap_or("all"));
-    let after = pagination::after(f.cursor.as_deref(), |text| {
-        text.strip_prefix(list.as_str())?.parse::<i32>().ok().filter(|n| *n >= 0)
-    })?;
+    let after = cursors
+        .after(f.cursor.as_deref(), |text| text.strip_prefix(list.as_str())?.parse::<i32>().ok().filter(|n| *n >= 0))?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     if job::load(&mut tx, &principal.tenant.id, &parsed).await?.is_none() {
         end_read(tx);
@@ -434,5 +434,5 @@ async fn rows(
     }
     let results = job::results(&mut tx, &principal.tenant.id, &parsed, status, after, i64::from(limit) + 1).await?;
     end_read(tx);
-    Ok(ApiJson(pagination::page(results, limit, |r| format!("{list}{}", r.row))))
+    Ok(ApiJson(cursors.page(results, limit, |r| format!("{list}{}", r.row))))
 }

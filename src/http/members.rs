@@ -138,8 +138,9 @@ async fn list(
     _: Needs<MembersRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<Member>>, ApiError> {
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(params.limit);
-    let after = pagination::after(params.cursor.as_deref(), UserId::parse)?;
+    let after = cursors.after(params.cursor.as_deref(), UserId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<MemberRow> = sqlx::query_as(&format!(
         "{MEMBER_SELECT} where m.tenant_id = $1 and ($2::text is null or m.user_id < $2) order by m.user_id desc limit $3"
@@ -150,7 +151,7 @@ async fn list(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(ApiJson(pagination::page(rows.into_iter().map(Member::from).collect(), limit, |m| m.user_id.clone())))
+    Ok(ApiJson(cursors.page(rows.into_iter().map(Member::from).collect(), limit, |m| m.user_id.clone())))
 }
 
 /// Change a member's role

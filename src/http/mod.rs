@@ -13,6 +13,7 @@ pub mod csv;
 pub mod docs;
 pub mod edge;
 pub mod error;
+pub mod error_responses;
 pub mod events;
 pub mod health;
 pub mod idempotency;

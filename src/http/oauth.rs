@@ -351,8 +351,9 @@ async fn list_clients(
     _: Needs<ApiKeysRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<OAuthClient>>, ApiError> {
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(params.limit);
-    let after = pagination::after(params.cursor.as_deref(), OAuthClientId::parse)?;
+    let after = cursors.after(params.cursor.as_deref(), OAuthClientId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<OAuthClient> = sqlx::query_as(&format!(
         "select {CLIENT_COLUMNS} from oauth_clients where tenant_id = $1 and ($2::text is null or id < $2) order by id desc limit $3"
@@ -363,7 +364,7 @@ async fn list_clients(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(ApiJson(pagination::page(rows, limit, |c| c.id.clone())))
+    Ok(ApiJson(cursors.page(rows, limit, |c| c.id.clone())))
 }
 
 /// Get an OAuth2 client

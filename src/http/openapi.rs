@@ -89,6 +89,9 @@ pub fn spec_json() -> String {
     let document = Document { spec: &spec, webhooks: Webhooks };
     // The document is built from static annotations; it always serialises.
     #[allow(clippy::expect_used)]
+    let mut document = serde_json::to_value(&document).expect("the OpenAPI document serialises");
+    super::error_responses::document(&mut document);
+    #[allow(clippy::expect_used)]
     let mut json = serde_json::to_string_pretty(&document).expect("the OpenAPI document serialises");
     json.push('\n');
     json

@@ -3,7 +3,9 @@
 //! page boundary never skips or repeats a row while new rows arrive.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
@@ -54,41 +56,89 @@ pub fn limit(requested: Option<Limit>) -> u32 {
     requested.map_or(DEFAULT_LIMIT, |Limit(n)| n)
 }
 
-/// The id a cursor continues after, checked to be the kind of id this list holds (a cursor from
-/// another list, or an edited one, is refused).
-pub fn after<T>(cursor: Option<&str>, parse_id: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
-    let Some(cursor) = cursor else { return Ok(None) };
-    let invalid = || ApiError::invalid_field("cursor", "is not a cursor this list issued; start again without it");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let id = text.strip_prefix("v1:").ok_or_else(invalid)?;
-    parse_id(id).map(Some).ok_or_else(invalid)
+/// Issues and reads the cursors of every list but transactions' (which bind theirs to the
+/// filters too): `base64url("v1:" + position) "." base64url(HMAC-SHA256(position)[..16])`, under
+/// the key every instance derives from the token signing secret. A cursor that was edited,
+/// forged, or issued by another list or tenant's list of a different kind is refused.
+pub struct Cursors {
+    key: [u8; 32],
 }
 
-/// Builds a page from `limit + 1` fetched rows.
-pub fn page<T>(mut rows: Vec<T>, limit: u32, id_of: impl Fn(&T) -> String) -> Page<T> {
-    let has_more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor =
-        if has_more { rows.last().map(|last| URL_SAFE_NO_PAD.encode(format!("v1:{}", id_of(last)))) } else { None };
-    Page { data: rows, has_more, next_cursor }
+impl Cursors {
+    pub async fn of(state: &crate::app::AppState) -> Result<Self, ApiError> {
+        Ok(Self::new(*state.auth.jwt().await?.cursor_key()))
+    }
+
+    pub fn new(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    fn mac(&self, payload: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"payymo/page-cursor/v1\n");
+        mac.update(payload.as_bytes());
+        mac
+    }
+
+    /// The position a cursor continues after, checked to be signed by us and to be the kind
+    /// of position this list holds.
+    pub fn after<T>(
+        &self,
+        cursor: Option<&str>,
+        parse_position: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
+        let Some(cursor) = cursor else { return Ok(None) };
+        let invalid = || ApiError::invalid_field("cursor", "is not a cursor this list issued; start again without it");
+        let (payload, tag) = cursor.split_once('.').ok_or_else(invalid)?;
+        let payload =
+            String::from_utf8(URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?).map_err(|_| invalid())?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid())?;
+        self.mac(&payload).verify_truncated_left(&tag).map_err(|_| invalid())?;
+        let position = payload.strip_prefix("v1:").ok_or_else(invalid)?;
+        parse_position(position).map(Some).ok_or_else(invalid)
+    }
+
+    /// Builds a page from `limit + 1` fetched rows, with a signed cursor after the last row kept.
+    pub fn page<T>(&self, mut rows: Vec<T>, limit: u32, position_of: impl Fn(&T) -> String) -> Page<T> {
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if has_more { rows.last().map(|last| self.cursor(&position_of(last))) } else { None };
+        Page { data: rows, has_more, next_cursor }
+    }
+
+    fn cursor(&self, position: &str) -> String {
+        let payload = format!("v1:{position}");
+        let tag = self.mac(&payload).finalize().into_bytes();
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(&tag[..16]))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::ApiKeyId;
+    use crate::domain::ids::{ApiKeyId, UserId};
 
     #[test]
-    fn cursors_round_trip_and_refuse_tampering() {
+    fn cursors_round_trip_and_refuse_tampering_and_forgery() {
+        let cursors = Cursors::new([7; 32]);
         let id = ApiKeyId::generate();
-        let p = page(vec![id.clone(), ApiKeyId::generate()], 1, |i| i.to_string());
+        let p = cursors.page(vec![id.clone(), ApiKeyId::generate()], 1, |i| i.to_string());
         assert!(p.has_more);
         let cursor = p.next_cursor.unwrap();
-        assert_eq!(after(Some(&cursor), ApiKeyId::parse).unwrap(), Some(id));
-        assert!(after(Some("garbage"), ApiKeyId::parse).is_err());
-        let other = URL_SAFE_NO_PAD.encode(format!("v1:{}", crate::domain::ids::UserId::generate()));
-        assert!(after(Some(&other), ApiKeyId::parse).is_err(), "a cursor of another list");
+        assert_eq!(cursors.after(Some(&cursor), ApiKeyId::parse).unwrap(), Some(id));
+        assert!(cursors.after(Some("garbage"), ApiKeyId::parse).is_err());
+        assert!(Cursors::new([8; 32]).after(Some(&cursor), ApiKeyId::parse).is_err(), "another key");
+        let forged = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(format!("v1:{}", ApiKeyId::generate())),
+            &cursor[cursor.find('.').unwrap() + 1..]
+        );
+        assert!(cursors.after(Some(&forged), ApiKeyId::parse).is_err(), "a forged position");
+        let unsigned = URL_SAFE_NO_PAD.encode(format!("v1:{}", ApiKeyId::generate()));
+        assert!(cursors.after(Some(&unsigned), ApiKeyId::parse).is_err(), "an unsigned cursor, as before");
+        let other = cursors.page(vec![UserId::generate(), UserId::generate()], 1, |i| i.to_string());
+        assert!(cursors.after(other.next_cursor.as_deref(), ApiKeyId::parse).is_err(), "a cursor of another list");
     }
 
     #[test]

@@ -212,8 +212,9 @@ async fn list(
     _: Needs<WebhooksRead>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<ApiJson<Page<WebhookEndpoint>>, ApiError> {
+    let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(params.limit);
-    let after = pagination::after(params.cursor.as_deref(), WebhookEndpointId::parse)?;
+    let after = cursors.after(params.cursor.as_deref(), WebhookEndpointId::parse)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows: Vec<WebhookEndpoint> = sqlx::query_as(&format!(
         "select {ENDPOINT_COLUMNS} from webhook_endpoints
@@ -226,7 +227,7 @@ async fn list(
     .fetch_all(&mut *tx)
     .await?;
     end_read(tx);
-    Ok(ApiJson(pagination::page(rows, limit, |e| e.id.clone())))
+    Ok(ApiJson(cursors.page(rows, limit, |e| e.id.clone())))
 }
 
 /// The 404 for an endpoint id this tenant does not have.
@@ -536,10 +537,10 @@ impl super::query::QueryParams for DeliveryParams {
 }
 
 impl DeliveryParams {
-    /// The filter these parameters ask for, or a 422 naming the bad one.
-    pub fn filter(&self) -> Result<(DeliveryFilter, u32), ApiError> {
+    /// The filter these parameters ask for, or a 422 naming a bad cursor.
+    pub fn filter(&self, cursors: &pagination::Cursors) -> Result<(DeliveryFilter, u32), ApiError> {
         let limit = pagination::limit(self.limit);
-        let before = pagination::after(self.cursor.as_deref(), WebhookDeliveryId::parse)?;
+        let before = cursors.after(self.cursor.as_deref(), WebhookDeliveryId::parse)?;
         let filter = DeliveryFilter {
             status: self.status.clone(),
             since: self.since,
@@ -578,7 +579,8 @@ async fn list_deliveries(
     ApiQuery(params): ApiQuery<DeliveryParams>,
 ) -> Result<ApiJson<Page<WebhookDelivery>>, ApiError> {
     let Some(parsed) = WebhookEndpointId::parse(&id) else { return Err(ApiError::not_found()) };
-    let (mut filter, limit) = params.filter()?;
+    let cursors = pagination::Cursors::of(&state).await?;
+    let (mut filter, limit) = params.filter(&cursors)?;
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
     if endpoints::load(&mut tx, tenant, &parsed, false).await?.is_none() {
@@ -588,7 +590,7 @@ async fn list_deliveries(
     filter.endpoint = Some(parsed);
     let rows = deliveries::list(&mut tx, tenant, &filter, i64::from(limit) + 1).await?;
     end_read(tx);
-    Ok(ApiJson(pagination::page(rows, limit, |d| d.id.clone())))
+    Ok(ApiJson(cursors.page(rows, limit, |d| d.id.clone())))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -191,6 +191,8 @@ struct Probe<'a> {
     key: &'a str,
     failures: Vec<String>,
     sent: usize,
+    /// The statuses the operation being probed documents.
+    documented: Vec<String>,
 }
 
 impl Probe<'_> {
@@ -216,6 +218,9 @@ impl Probe<'_> {
             self.failures.push(format!("{what}: {status} {content_type} {body}"));
             return;
         }
+        if !self.documented.contains(&status.to_string()) {
+            self.failures.push(format!("{what}: answered {status}, which the operation does not document"));
+        }
         if let Some(field) = named {
             let names: Vec<&str> =
                 body["errors"].as_array().into_iter().flatten().filter_map(|e| e["field"].as_str()).collect();
@@ -233,7 +238,7 @@ async fn hostile_strings_in_every_field_and_parameter_are_4xx_problems_never_5xx
     let app = TestApp::spawn_with(config, TestCluster::get().await.fresh_database().await).await;
     let tenant = app.tenant().await;
     let spec: Value = serde_json::from_str(&payymo::http::openapi::spec_json()).unwrap();
-    let mut probe = Probe { app: &app, key: &tenant.key, failures: Vec::new(), sent: 0 };
+    let mut probe = Probe { app: &app, key: &tenant.key, failures: Vec::new(), sent: 0, documented: Vec::new() };
 
     for (template, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -241,6 +246,7 @@ async fn hostile_strings_in_every_field_and_parameter_are_4xx_problems_never_5xx
             let oauth = template == "/api/v1/oauth/token";
             let path = fill_path(template, "nonexistent");
             let parameters = op["parameters"].as_array().cloned().unwrap_or_default();
+            probe.documented = op["responses"].as_object().unwrap().keys().cloned().collect();
 
             for parameter in &parameters {
                 let name = parameter["name"].as_str().unwrap();
@@ -312,6 +318,43 @@ async fn hostile_strings_in_every_field_and_parameter_are_4xx_problems_never_5xx
         probe.sent,
         probe.failures.join("\n")
     );
+}
+
+#[tokio::test]
+async fn every_list_names_every_bad_parameter_at_once() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let spec: Value = serde_json::from_str(&payymo::http::openapi::spec_json()).unwrap();
+    let mut lists = 0;
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        let Some(op) = item.get("get") else { continue };
+        let parameters = op["parameters"].as_array().cloned().unwrap_or_default();
+        if !parameters.iter().any(|p| p["name"] == "limit") {
+            continue;
+        }
+        lists += 1;
+        let path = format!("{}?bogus=1&also_bogus=2&limit=0", fill_path(template, "nonexistent"));
+        let response = app.as_key(Method::GET, &path, &tenant.key).send().await.unwrap();
+        let body = crate::support::problem(response, 422, "validation_failed").await;
+        let fields: Vec<&str> =
+            body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["bogus", "also_bogus", "limit"], "{template}");
+    }
+    assert!(lists >= 12, "only {lists} lists found");
+
+    // The example from the field: unknown parameters, a date that does not exist, a bad limit.
+    let response = app
+        .as_key(
+            Method::GET,
+            "/api/v1/transactions?bogus=1&also_bogus=2&booking_date_from=2026-02-30&limit=0",
+            &tenant.key,
+        )
+        .send()
+        .await
+        .unwrap();
+    let body = crate::support::problem(response, 422, "validation_failed").await;
+    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["bogus", "also_bogus", "limit", "booking_date_from"]);
 }
 
 /// Every `{param}` left in `path` filled with `value`.
