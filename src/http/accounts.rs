@@ -159,12 +159,7 @@ const KINDS: &[&str] = &["bank_feed", "manual"];
 
 impl super::query::QueryParams for AccountFilters {
     fn problems(&self) -> Vec<FieldError> {
-        match &self.kind {
-            Some(kind) if !KINDS.contains(&kind.as_str()) => {
-                vec![FieldError { field: "kind".into(), message: format!("must be one of {}", KINDS.join(", ")) }]
-            }
-            _ => Vec::new(),
-        }
+        super::query::one_of("kind", self.kind.as_deref(), KINDS).into_iter().collect()
     }
 }
 

@@ -223,12 +223,7 @@ const STATUSES: &[&str] = &["pending", "linked", "rejected", "expired", "suspend
 
 impl super::query::QueryParams for ConnectionFilters {
     fn problems(&self) -> Vec<FieldError> {
-        match &self.status {
-            Some(status) if !STATUSES.contains(&status.as_str()) => {
-                vec![FieldError { field: "status".into(), message: format!("must be one of {}", STATUSES.join(", ")) }]
-            }
-            _ => Vec::new(),
-        }
+        super::query::one_of("status", self.status.as_deref(), STATUSES).into_iter().collect()
     }
 }
 
