@@ -62,7 +62,7 @@ use payymo::{
     },
     domain::ids::{TenantId, WebhookEndpointId},
     events::{self, EVENT_COLUMNS, Event},
-    http::metrics::HttpMetrics,
+    metrics::Metrics,
     tenancy,
     webhooks::{
         dispatcher::{Dispatcher, Settings},
@@ -147,7 +147,7 @@ async fn run(config: &Config, pool: &PgPool, events: usize, samples: usize, roun
     let keys = KeyRing::load(None, pool).await?;
     let settings = Settings::from_config(config);
     let concurrency = settings.per_endpoint;
-    let metrics = Arc::new(HttpMetrics::default());
+    let metrics = Arc::new(Metrics::default());
     let start_dispatcher = |worker: &str| {
         let dispatcher =
             Dispatcher::new(pool.clone(), keys.clone(), settings.clone(), worker.to_owned(), metrics.clone())?;

@@ -1,10 +1,7 @@
-//! The application: shared state, the HTTP server, and graceful shutdown.
+//! The composition root: builds the shared state, wires the router, the job runner and the
+//! webhook dispatcher, and runs them until shutdown. Imported by nothing but the command line.
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::Router;
 use sqlx::PgPool;
@@ -18,44 +15,8 @@ use crate::{
     http,
     providers::gocardless::{Credentials, GoCardlessClients, RetryPolicy},
     ratelimit::RateLimiter,
+    state::{AppState, Shared},
 };
-
-/// What handlers share: one reference-counted pointer, so every middleware layer's clone is a
-/// single atomic increment. Holds nothing another instance would need.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// The contents of [`AppState`].
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub db: PgPool,
-    pub metrics: Arc<http::metrics::HttpMetrics>,
-    /// The OpenAPI document, rendered once at start-up.
-    pub openapi_json: Arc<str>,
-    /// Set when shutdown begins, so `/readyz` turns away new traffic while requests drain.
-    pub draining: Arc<AtomicBool>,
-    pub auth: Arc<Authenticator>,
-    pub limiter: Arc<RateLimiter>,
-    /// GoCardless clients per tenant (live API or sandbox).
-    pub gocardless: Arc<GoCardlessClients>,
-    /// Seals what must be read back: provider credentials and tokens, webhook signing secrets.
-    pub keys: Arc<LazyKeyRing>,
-    /// The GoCardless API base test-mode tenants use: `PAYYMO_SANDBOX_URL`, or the in-process
-    /// simulator's.
-    pub sandbox_url: String,
-    /// Where browsers reach this API (`PAYYMO_PUBLIC_URL`, or the bound address).
-    pub public_url: String,
-    /// Refuses webhook URLs that point at internal networks.
-    pub webhook_guard: crate::webhooks::ssrf::Guard,
-}
 
 /// A bound, ready-to-run server.
 pub struct Application {
@@ -104,7 +65,7 @@ impl Application {
             None => format!("http://{}", listener.local_addr()?),
         };
         let config = Arc::new(config);
-        let state = AppState(Arc::new(Shared {
+        let state = AppState::new(Shared {
             public_url,
             webhook_guard: crate::webhooks::ssrf::Guard::new(config.webhook_allowed_networks.clone()),
             gocardless,
@@ -117,7 +78,7 @@ impl Application {
             metrics: Arc::default(),
             openapi_json: http::openapi::spec_json().into(),
             draining: Arc::default(),
-        }));
+        });
         let router = http::router(state.clone());
         Ok(Self { listener, router, state, sandbox_shutdown })
     }
@@ -139,7 +100,7 @@ impl Application {
         let workers = self.state.config.workers.then(|| {
             let worker_id = format!("{}-{}", hostname(), std::process::id());
             let jobs =
-                tokio::spawn(crate::bank::worker::run_until(self.state.clone(), worker_id.clone(), shutdown.clone()));
+                tokio::spawn(crate::background::run_until(self.state.clone(), worker_id.clone(), shutdown.clone()));
             let webhooks = tokio::spawn(run_dispatcher(self.state.clone(), worker_id, shutdown.clone()));
             (jobs, webhooks)
         });

@@ -248,10 +248,15 @@ async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result
         auth::{Environment, Plan},
         db::tenant::{begin_platform, begin_tenant},
         domain::{ids::TenantId, scope::Role},
-        http::admin::{self, Via},
-        tenancy,
+        tenancy::{self, Via},
     };
-    let problem = |e: crate::http::error::ApiError| anyhow::anyhow!("{e}");
+    let problem = |e: tenancy::TenancyError| match e {
+        tenancy::TenancyError::Invalid(errors) => {
+            let fields: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+            anyhow::anyhow!("{}", fields.join("; "))
+        }
+        other => anyhow::anyhow!("{other}"),
+    };
     let load_tenant = |id: String| async move {
         let id = TenantId::parse(&id).ok_or_else(|| anyhow::anyhow!("--tenant: {id:?} is not a tenant id (ten_…)"))?;
         let mut tx = begin_platform(pool).await?;
@@ -267,7 +272,7 @@ async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result
             let plan =
                 Plan::parse(&plan).ok_or_else(|| anyhow::anyhow!("--plan: expected free, standard or premium"))?;
             let mut tx = begin_platform(pool).await?;
-            let tenant = admin::create_tenant_as_platform(
+            let tenant = tenancy::create_tenant_as_platform(
                 &mut tx,
                 tenancy::NewTenant { name, environment, plan: Some(plan), time_zone: Some(time_zone) },
                 Via::Cli,
@@ -286,8 +291,9 @@ async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
             let tenant_id = TenantId::from_db(tenant.id);
             let mut tx = begin_tenant(pool, &tenant_id).await?;
-            let new = admin::AdminNewMember { email, password: (!password.is_empty()).then_some(password), name, role };
-            let member = admin::add_member_as_platform(&mut tx, &tenant_id, new, Via::Cli).await.map_err(problem)?;
+            let new =
+                tenancy::AdminNewMember { email, password: (!password.is_empty()).then_some(password), name, role };
+            let member = tenancy::add_member_as_platform(&mut tx, &tenant_id, new, Via::Cli).await.map_err(problem)?;
             tx.commit().await?;
             Ok(serde_json::json!({ "tenant_id": tenant_id, "member": member }))
         }
@@ -299,7 +305,7 @@ async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result
             let spec = tenancy::KeySpec::parse(&label, &scopes, None, &[]).map_err(problem)?;
             let tenant_id = TenantId::from_db(tenant.id);
             let mut tx = begin_tenant(pool, &tenant_id).await?;
-            let (key, secret) = admin::create_api_key_as_platform(&mut tx, &tenant_id, environment, &spec, Via::Cli)
+            let (key, secret) = tenancy::create_api_key_as_platform(&mut tx, &tenant_id, environment, &spec, Via::Cli)
                 .await
                 .map_err(problem)?;
             tx.commit().await?;

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    app::{AppState, Application, shutdown_on_signals},
+    app::{Application, shutdown_on_signals},
     auth::{Environment, Plan},
     bank::connections::{self, NewConnection},
     config::Config,
@@ -20,6 +20,7 @@ use crate::{
     },
     domain::ids::TenantId,
     sandbox::gocardless::{Clock, SandboxConfig, SandboxState},
+    state::AppState,
     tenancy,
 };
 

@@ -1,11 +1,13 @@
 //! Payymo core: a multi-tenant payment-reconciliation API server.
 
-/// Shared state, the HTTP server and graceful shutdown.
+/// The composition root: state, router, workers and dispatcher wired and run until shutdown.
 pub mod app;
 /// The hash-chained, append-only audit log.
 pub mod audit;
 /// Credentials verified into a principal: API keys, OAuth2 client tokens, user sessions.
 pub mod auth;
+/// The application's background work: every job kind's handler and the periodic tasks.
+pub mod background;
 /// Bank feeds: connections, accounts, background sync of transactions.
 pub mod bank;
 /// The command line: `serve`, `migrate`, `openapi`, `sandbox`, and the admin commands.
@@ -28,12 +30,16 @@ pub mod http;
 pub mod imports;
 /// Background work: the durable Postgres job queue and its runner.
 pub mod jobs;
+/// The process's Prometheus metrics: HTTP requests and webhook delivery.
+pub mod metrics;
 /// Typed clients of outside providers (GoCardless), with retries and circuit breakers.
 pub mod providers;
 /// Per-credential rate limiting (GCRA), in process or shared through Redis.
 pub mod ratelimit;
 /// Local simulators of third-party APIs (GoCardless Bank Account Data).
 pub mod sandbox;
+/// What handlers and workers share: configuration, the pool, long-lived services.
+pub mod state;
 /// Log subscriber set-up.
 pub mod telemetry;
 /// Tenants, users, memberships and API keys: operations shared by the API, admin API and CLI.

@@ -13,16 +13,16 @@ use super::{
     sync,
 };
 use crate::{
-    app::AppState,
     auth::TenantContext,
     db::tenant::{begin_tenant, end_read},
     domain::{
         ids::{BankAccountId, BankConnectionId, TenantId},
         money::{Currency, parse_minor_units},
+        validation::FieldError,
     },
     events,
-    http::error::{ApiError, ErrorCode},
     providers::gocardless::{ClientError, GoCardless, ProviderError, types::Institution},
+    state::AppState,
 };
 
 /// Days before expiry at which `bank_connection.expiring` is announced.
@@ -63,80 +63,46 @@ pub struct NewConnection {
     pub access_valid_for_days: Option<i32>,
 }
 
-impl From<ProviderError> for ApiError {
-    fn from(error: ProviderError) -> Self {
-        match error {
-            ProviderError::Unavailable { detail, retry_after } => {
-                let seconds = retry_after.map_or(30, |d| d.as_secs().max(1));
-                ApiError::new(
-                    ErrorCode::ProviderUnavailable,
-                    format!("the bank data provider is unavailable ({detail}); retry in {seconds} s"),
-                )
-                .with_header(axum::http::header::RETRY_AFTER, &seconds.to_string())
-            }
-            ProviderError::RateLimited { retry_after } => ApiError::new(
-                ErrorCode::ProviderUnavailable,
-                format!("the bank data provider's rate limit is reached; retry in {} s", retry_after.as_secs()),
-            )
-            .with_header(axum::http::header::RETRY_AFTER, &retry_after.as_secs().max(1).to_string()),
-            ProviderError::BudgetSpent { resets_in } => budget_spent(resets_in.as_secs()),
-            ProviderError::AccessExpired => expired_error(),
-            ProviderError::Suspended => ApiError::new(
-                ErrorCode::BankConnectionNotLinked,
-                "the bank has suspended access to this account after repeated errors; create a new bank connection",
-            ),
-            ProviderError::Credentials(detail) => ApiError::new(
-                ErrorCode::ProviderError,
-                format!(
-                    "GoCardless refused our credentials ({detail}); check GOCARDLESS_SECRET_ID/KEY or the tenant's provider credentials"
-                ),
-            ),
-            ProviderError::NotFound(detail)
-            | ProviderError::Rejected { detail, .. }
-            | ProviderError::Malformed(detail) => {
-                ApiError::new(ErrorCode::ProviderError, format!("the bank data provider refused the request: {detail}"))
-            }
-        }
+/// Why a bank connection operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BankError {
+    /// The request breaks a rule; each entry names the field.
+    #[error("invalid input: {0:?}")]
+    Invalid(Vec<FieldError>),
+    #[error("no such bank connection")]
+    NotFound,
+    /// The consent ended: the account holder must authorise again.
+    #[error("the bank connection has expired")]
+    Expired,
+    /// The connection is not linked (yet, or any more); the message says why.
+    #[error("{0}")]
+    NotLinked(String),
+    /// The bank's daily calls for the account are spent.
+    #[error("today's calls are spent; they reset in {resets_in_seconds} s")]
+    BudgetSpent { resets_in_seconds: u64 },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl BankError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
     }
-}
-
-impl From<ClientError> for ApiError {
-    fn from(error: ClientError) -> Self {
-        match error {
-            ClientError::NotConfigured => ApiError::new(ErrorCode::ProviderNotConfigured, error.to_string()),
-            ClientError::Database(e) => e.into(),
-            ClientError::Unreadable(e) => ApiError::Internal(e.into()),
-            ClientError::KeyRing(e) => ApiError::Internal(anyhow::anyhow!(e)),
-        }
-    }
-}
-
-fn expired_error() -> ApiError {
-    ApiError::new(
-        ErrorCode::BankConnectionExpired,
-        "the bank connection has expired: ask the account holder to re-authorise by creating a new bank connection",
-    )
-}
-
-/// The refusal when today's calls are spent.
-pub fn budget_spent(resets_in_seconds: u64) -> ApiError {
-    let seconds = resets_in_seconds.max(1);
-    ApiError::new(
-        ErrorCode::SyncBudgetExhausted,
-        format!(
-            "the bank allows only a few calls per account per day and today's are spent; try again in {seconds} s (scheduled syncs resume by themselves)"
-        ),
-    )
-    .with_header(axum::http::header::RETRY_AFTER, &seconds.to_string())
 }
 
 /// Creates the agreement and requisition upstream, then the pending connection.
-pub async fn create(state: &AppState, tenant: &TenantContext, new: NewConnection) -> Result<BankConnection, ApiError> {
+pub async fn create(state: &AppState, tenant: &TenantContext, new: NewConnection) -> Result<BankConnection, BankError> {
     let client = state.gocardless.for_tenant(tenant).await?;
     let institution = match client.institution(&new.institution_id).await {
         Ok(institution) => institution,
         Err(ProviderError::NotFound(_)) | Err(ProviderError::Rejected { status: 400, .. }) => {
-            return Err(ApiError::invalid_field(
+            return Err(BankError::invalid(
                 "institution_id",
                 "is not an institution the bank data provider knows; list them with GET /api/v1/institutions?country=GB",
             ));
@@ -168,32 +134,28 @@ pub async fn create(state: &AppState, tenant: &TenantContext, new: NewConnection
     .bind(access)
     .execute(&mut *tx)
     .await?;
-    let connection = load(&mut tx, &tenant.id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let connection = load(&mut tx, &tenant.id, &id).await?.ok_or(BankError::NotFound)?;
     events::record(&mut tx, &tenant.id, "bank_connection.created", &connection).await?;
     tx.commit().await?;
     Ok(connection)
 }
 
 /// The history and access periods: the request's, bounded by what the bank offers.
-fn limits(institution: &Institution, new: &NewConnection) -> Result<(i32, i32), ApiError> {
+fn limits(institution: &Institution, new: &NewConnection) -> Result<(i32, i32), BankError> {
     let history_max = institution.history_days().clamp(1, 730);
     let access_max = institution.max_access_days().clamp(1, 730);
     let history = new.max_historical_days.unwrap_or(90.min(history_max));
     let access = new.access_valid_for_days.unwrap_or(90.min(access_max));
     let mut errors = Vec::new();
     if !(1..=history_max).contains(&history) {
-        errors.push(crate::http::error::FieldError {
-            field: "max_historical_days".into(),
-            message: format!("must be between 1 and {history_max} for {}", institution.name),
-        });
+        let message = format!("must be between 1 and {history_max} for {}", institution.name);
+        errors.push(FieldError::new("max_historical_days", message));
     }
     if !(1..=access_max).contains(&access) {
-        errors.push(crate::http::error::FieldError {
-            field: "access_valid_for_days".into(),
-            message: format!("must be between 1 and {access_max} for {}", institution.name),
-        });
+        let message = format!("must be between 1 and {access_max} for {}", institution.name);
+        errors.push(FieldError::new("access_valid_for_days", message));
     }
-    if errors.is_empty() { Ok((history, access)) } else { Err(ApiError::validation(errors)) }
+    if errors.is_empty() { Ok((history, access)) } else { Err(BankError::Invalid(errors)) }
 }
 
 /// One connection with its accounts and today's budget.
@@ -295,17 +257,17 @@ pub async fn callback(
     reference: &str,
     error: Option<&str>,
     details: Option<&str>,
-) -> Result<CallbackOutcome, ApiError> {
+) -> Result<CallbackOutcome, BankError> {
     let (tenant_id, id) = reference
         .split_once('.')
         .and_then(|(t, c)| Some((TenantId::parse(t)?, BankConnectionId::parse(c)?)))
-        .ok_or_else(ApiError::not_found)?;
-    let tenant = tenant_context(state, &tenant_id).await?.ok_or_else(ApiError::not_found)?;
+        .ok_or(BankError::NotFound)?;
+    let tenant = tenant_context(state, &tenant_id).await?.ok_or(BankError::NotFound)?;
     let mut tx = begin_tenant(&state.db, &tenant.id).await?;
-    let row = load_row(&mut tx, &tenant.id, &id).await?.ok_or_else(ApiError::not_found)?;
+    let row = load_row(&mut tx, &tenant.id, &id).await?.ok_or(BankError::NotFound)?;
     end_read(tx);
     if row.reference != reference {
-        return Err(ApiError::not_found());
+        return Err(BankError::NotFound);
     }
     if row.status != "pending" {
         return Ok(outcome(&row.redirect_url, &row.id, &row.status, row.error_code.as_deref()));
@@ -319,7 +281,7 @@ pub async fn callback(
     }
     let client = state.gocardless.for_tenant(&tenant).await?;
     let requisition_id =
-        row.requisition_id.clone().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no requisition")))?;
+        row.requisition_id.clone().ok_or_else(|| BankError::Internal(anyhow::anyhow!("no requisition")))?;
     let requisition = client.requisition(&requisition_id).await?;
     match requisition.status.as_str() {
         "LN" => {}
@@ -349,7 +311,7 @@ async fn reject(
     row: &ConnectionRow,
     code: &str,
     detail: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), BankError> {
     let mut tx = begin_tenant(&state.db, &tenant.id).await?;
     let changed = sqlx::query(
         "update bank_connections set status = 'rejected', error_code = $3, error_detail = $4
@@ -376,7 +338,7 @@ async fn link(
     client: &GoCardless,
     row: &ConnectionRow,
     provider_accounts: &[String],
-) -> Result<(), ApiError> {
+) -> Result<(), BankError> {
     let mut fetched = Vec::new();
     for provider_id in provider_accounts {
         let metadata = client.account(provider_id).await?;
@@ -503,7 +465,7 @@ pub async fn delete(
     state: &AppState,
     tenant: &TenantContext,
     id: &BankConnectionId,
-) -> Result<Option<BankConnection>, ApiError> {
+) -> Result<Option<BankConnection>, BankError> {
     let mut tx = begin_tenant(&state.db, &tenant.id).await?;
     let Some(row) = load_row(&mut tx, &tenant.id, id).await? else { return Ok(None) };
     end_read(tx);
@@ -536,23 +498,20 @@ pub async fn refresh(
     state: &AppState,
     tenant: &TenantContext,
     id: &BankConnectionId,
-) -> Result<Option<BankConnection>, ApiError> {
+) -> Result<Option<BankConnection>, BankError> {
     let mut tx = begin_tenant(&state.db, &tenant.id).await?;
     let Some(connection) = load(&mut tx, &tenant.id, id).await? else { return Ok(None) };
     match connection.status.as_str() {
         "linked" => {}
-        "expired" => return Err(expired_error()),
+        "expired" => return Err(BankError::Expired),
         status => {
-            return Err(ApiError::new(
-                ErrorCode::BankConnectionNotLinked,
-                format!("the bank connection is {status}, so there is nothing to sync"),
-            ));
+            return Err(BankError::NotLinked(format!("the bank connection is {status}, so there is nothing to sync")));
         }
     }
     let spent = connection.sync_budget.as_ref().is_some_and(|b| b.transactions_remaining <= 0);
     if spent {
         let resets = connection.sync_budget.as_ref().map_or(86_400, |b| (b.resets_at - Utc::now()).num_seconds());
-        return Err(budget_spent(resets.max(1).unsigned_abs()));
+        return Err(BankError::BudgetSpent { resets_in_seconds: resets.max(1).unsigned_abs() });
     }
     for account in &connection.accounts {
         sync::enqueue(&mut tx, &tenant.id, &account.id).await?;

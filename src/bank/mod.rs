@@ -5,5 +5,5 @@ pub mod budget;
 pub mod connections;
 pub mod model;
 pub mod normalize;
+pub mod schedule;
 pub mod sync;
-pub mod worker;

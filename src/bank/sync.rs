@@ -20,12 +20,12 @@ use super::{
     normalize::{Incoming, PendingRow, is_successor, normalize},
 };
 use crate::{
-    app::AppState,
     db::tenant::{begin_tenant, end_read},
     domain::ids::{TenantId, TransactionId},
     events,
     jobs::{NewJob, queue},
     providers::gocardless::ProviderError,
+    state::AppState,
     transactions::rules::{Candidate, CompiledRule, RuleSet},
 };
 

@@ -6,3 +6,4 @@ pub mod money;
 pub mod scope;
 pub mod secret;
 pub mod text;
+pub mod validation;

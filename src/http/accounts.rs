@@ -24,11 +24,11 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     auth::Principal,
     bank::model::{ACCOUNT_COLUMNS, BankAccount},
     db::tenant::{begin_tenant, end_read},
     domain::{ids::BankAccountId, money::Currency},
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

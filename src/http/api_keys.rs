@@ -26,7 +26,6 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
     domain::{
@@ -34,6 +33,7 @@ use crate::{
         secret::ShownOnce,
     },
     events,
+    state::AppState,
     tenancy::{API_KEY_COLUMNS, ApiKey, KeySpec, create_api_key},
 };
 

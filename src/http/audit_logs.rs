@@ -15,11 +15,11 @@ use super::{
     query::ApiQuery,
 };
 use crate::{
-    app::AppState,
     audit::{self, ChainReport},
     auth::Principal,
     db::tenant::begin_tenant,
     domain::ids::TenantId,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -13,10 +13,10 @@ use axum::{
 
 use super::{auth::ClientIp, error::ApiError, request_id::RequestId};
 use crate::{
-    app::AppState,
     audit::{self, Outcome},
     auth::Principal,
     db::tenant::begin_platform,
+    state::AppState,
 };
 
 /// The resource a mutating handler acted on.

@@ -16,13 +16,13 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     audit,
     auth::{
         Principal,
         authenticator::{AuthFailure, Outcome},
     },
     domain::scope::Scope,
+    state::AppState,
 };
 
 /// The client's IP address (after trusted proxies), for allow-lists and the audit log.

@@ -24,7 +24,6 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     auth::Principal,
     bank::{
         connections::{self, NewConnection},
@@ -32,6 +31,7 @@ use crate::{
     },
     db::tenant::{begin_tenant, end_read},
     domain::ids::BankConnectionId,
+    state::AppState,
 };
 
 /// Routes that act for a tenant.

@@ -25,10 +25,10 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
     domain::ids::{BankAccountId, CategorizationRuleId, CategorizationRuleRunId, TenantId},
+    state::AppState,
     transactions::{
         rule_runs::{self, CategorizationRuleRun},
         rules::{CategorizationRule, MAX_RULES, RULE_COLUMNS, RuleSpec},

@@ -9,7 +9,7 @@ use axum::{
     routing::get,
 };
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 const INDEX: &str = r#"<!doctype html>
 <html lang="en">

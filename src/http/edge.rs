@@ -16,14 +16,16 @@ use tracing::Instrument;
 
 use super::{
     auth::ClientIp,
-    metrics::{HttpMetrics, UNMATCHED_ROUTE},
     request_id::{RequestId, X_REQUEST_ID},
 };
-use crate::auth::authenticator::client_ip;
+use crate::{
+    auth::authenticator::client_ip,
+    metrics::{Metrics, UNMATCHED_ROUTE},
+};
 
 /// What the edge needs.
 pub struct Edge {
-    pub metrics: Arc<HttpMetrics>,
+    pub metrics: Arc<Metrics>,
     pub trusted_proxies: Vec<IpNet>,
 }
 

@@ -209,12 +209,18 @@ impl ErrorCode {
     }
 }
 
-/// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct FieldError {
-    /// Path of the field in the request, dotted (`lines[2].amount`), or the query parameter name.
-    pub field: String,
-    pub message: String,
+pub use crate::domain::validation::FieldError;
+
+impl From<crate::tenancy::TenancyError> for ApiError {
+    fn from(error: crate::tenancy::TenancyError) -> Self {
+        use crate::tenancy::TenancyError;
+        match error {
+            TenancyError::Invalid(errors) => ApiError::validation(errors),
+            TenancyError::Conflict(detail) => ApiError::new(ErrorCode::Conflict, detail),
+            TenancyError::Database(error) => error.into(),
+            TenancyError::Internal(error) => ApiError::Internal(error),
+        }
+    }
 }
 
 /// The error body of every failed request (RFC 9457 problem details).

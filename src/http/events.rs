@@ -26,11 +26,11 @@ use super::{
     webhook_endpoints::DeliveryParams,
 };
 use crate::{
-    app::AppState,
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
     domain::ids::{EventId, WebhookEndpointId},
     events::{EVENT_COLUMNS, EVENT_TYPES, Event},
+    state::AppState,
     webhooks::deliveries::{self, WebhookDelivery},
 };
 

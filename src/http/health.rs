@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorCode};
-use crate::{app::AppState, db::NotReady};
+use crate::{db::NotReady, state::AppState};
 
 /// How long readiness waits for the database before calling it unreachable.
 const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);

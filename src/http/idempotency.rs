@@ -19,7 +19,7 @@ use axum::{
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
-use crate::{app::AppState, auth::Principal, db::tenant::begin_tenant, domain::secret::revealed_while};
+use crate::{auth::Principal, db::tenant::begin_tenant, domain::secret::revealed_while, state::AppState};
 
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");

@@ -27,7 +27,6 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
     domain::ids::{BankAccountId, ImportId},
@@ -37,6 +36,7 @@ use crate::{
         job::{self, Import},
         rows::{RowInput, RowResult, RowStatus},
     },
+    state::AppState,
 };
 
 /// The path CSV files are uploaded to: the only one whose body may exceed the usual limit.

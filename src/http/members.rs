@@ -8,7 +8,7 @@ use axum::{
     response::IntoResponse,
 };
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -26,30 +26,22 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     auth::{Actor, Principal},
     db::tenant::begin_tenant,
     domain::{
         ids::{TenantId, UserId},
         scope::Role,
     },
-    events, tenancy,
+    events,
+    state::AppState,
+    tenancy,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(add, list)).routes(routes!(update, remove))
 }
 
-/// A user's membership of this tenant.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Member {
-    #[schema(example = "usr_0192f3c4d5e6478fa1b2c3d4e5f60718")]
-    pub user_id: String,
-    pub email: String,
-    pub name: Option<String>,
-    pub role: Role,
-    pub created_at: DateTime<Utc>,
-}
+pub use crate::tenancy::Member;
 
 #[derive(FromRow)]
 struct MemberRow {

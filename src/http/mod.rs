@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod provider_credentials;
+pub mod provider_errors;
 pub mod query;
 pub mod rate_limit;
 pub mod request_id;
@@ -52,7 +53,7 @@ use tower_http::{
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{app::AppState, config::Config};
+use crate::{config::Config, state::AppState};
 use error::ApiError;
 
 /// Operations endpoints, outside the versioned API.
@@ -122,7 +123,7 @@ pub fn router(state: AppState) -> Router {
 /// Wraps routes in the middleware every request passes through, outermost first: the edge
 /// (request id, client IP, span and metrics, security headers), CORS, compression, the problem
 /// renderer with the request timeout, the panic catcher, and the body limit.
-pub fn with_middleware(routes: Router, config: &Config, metrics: Arc<metrics::HttpMetrics>) -> Router {
+pub fn with_middleware(routes: Router, config: &Config, metrics: Arc<crate::metrics::Metrics>) -> Router {
     let cors = (!config.cors_origins.is_empty()).then(|| cors(&config.cors_origins));
     let edge = Arc::new(edge::Edge { metrics, trusted_proxies: config.trusted_proxies.clone() });
     routes.layer(

@@ -30,7 +30,6 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     auth::Principal,
     db::tenant::{begin_platform, begin_tenant},
     domain::{
@@ -39,6 +38,7 @@ use crate::{
         secret::{ShownOnce, random_base62, sha256},
     },
     events,
+    state::AppState,
 };
 
 /// Public: the token endpoint.

@@ -12,7 +12,7 @@ use utoipa::{
 };
 
 use super::error::{ErrorCode, FieldError, Problem};
-use crate::app::AppState;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -65,7 +65,7 @@ pub struct Cursors {
 }
 
 impl Cursors {
-    pub async fn of(state: &crate::app::AppState) -> Result<Self, ApiError> {
+    pub async fn of(state: &crate::state::AppState) -> Result<Self, ApiError> {
         Ok(Self::new(*state.auth.jwt().await?.cursor_key()))
     }
 

@@ -18,9 +18,9 @@ use super::{
     json::ApiJson,
 };
 use crate::{
-    app::AppState,
     auth::Principal,
     providers::gocardless::{CredentialSource, Credentials, ProviderError, SetCredentialsError},
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

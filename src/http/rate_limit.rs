@@ -11,10 +11,10 @@ use axum::{
 
 use super::error::{ApiError, ErrorCode};
 use crate::{
-    app::AppState,
     auth::{Plan, Principal},
     config::RateLimits,
     ratelimit::{Decision, Quota},
+    state::AppState,
 };
 
 pub fn quota(limits: &RateLimits, plan: Plan) -> Quota {

@@ -24,7 +24,6 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     audit,
     auth::{Actor, Principal, password},
     db::tenant::{begin_platform, begin_tenant},
@@ -34,6 +33,7 @@ use crate::{
         secret::{random_base62, sha256},
     },
     ratelimit::Quota,
+    state::AppState,
 };
 
 /// Sign-in attempts allowed per account (email and tenant), and per client IP.

@@ -27,7 +27,6 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     auth::Principal,
     bank::model::{TRANSACTION_COLUMNS, Transaction},
     db::tenant::{begin_tenant, end_read},
@@ -36,6 +35,7 @@ use crate::{
         money::Currency,
     },
     events,
+    state::AppState,
     transactions::query::{self, Category, CursorCodec, Direction, Filters, Sort},
 };
 

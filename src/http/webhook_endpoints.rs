@@ -28,7 +28,6 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    app::AppState,
     auth::{Environment, Principal},
     db::tenant::{begin_tenant, end_read},
     domain::{
@@ -36,6 +35,7 @@ use crate::{
         secret::ShownOnce,
     },
     events,
+    state::AppState,
     webhooks::{
         deliveries::{self, DeliveryFilter, WebhookDelivery},
         endpoints::{

@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::rows::RowInput;
-use crate::http::error::FieldError;
+use crate::domain::validation::FieldError;
 
 /// The date format when none is given.
 pub const DEFAULT_DATE_FORMAT: &str = "%Y-%m-%d";

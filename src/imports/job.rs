@@ -19,10 +19,10 @@ use super::{
     rows::{self, RowResult, Rules},
 };
 use crate::{
-    app::AppState,
     db::tenant::{begin_tenant, end_read},
     domain::ids::{ImportId, TenantId},
     jobs::{Job, NewJob, queue},
+    state::AppState,
 };
 
 /// The job kind that processes one import (payload `{"import_id": "imp_…"}`).

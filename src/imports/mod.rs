@@ -18,9 +18,9 @@ use utoipa::ToSchema;
 
 use self::rows::{RowInput, RowResult, RowStatus, Rules};
 use crate::{
-    app::AppState,
     db::tenant::begin_tenant,
     domain::{ids::TenantId, money::Currency},
+    state::AppState,
 };
 
 /// Most rows in one JSON request; larger imports are CSV files.

@@ -447,7 +447,7 @@ pub struct Dispatcher {
     client: reqwest::Client,
     settings: Settings,
     worker_id: String,
-    metrics: Arc<crate::http::metrics::HttpMetrics>,
+    metrics: Arc<crate::metrics::Metrics>,
     lanes: Arc<Lanes>,
     wake: Arc<Notify>,
 }
@@ -458,7 +458,7 @@ impl Dispatcher {
         keys: KeyRing,
         settings: Settings,
         worker_id: String,
-        metrics: Arc<crate::http::metrics::HttpMetrics>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Self> {
         let guard = Guard::new(settings.allowed_networks.clone());
         // Resolves through the guard, follows no redirect, ignores proxies (see `ssrf`).

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use payymo::bank::worker;
+use payymo::background;
 use reqwest::{Method, StatusCode, redirect::Policy};
 use serde_json::{Value, json};
 
@@ -50,7 +50,7 @@ async fn sandbox_token(app: &TestApp) -> String {
 
 /// Runs due jobs until none is left (at most `rounds` claims).
 pub async fn drain(app: &TestApp) -> usize {
-    let runner = worker::runner(app.state.clone(), "test-worker".into());
+    let runner = background::runner(app.state.clone(), "test-worker".into());
     let mut total = 0;
     for _ in 0..20 {
         let claimed = runner.run_once().await.unwrap();

@@ -6,6 +6,7 @@
 mod support;
 
 mod access;
+mod architecture;
 mod audit_log;
 mod bank_feeds;
 mod categorization_rules;

@@ -11,8 +11,8 @@ use payymo::{
     http::{
         error::{ApiError, FieldError},
         json::ApiJson,
-        metrics::HttpMetrics,
     },
+    metrics::Metrics,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,7 +58,7 @@ async fn stack_server(config: payymo::config::Config) -> StackServer {
         }),
     );
     let grace = config.shutdown_grace;
-    let router = payymo::http::with_middleware(routes, &config, Arc::new(HttpMetrics::default()));
+    let router = payymo::http::with_middleware(routes, &config, Arc::new(Metrics::default()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();

@@ -11,7 +11,6 @@ use super::{
     parse_filters, parse_sort, with_filters,
 };
 use crate::{
-    app::AppState,
     bank::model::Transaction,
     db::tenant::{begin_tenant, end_read},
     domain::{ids::TenantId, money::Currency, money::format_minor_units},
@@ -19,6 +18,7 @@ use crate::{
         csv::{Cell, CsvWriter, download},
         error::Problem,
     },
+    state::AppState,
     transactions::query::{self, Filters, Position, Sort},
 };
 

@@ -16,9 +16,9 @@ use super::{
     TransactionsRead, parse_filters, with_filters,
 };
 use crate::{
-    app::AppState,
     db::tenant::{begin_tenant, end_read},
     http::{error::Problem, json::ApiJson},
+    state::AppState,
 };
 
 with_filters! {

@@ -213,7 +213,7 @@ pub struct TestApp {
     pub db: PgPool,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
-    pub state: payymo::app::AppState,
+    pub state: payymo::state::AppState,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     /// Where the panic record stood when the server started (see [`panics`]).
     panic_mark: usize,

@@ -7,14 +7,41 @@ use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
 
+pub mod platform;
+
+pub use platform::{
+    AdminNewMember, Via, add_member_as_platform, create_api_key_as_platform, create_tenant_as_platform,
+};
+
 use crate::{
     auth::{Environment, Plan, keys, password},
     domain::{
         ids::{ApiKeyId, TenantId, UserId},
         scope::{Role, Scope, Scopes},
+        validation::FieldError,
     },
-    http::error::{ApiError, ErrorCode, FieldError},
 };
+
+/// Why a tenancy operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    /// The input breaks a rule; each entry names the field.
+    #[error("invalid input: {0:?}")]
+    Invalid(Vec<FieldError>),
+    /// The change conflicts with what exists (the user is already a member).
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl TenancyError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+}
 
 /// A tenant, as the admin API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, FromRow)]
@@ -41,10 +68,10 @@ pub struct NewTenant {
     pub time_zone: Option<String>,
 }
 
-pub async fn create_tenant(conn: &mut PgConnection, new: NewTenant) -> Result<Tenant, ApiError> {
+pub async fn create_tenant(conn: &mut PgConnection, new: NewTenant) -> Result<Tenant, TenancyError> {
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid_field("name", "must be 1 to 200 characters"));
+        return Err(TenancyError::invalid("name", "must be 1 to 200 characters"));
     }
     let time_zone = new.time_zone.unwrap_or_else(|| "UTC".to_owned());
     let known: bool = sqlx::query_scalar("select exists(select 1 from pg_timezone_names where name = $1)")
@@ -52,7 +79,7 @@ pub async fn create_tenant(conn: &mut PgConnection, new: NewTenant) -> Result<Te
         .fetch_one(&mut *conn)
         .await?;
     if !known {
-        return Err(ApiError::invalid_field("time_zone", "is not an IANA time zone name such as Europe/London"));
+        return Err(TenancyError::invalid("time_zone", "is not an IANA time zone name such as Europe/London"));
     }
     let tenant = sqlx::query_as(
         "insert into tenants (id, name, environment, plan, time_zone) values ($1, $2, $3, $4, $5)
@@ -91,10 +118,10 @@ pub async fn ensure_user(
     email: &str,
     name: Option<&str>,
     password: Option<String>,
-) -> Result<User, ApiError> {
+) -> Result<User, TenancyError> {
     let email = email.trim();
     if !(3..=320).contains(&email.len()) || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
-        return Err(ApiError::invalid_field("email", "must be an email address"));
+        return Err(TenancyError::invalid("email", "must be an email address"));
     }
     let existing: Option<User> =
         sqlx::query_as("select id, email, name, created_at from users where lower(email) = lower($1)")
@@ -104,7 +131,7 @@ pub async fn ensure_user(
     if let Some(user) = existing {
         return Ok(user);
     }
-    let password = password.ok_or_else(|| ApiError::invalid_field("password", "is required to create a new user"))?;
+    let password = password.ok_or_else(|| TenancyError::invalid("password", "is required to create a new user"))?;
     check_password(&password)?;
     let hash = password::hash(password).await?;
     let user = sqlx::query_as(
@@ -121,10 +148,10 @@ pub async fn ensure_user(
     Ok(user)
 }
 
-pub fn check_password(password: &str) -> Result<(), ApiError> {
+pub fn check_password(password: &str) -> Result<(), TenancyError> {
     let length = password.chars().count();
     if length < password::MIN_LENGTH || password.len() > password::MAX_LENGTH {
-        return Err(ApiError::invalid_field(
+        return Err(TenancyError::invalid(
             "password",
             format!(
                 "must be at least {} characters (and at most {} bytes)",
@@ -137,7 +164,12 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
 }
 
 /// Adds `user` to the tenant bound to `conn` with `role`; a conflict if already a member.
-pub async fn add_member(conn: &mut PgConnection, tenant: &TenantId, user: &str, role: Role) -> Result<(), ApiError> {
+pub async fn add_member(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    user: &str,
+    role: Role,
+) -> Result<(), TenancyError> {
     let inserted =
         sqlx::query("insert into memberships (tenant_id, user_id, role) values ($1, $2, $3) on conflict do nothing")
             .bind(tenant.as_str())
@@ -147,9 +179,20 @@ pub async fn add_member(conn: &mut PgConnection, tenant: &TenantId, user: &str, 
             .await?
             .rows_affected();
     if inserted == 0 {
-        return Err(ApiError::new(ErrorCode::Conflict, "this user is already a member of the tenant"));
+        return Err(TenancyError::Conflict("this user is already a member of the tenant"));
     }
     Ok(())
+}
+
+/// A user's membership of this tenant.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Member {
+    #[schema(example = "usr_0192f3c4d5e6478fa1b2c3d4e5f60718")]
+    pub user_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
 }
 
 /// An API key as listed: everything but the secret.
@@ -193,7 +236,7 @@ impl KeySpec {
         scopes: &[String],
         expires_at: Option<DateTime<Utc>>,
         networks: &[String],
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, TenancyError> {
         let mut errors = Vec::new();
         let label = label.trim();
         if label.is_empty() || label.chars().count() > 100 {
@@ -227,7 +270,7 @@ impl KeySpec {
             }
         }
         if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
+            return Err(TenancyError::Invalid(errors));
         }
         Ok(Self { label: label.to_owned(), scopes: parsed, expires_at, allowed_networks })
     }
@@ -274,7 +317,7 @@ mod tests {
             &["10.0.0.0/33".into()],
         )
         .unwrap_err();
-        let ApiError::Problem { errors, .. } = err else { panic!() };
+        let TenancyError::Invalid(errors) = err else { panic!() };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["label", "scopes", "expires_at", "allowed_networks[0]"]);
 

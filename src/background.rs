@@ -1,33 +1,26 @@
-//! The bank feeds' background work: the job handlers, and the periodic scheduling that queues
-//! syncs for accounts that are due and sweeps consents that expire.
+//! The application's background work, in one place: every job kind with its handler, the
+//! periodic tasks, and the loop that runs them on each instance.
 //!
-//! Scheduling runs on every instance but happens once per period: each instance's ticker tries to
-//! move the task's `next_run_at` forward in `periodic_tasks`, and only the one whose update
-//! succeeds queues the work. Syncs are queued with a dedup key per account, so even two
-//! schedulers could not queue the same account twice.
+//! Periodic tasks run on every instance but happen once per period: each instance's ticker tries
+//! to move the task's `next_run_at` forward in `periodic_tasks`, and only the one whose update
+//! succeeds queues the work.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{connections, sync};
 use crate::{
-    app::AppState,
-    domain::ids::TenantId,
+    bank,
     jobs::{Job, NewJob, Runner, queue},
+    state::AppState,
 };
 
-/// The job kind that queues due syncs and sweeps expiry.
-pub const SCHEDULE_JOB: &str = "bank.schedule";
-/// How often scheduling runs (fleet-wide).
-pub const SCHEDULE_PERIOD: Duration = Duration::from_secs(60);
-
-/// A runner with the bank feeds' handlers (and the transactions' background work: categorisation runs).
+/// A job runner with the handler of every job kind the application queues.
 pub fn runner(state: AppState, worker_id: String) -> Runner {
     let sync_state = state.clone();
     let rules_db = state.db.clone();
     Runner::new(state.db.clone(), worker_id)
-        .register(sync::SYNC_JOB, move |job: Job| {
+        .register(bank::sync::SYNC_JOB, move |job: Job| {
             let state = sync_state.clone();
             async move {
                 let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("a sync job needs a tenant"))?;
@@ -35,7 +28,7 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                     .as_str()
                     .ok_or_else(|| anyhow::anyhow!("a sync job needs payload.account_id"))?
                     .to_owned();
-                sync::run(&state, &tenant, &account).await.map(drop)
+                bank::sync::run(&state, &tenant, &account).await.map(drop)
             }
         })
         .register(crate::transactions::rule_runs::APPLY_JOB, move |job: Job| {
@@ -74,34 +67,10 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                 }
             }
         })
-        .register(SCHEDULE_JOB, move |_job: Job| {
+        .register(bank::schedule::SCHEDULE_JOB, move |_job: Job| {
             let state = state.clone();
-            async move { schedule(&state).await }
+            async move { bank::schedule::schedule(&state).await }
         })
-}
-
-/// Queues a sync for each linked account not synced within the sync interval, then sweeps
-/// expiring and expired consents.
-pub async fn schedule(state: &AppState) -> anyhow::Result<()> {
-    let mut platform = crate::db::tenant::begin_platform(&state.db).await?;
-    let due: Vec<(String, String)> = sqlx::query_as(
-        "select a.tenant_id, a.id from bank_accounts a
-         join bank_connections c on c.tenant_id = a.tenant_id and c.id = a.connection_id
-         where c.status = 'linked'
-           and (a.last_synced_at is null or a.last_synced_at < now() - make_interval(secs => $1))
-         order by a.last_synced_at nulls first limit 5000",
-    )
-    .bind(state.config.sync_interval.as_secs_f64())
-    .fetch_all(&mut *platform)
-    .await?;
-    crate::db::tenant::end_read(platform);
-    for (tenant, account) in &due {
-        let mut conn = state.db.acquire().await?;
-        sync::enqueue(&mut conn, &TenantId::from_db(tenant.clone()), account).await?;
-    }
-    let swept = connections::sweep_expiry(state).await?;
-    tracing::debug!(queued = due.len(), swept, "bank feeds scheduled");
-    Ok(())
 }
 
 /// Claims the periodic task `name` if its time has come; true for exactly one caller per period.
@@ -123,7 +92,7 @@ pub async fn claim_period(state: &AppState, name: &str, period: Duration) -> Res
 
 /// The periodic tasks, each queued once per period fleet-wide: bank scheduling, event retention.
 const PERIODIC: &[(&str, Duration)] = &[
-    (SCHEDULE_JOB, SCHEDULE_PERIOD),
+    (bank::schedule::SCHEDULE_JOB, bank::schedule::SCHEDULE_PERIOD),
     (crate::webhooks::retention::PRUNE_JOB, crate::webhooks::retention::PRUNE_PERIOD),
 ];
 
