@@ -4,6 +4,12 @@
 
 use std::fmt;
 
+/// An id with a resource prefix, parsed from text that may be anything.
+pub trait PrefixedId: Sized {
+    /// `None` unless `value` is this kind of id.
+    fn parse(value: &str) -> Option<Self>;
+}
+
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -30,6 +36,12 @@ macro_rules! prefixed_id {
             /// Wraps an id read back from the database, which only ever stores valid ids.
             pub fn from_db(value: String) -> Self {
                 Self(value)
+            }
+        }
+
+        impl PrefixedId for $name {
+            fn parse(value: &str) -> Option<Self> {
+                $name::parse(value)
             }
         }
 

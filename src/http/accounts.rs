@@ -1,27 +1,22 @@
 //! Accounts: every account of the tenant, bank feed and manual, and creating manual accounts to
 //! import transactions into.
 
-use axum::{
-    Extension,
-    extract::{Path, State},
-    http::StatusCode,
-    response::IntoResponse,
-};
+use super::path_id::PathId;
+use axum::{Extension, extract::State, http::StatusCode, response::IntoResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
-        ClientIp, Needs,
+        Needs,
         scopes::{TransactionsRead, TransactionsWrite},
     },
     error::{ApiError, FieldError, Problem},
     json::ApiJson,
     pagination::{self, Page},
     query::ApiQuery,
-    request_id::RequestId,
 };
 use crate::{
     auth::Principal,
@@ -215,11 +210,9 @@ async fn get(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<BankAccountId>,
 ) -> Result<ApiJson<BankAccount>, ApiError> {
-    let Some(parsed) = BankAccountId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let account: Option<BankAccount> =
         sqlx::query_as(&format!("select {ACCOUNT_COLUMNS} from bank_accounts where tenant_id = $1 and id = $2"))
@@ -230,7 +223,7 @@ async fn get(
     end_read(tx);
     match account {
         Some(account) => Ok(ApiJson(account)),
-        None => Err(not_found(&state, &principal, Probe::Accounts, &id, ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::Accounts, id)),
     }
 }
 

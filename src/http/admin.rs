@@ -2,8 +2,9 @@
 //! Guarded by `PAYYMO_ADMIN_TOKEN`; without it configured, every admin route answers 404, as if
 //! it did not exist.
 
+use super::path_id::PathId;
 use axum::{
-    extract::{Path, Request, State},
+    extract::{Request, State},
     http::{StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -91,8 +92,7 @@ async fn create_tenant(
     responses((status = 200, body = Tenant), (status = 404, body = Problem, content_type = "application/problem+json")),
     security(("admin_token" = []))
 )]
-async fn get_tenant(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<Tenant>, ApiError> {
-    let id = TenantId::parse(&id).ok_or_else(ApiError::not_found)?;
+async fn get_tenant(State(state): State<AppState>, PathId(id): PathId<TenantId>) -> Result<ApiJson<Tenant>, ApiError> {
     let mut tx = begin_platform(&state.db).await?;
     let tenant = tenancy::find_tenant(&mut tx, &id).await?;
     tx.commit().await?;
@@ -113,7 +113,7 @@ async fn get_tenant(State(state): State<AppState>, Path(id): Path<String>) -> Re
 )]
 async fn add_member(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<TenantId>,
     request_id: RequestId,
     ApiJson(body): ApiJson<AdminNewMember>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -150,7 +150,7 @@ pub struct AdminNewApiKey {
 )]
 async fn create_key(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<TenantId>,
     request_id: RequestId,
     ApiJson(body): ApiJson<AdminNewApiKey>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -165,10 +165,9 @@ async fn create_key(
     Ok((StatusCode::CREATED, ApiJson(ApiKeyWithSecret { key, secret: crate::domain::secret::ShownOnce(secret) })))
 }
 
-async fn load_tenant(state: &AppState, id: &str) -> Result<Tenant, ApiError> {
-    let id = TenantId::parse(id).ok_or_else(ApiError::not_found)?;
+async fn load_tenant(state: &AppState, id: &TenantId) -> Result<Tenant, ApiError> {
     let mut tx = begin_platform(&state.db).await?;
-    let tenant = tenancy::find_tenant(&mut tx, &id).await?;
+    let tenant = tenancy::find_tenant(&mut tx, id).await?;
     tx.commit().await?;
     tenant.ok_or_else(ApiError::not_found)
 }

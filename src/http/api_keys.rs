@@ -1,12 +1,8 @@
 //! API keys for server-to-server use: create (the secret is shown once), list, get, revoke and
 //! rotate. A caller can only grant scopes it holds itself.
 
-use axum::{
-    Extension,
-    extract::{Path, State},
-    http::StatusCode,
-    response::IntoResponse,
-};
+use super::path_id::PathId;
+use axum::{Extension, extract::State, http::StatusCode, response::IntoResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -14,16 +10,15 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
-        ClientIp, Needs,
+        Needs,
         scopes::{ApiKeysRead, ApiKeysWrite},
     },
     error::{ApiError, ErrorCode, Problem},
     json::{ApiJson, OptionalJson},
     pagination::{self, Page, PageParams},
     query::ApiQuery,
-    request_id::RequestId,
 };
 use crate::{
     auth::Principal,
@@ -161,17 +156,14 @@ async fn get(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<ApiKeysRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(id): PathId<ApiKeyId>,
 ) -> Result<ApiJson<ApiKey>, ApiError> {
-    let id = ApiKeyId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let key = fetch(&mut tx, &principal.tenant.id, &id).await?;
     end_read(tx);
     match key {
         Some(key) => Ok(ApiJson(key)),
-        None => Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::ApiKeys, id.as_str())),
     }
 }
 
@@ -191,11 +183,8 @@ async fn revoke(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<ApiKeysWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(id): PathId<ApiKeyId>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = ApiKeyId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let revoked: Option<ApiKey> = sqlx::query_as(&format!(
         "update api_keys set revoked_at = now() where tenant_id = $1 and id = $2 and revoked_at is null
@@ -215,7 +204,7 @@ async fn revoke(
     };
     tx.commit().await?;
     let Some(key) = key else {
-        return Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::ApiKeys, id.as_str()));
     };
     state.auth.forget_cached_credentials();
     Ok((Extension(AuditResource::new("api_key", &key.id)), ApiJson(key)))
@@ -243,12 +232,9 @@ async fn rotate(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<ApiKeysWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(id): PathId<ApiKeyId>,
     OptionalJson(body): OptionalJson<RotateApiKey>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = ApiKeyId::parse(&id).ok_or_else(ApiError::not_found)?;
     let overlap = body.overlap_seconds.unwrap_or(86_400);
     if overlap > 30 * 86_400 {
         return Err(ApiError::invalid_field("overlap_seconds", "must be at most 2592000 (30 days)"));
@@ -262,7 +248,7 @@ async fn rotate(
             .await?;
     let Some(old) = old else {
         drop(tx);
-        return Err(not_found(&state, &principal, Probe::ApiKeys, id.as_str(), ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::ApiKeys, id.as_str()));
     };
     if old.revoked_at.is_some() || old.rotated_to.is_some() {
         return Err(ApiError::new(

@@ -11,7 +11,7 @@ use axum::{
     response::Response,
 };
 
-use super::{auth::ClientIp, error::ApiError, request_id::RequestId};
+use super::{auth::ClientIp, request_id::RequestId};
 use crate::{
     audit::{self, Outcome},
     auth::Principal,
@@ -33,22 +33,27 @@ impl AuditResource {
 }
 
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !matches!(*request.method(), Method::POST | Method::PATCH | Method::PUT | Method::DELETE) {
-        return next.run(request).await;
-    }
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
         return next.run(request).await;
     };
+    let ip = request.extensions().get::<ClientIp>().map(|ip| ip.0.to_string());
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
+    if !matches!(*request.method(), Method::POST | Method::PATCH | Method::PUT | Method::DELETE) {
+        let response = next.run(request).await;
+        let probe = response.extensions().get::<CrossTenantProbe>().cloned();
+        record_probe(&state, &principal, probe, &ip, &request_id).await;
+        return response;
+    }
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
     let action = format!("{} {}", request.method(), route);
-    let ip = request.extensions().get::<ClientIp>().map(|ip| ip.0.to_string());
-    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
 
     // Idempotency runs inside, so a replayed response is audited as the call it answers.
     let response = super::idempotency::middleware(State(state.clone()), request, next).await;
+    let probe = response.extensions().get::<CrossTenantProbe>().cloned();
+    record_probe(&state, &principal, probe, &ip, &request_id).await;
     let status = response.status();
     let resource = response.extensions().get::<AuditResource>().cloned();
     let outcome = match status.as_u16() {
@@ -73,6 +78,14 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
         tracing::error!(%error, "could not write the audit log entry for a mutating call");
     }
     response
+}
+
+/// The id a 404 answered, put on the response by [`ApiError::not_found_in`], so the middleware
+/// can check whether another tenant owns it.
+#[derive(Debug, Clone)]
+pub struct CrossTenantProbe {
+    pub probe: Probe,
+    pub id: String,
 }
 
 /// Tenant-owned tables whose ids a caller may name in a path.
@@ -125,17 +138,18 @@ impl Probe {
     }
 }
 
-/// The 404 for an id the caller's tenant does not have. When the id exists in another tenant,
-/// the attempt is recorded in the caller's audit log as a security incident first; the answer is
-/// the same 404 either way, so a caller cannot tell the two apart.
-pub async fn not_found(
+/// When a 404's `probe` names an id that exists in another tenant, records the attempt in the
+/// caller's audit log as a security incident. The answer stays the same 404, so a caller cannot
+/// tell the two apart.
+async fn record_probe(
     state: &AppState,
     principal: &Principal,
-    probe: Probe,
-    id: &str,
-    ip: ClientIp,
-    request_id: &RequestId,
-) -> ApiError {
+    probe: Option<CrossTenantProbe>,
+    ip: &Option<String>,
+    request_id: &Option<String>,
+) {
+    let Some(CrossTenantProbe { probe, id }) = probe else { return };
+    let id = id.as_str();
     let owner: Result<Option<String>, sqlx::Error> = async {
         let mut tx = begin_platform(&state.db).await?;
         let owner = sqlx::query_scalar(probe.sql()).bind(id).fetch_optional(&mut *tx).await?;
@@ -155,8 +169,8 @@ pub async fn not_found(
                 resource_id: Some(id.to_owned()),
                 outcome: Some(Outcome::SecurityIncident),
                 status: Some(404),
-                ip: Some(ip.0.to_string()),
-                request_id: Some(request_id.0.clone()),
+                ip: ip.clone(),
+                request_id: request_id.clone(),
                 detail: serde_json::json!({}),
             };
             if let Err(error) = audit::append(&state.db, &principal.tenant.id, entry).await {
@@ -166,5 +180,4 @@ pub async fn not_found(
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "could not check the owner of a missing resource"),
     }
-    ApiError::not_found()
 }

@@ -1,9 +1,10 @@
 //! Institutions and bank connections: connect a bank account through the GoCardless consent
 //! flow, see its accounts and sync budget, refresh it, delete it.
 
+use super::path_id::PathId;
 use axum::{
     Extension,
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -12,16 +13,15 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
-        ClientIp, Needs,
+        Needs,
         scopes::{BankConnectionsRead, BankConnectionsWrite},
     },
     error::{ApiError, FieldError, Problem},
     json::ApiJson,
     pagination::{self, Page},
     query::ApiQuery,
-    request_id::RequestId,
 };
 use crate::{
     auth::Principal,
@@ -280,17 +280,15 @@ async fn get(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<BankConnectionsRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<BankConnectionId>,
 ) -> Result<ApiJson<BankConnection>, ApiError> {
-    let Some(parsed) = BankConnectionId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let connection = connections::load(&mut tx, &principal.tenant.id, &parsed).await?;
     end_read(tx);
     match connection {
         Some(connection) => Ok(ApiJson(connection)),
-        None => Err(not_found(&state, &principal, Probe::BankConnections, &id, ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::BankConnections, id)),
     }
 }
 
@@ -314,16 +312,14 @@ async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<BankConnectionsWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<BankConnectionId>,
 ) -> Result<Response, ApiError> {
-    let Some(parsed) = BankConnectionId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     match connections::delete(&state, &principal.tenant, &parsed).await? {
         Some(connection) => {
             Ok((Extension(AuditResource::new("bank_connection", &connection.id)), ApiJson(connection)).into_response())
         }
-        None => Err(not_found(&state, &principal, Probe::BankConnections, &id, ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::BankConnections, id)),
     }
 }
 
@@ -350,11 +346,9 @@ async fn refresh(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<BankConnectionsWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<BankConnectionId>,
 ) -> Result<Response, ApiError> {
-    let Some(parsed) = BankConnectionId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     match connections::refresh(&state, &principal.tenant, &parsed).await? {
         Some(connection) => Ok((
             StatusCode::ACCEPTED,
@@ -362,7 +356,7 @@ async fn refresh(
             ApiJson(connection),
         )
             .into_response()),
-        None => Err(not_found(&state, &principal, Probe::BankConnections, &id, ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::BankConnections, id)),
     }
 }
 

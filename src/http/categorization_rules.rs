@@ -1,9 +1,10 @@
 //! Categorisation rules: create, list, get, update and delete a tenant's rules, and apply them
 //! to existing transactions as a job whose progress is readable as a run.
 
+use super::path_id::PathId;
 use axum::{
     Extension,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -13,16 +14,15 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
-        ClientIp, Needs,
+        Needs,
         scopes::{TransactionsRead, TransactionsWrite},
     },
     error::{ApiError, ErrorCode, FieldError, Problem},
     json::{ApiJson, OptionalJson},
     pagination::{self, Page, PageParams},
     query::ApiQuery,
-    request_id::RequestId,
 };
 use crate::{
     auth::Principal,
@@ -338,17 +338,15 @@ async fn get(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<CategorizationRuleId>,
 ) -> Result<ApiJson<CategorizationRule>, ApiError> {
-    let Some(parsed) = CategorizationRuleId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rule = load(&mut tx, &principal.tenant.id, &parsed, false).await?;
     end_read(tx);
     match rule {
         Some(rule) => Ok(ApiJson(rule)),
-        None => Err(not_found(&state, &principal, Probe::CategorizationRules, &id, ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::CategorizationRules, id)),
     }
 }
 
@@ -389,17 +387,15 @@ async fn update(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<CategorizationRuleId>,
     ApiJson(body): ApiJson<UpdateCategorizationRule>,
 ) -> Result<Response, ApiError> {
-    let Some(parsed) = CategorizationRuleId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let Some(current) = load(&mut tx, tenant, &parsed, true).await? else {
         drop(tx);
-        return Err(not_found(&state, &principal, Probe::CategorizationRules, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::CategorizationRules, id));
     };
     let spec = body.apply_to(RuleSpec::from(current))?;
     check(&mut tx, tenant, &spec).await?;
@@ -446,11 +442,9 @@ async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<CategorizationRuleId>,
 ) -> Result<Response, ApiError> {
-    let Some(parsed) = CategorizationRuleId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rule: Option<CategorizationRule> = sqlx::query_as(&format!(
         "delete from categorization_rules where tenant_id = $1 and id = $2 returning {RULE_COLUMNS}"
@@ -461,7 +455,7 @@ async fn delete(
     .await?;
     let Some(rule) = rule else {
         drop(tx);
-        return Err(not_found(&state, &principal, Probe::CategorizationRules, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::CategorizationRules, id));
     };
     tx.commit().await?;
     Ok((Extension(AuditResource::new("categorization_rule", &rule.id)), ApiJson(rule)).into_response())
@@ -540,16 +534,14 @@ async fn get_run(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<CategorizationRuleRunId>,
 ) -> Result<ApiJson<CategorizationRuleRun>, ApiError> {
-    let Some(parsed) = CategorizationRuleRunId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let run = rule_runs::load(&mut tx, &principal.tenant.id, &parsed).await?;
     end_read(tx);
     match run {
         Some(run) => Ok(ApiJson(run)),
-        None => Err(not_found(&state, &principal, Probe::CategorizationRuleRuns, &id, ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::CategorizationRuleRuns, id)),
     }
 }

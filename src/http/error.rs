@@ -298,6 +298,8 @@ pub enum ApiError {
 pub struct Extra {
     pub headers: axum::http::HeaderMap,
     pub required_scope: Option<String>,
+    /// On a 404 for a named id: checked by the audit middleware for a cross-tenant attempt.
+    pub probe: Option<super::audit_trail::CrossTenantProbe>,
 }
 
 impl ApiError {
@@ -316,6 +318,20 @@ impl ApiError {
         let challenge =
             format!("Bearer realm=\"payymo\", error=\"invalid_token\", error_description=\"{}\"", description);
         Self::new(ErrorCode::Unauthenticated, detail).with_header(header::WWW_AUTHENTICATE, &challenge)
+    }
+
+    /// The 404 for `id`, which this tenant does not have. If another tenant owns it, the audit
+    /// middleware records the attempt as a security incident; the answer is the same either way.
+    pub fn not_found_in(probe: super::audit_trail::Probe, id: impl ToString) -> Self {
+        Self::not_found().probing(probe, id)
+    }
+
+    /// This 404, marked as naming `id` of `probe`'s kind (see [`ApiError::not_found_in`]).
+    pub fn probing(mut self, probe: super::audit_trail::Probe, id: impl ToString) -> Self {
+        if let Self::Problem { extra, .. } = &mut self {
+            extra.probe = Some(super::audit_trail::CrossTenantProbe { probe, id: id.to_string() });
+        }
+        self
     }
 
     /// A 403 naming the scope the credential lacks.
@@ -363,7 +379,7 @@ impl ApiError {
     fn into_problem(self) -> (Problem, axum::http::HeaderMap) {
         match self {
             Self::Problem { code, detail, errors, extra } => {
-                let Extra { headers, required_scope } = *extra;
+                let Extra { headers, required_scope, .. } = *extra;
                 (Problem { errors, required_scope, ..Problem::new(code, detail) }, headers)
             }
             Self::Internal(cause) => {
@@ -393,11 +409,18 @@ impl From<sqlx::Error> for ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        let probe = match &mut self {
+            Self::Problem { extra, .. } => extra.probe.take(),
+            Self::Internal(_) => None,
+        };
         let (problem, headers) = self.into_problem();
         let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, headers).into_response();
         response.extensions_mut().insert(problem);
+        if let Some(probe) = probe {
+            response.extensions_mut().insert(probe);
+        }
         response
     }
 }

@@ -1,7 +1,7 @@
 //! The errors every operation can answer, documented from what the operation itself declares,
 //! so the OpenAPI document cannot fall behind the extractors: a JSON body (`ApiJson`) can answer
-//! 400, 413, 415 and 422; query parameters (`ApiQuery`) 422; a path parameter 404, or 400 when
-//! it is not UTF-8; a credential (`authenticate`) 401 and 429, and 403 when a scope is required;
+//! 400, 413, 415 and 422; query parameters (`ApiQuery`) 422; a path id (`PathId`) 404; a
+//! credential (`authenticate`) 401 and 429, and 403 when a scope is required;
 //! a tenant's write (`Idempotency-Key`) 400, 409 and 422. Every operation gets a `default` for
 //! the rest (500, 503). What a handler documents itself is kept.
 
@@ -51,7 +51,6 @@ fn implied(path: &str, method: &str, operation: &Value) -> Vec<(String, String)>
     }
     if parameters.iter().any(|p| p["in"] == "path") {
         add("404", "`not_found`: no such resource in this tenant (a malformed id included)");
-        add("400", "`invalid_request`: a path segment is not valid UTF-8 once percent-decoded");
     }
     let requirements = operation["security"].as_array().map(Vec::as_slice).unwrap_or_default();
     let authenticated = requirements.iter().any(|r| r.as_object().is_some_and(|r| !r.is_empty()));

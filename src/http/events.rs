@@ -1,9 +1,10 @@
 //! Events: what happened, newest first. Integrations poll this (Zapier's sample list is
 //! `GET /api/v1/events?type=…&limit=3`) and webhooks deliver the same objects.
 
+use super::path_id::PathId;
 use axum::{
     Extension,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -13,16 +14,15 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
-        ClientIp, Needs,
+        Needs,
         scopes::{WebhooksRead, WebhooksWrite},
     },
     error::{ApiError, ErrorCode, Problem},
     json::{ApiJson, OptionalJson},
     pagination::{self, Page},
     query::ApiQuery,
-    request_id::RequestId,
     webhook_endpoints::DeliveryParams,
 };
 use crate::{
@@ -134,11 +134,8 @@ async fn get(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(id): PathId<EventId>,
 ) -> Result<ApiJson<Event>, ApiError> {
-    let id = EventId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let event: Option<Event> =
         sqlx::query_as(&format!("select {EVENT_COLUMNS} from events where tenant_id = $1 and id = $2"))
@@ -149,29 +146,21 @@ async fn get(
     end_read(tx);
     match event {
         Some(event) => Ok(ApiJson(event)),
-        None => Err(not_found(&state, &principal, Probe::Events, id.as_str(), ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::Events, id.as_str())),
     }
 }
 
 /// The event `id` names, or the 404 (recorded as a probe when another tenant has it).
-async fn load_event(
-    state: &AppState,
-    principal: &Principal,
-    tx: &mut sqlx::PgConnection,
-    id: &str,
-    ip: ClientIp,
-    request_id: &RequestId,
-) -> Result<Event, ApiError> {
-    let Some(parsed) = EventId::parse(id) else { return Err(ApiError::not_found()) };
+async fn load_event(principal: &Principal, tx: &mut sqlx::PgConnection, id: &EventId) -> Result<Event, ApiError> {
     let event: Option<Event> =
         sqlx::query_as(&format!("select {EVENT_COLUMNS} from events where tenant_id = $1 and id = $2"))
             .bind(principal.tenant.id.as_str())
-            .bind(parsed.as_str())
+            .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
     match event {
         Some(event) => Ok(event),
-        None => Err(not_found(state, principal, Probe::Events, id, ip, request_id).await),
+        None => Err(ApiError::not_found_in(Probe::Events, id)),
     }
 }
 
@@ -195,15 +184,13 @@ async fn list_deliveries(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(id): PathId<EventId>,
     ApiQuery(params): ApiQuery<DeliveryParams>,
 ) -> Result<ApiJson<Page<WebhookDelivery>>, ApiError> {
     let cursors = pagination::Cursors::of(&state).await?;
     let (mut filter, limit) = params.filter(&cursors)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    let event = load_event(&state, &principal, &mut tx, &id, ip, &request_id).await?;
+    let event = load_event(&principal, &mut tx, &id).await?;
     filter.event = Some(EventId::from_db(event.id));
     let rows = deliveries::list(&mut tx, &principal.tenant.id, &filter, i64::from(limit) + 1).await?;
     end_read(tx);
@@ -249,14 +236,12 @@ async fn redeliver(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(id): PathId<EventId>,
     OptionalJson(body): OptionalJson<Redeliver>,
 ) -> Result<Response, ApiError> {
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
-    let event = load_event(&state, &principal, &mut tx, &id, ip, &request_id).await?;
+    let event = load_event(&principal, &mut tx, &id).await?;
     let targets: Vec<String> = match &body.endpoint_id {
         Some(endpoint_id) => {
             let endpoint = match WebhookEndpointId::parse(endpoint_id) {

@@ -2,10 +2,11 @@
 //! CSV file (stored and processed by a job), and `/transactions/imports/{id}` shows a CSV
 //! import's progress and its per-row results.
 
+use super::path_id::PathId;
 use axum::{
     Extension,
     body::Bytes,
-    extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State, multipart::MultipartError},
+    extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State, multipart::MultipartError},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -15,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
         ClientIp, Needs,
         scopes::{TransactionsRead, TransactionsWrite},
@@ -222,8 +223,8 @@ async fn import(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsWrite>,
-    ip: ClientIp,
-    request_id: RequestId,
+    _ip: ClientIp,
+    _request_id: RequestId,
     body: ImportBody,
 ) -> Result<Response, ApiError> {
     match body {
@@ -237,15 +238,14 @@ async fn import(
                     ),
                 ));
             }
-            let account = manual_account(&state, &principal, &body.account_id, "account_id", ip, &request_id).await?;
+            let account = manual_account(&state, &principal, &body.account_id, "account_id").await?;
             let inputs = body.rows.into_iter().enumerate().map(|(i, row)| row.into_input(i)).collect();
             let report = imports::import_now(&state, &principal.tenant.id, &account, inputs).await?;
             Ok((Extension(AuditResource::new("bank_account", &account.id)), ApiJson(report)).into_response())
         }
         ImportBody::Csv(multipart) => {
             let (options, file) = read_upload(multipart).await?;
-            let account =
-                manual_account(&state, &principal, &options.account_id, "options.account_id", ip, &request_id).await?;
+            let account = manual_account(&state, &principal, &options.account_id, "options.account_id").await?;
             let text = csv_file::text(&file).map_err(ApiError::validation)?;
             let layout = Layout::check(&options, text).map_err(ApiError::validation)?;
             let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
@@ -309,14 +309,7 @@ fn upload_error(error: MultipartError) -> ApiError {
 
 /// The manual account an import names: 404 when the tenant has none with that id (audited when
 /// another tenant has it), 409 for a bank-feed account.
-async fn manual_account(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    field: &str,
-    ip: ClientIp,
-    request_id: &RequestId,
-) -> Result<Account, ApiError> {
+async fn manual_account(state: &AppState, principal: &Principal, id: &str, field: &str) -> Result<Account, ApiError> {
     let Some(parsed) = BankAccountId::parse(id) else {
         return Err(ApiError::invalid_field(field, "is not an account id (ba_…)"));
     };
@@ -333,8 +326,8 @@ async fn manual_account(
             ),
         )),
         Target::Missing => {
-            not_found(state, principal, Probe::Accounts, id, ip, request_id).await;
-            Err(ApiError::new(ErrorCode::NotFound, format!("{field}: no such account {id}")))
+            Err(ApiError::new(ErrorCode::NotFound, format!("{field}: no such account {id}"))
+                .probing(Probe::Accounts, id))
         }
     }
 }
@@ -355,17 +348,15 @@ async fn get(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<ImportId>,
 ) -> Result<ApiJson<Import>, ApiError> {
-    let Some(parsed) = ImportId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let import = job::load(&mut tx, &principal.tenant.id, &parsed).await?;
     end_read(tx);
     match import {
         Some(import) => Ok(ApiJson(import)),
-        None => Err(not_found(&state, &principal, Probe::Imports, &id, ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::Imports, id)),
     }
 }
 
@@ -414,15 +405,13 @@ async fn rows(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsRead>,
-    Path(id): Path<String>,
+    PathId(parsed): PathId<ImportId>,
     ApiQuery(f): ApiQuery<RowFilters>,
-    ip: ClientIp,
-    request_id: RequestId,
 ) -> Result<ApiJson<Page<RowResult>>, ApiError> {
     let status = f.status.as_deref().and_then(RowStatus::parse);
     let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(f.limit);
-    let Some(parsed) = ImportId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     // The cursor names its import and filter, so it cannot continue another list.
     let list = format!("{id}|{}|", f.status.as_deref().unwrap_or("all"));
     let after = cursors
@@ -430,7 +419,7 @@ async fn rows(
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     if job::load(&mut tx, &principal.tenant.id, &parsed).await?.is_none() {
         end_read(tx);
-        return Err(not_found(&state, &principal, Probe::Imports, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::Imports, id));
     }
     let results = job::results(&mut tx, &principal.tenant.id, &parsed, status, after, i64::from(limit) + 1).await?;
     end_read(tx);

@@ -1,12 +1,8 @@
 //! Members: the users of a tenant and their roles. Owners and admins manage them; only an owner
 //! can make or unmake an owner, and the last owner cannot be removed or demoted.
 
-use axum::{
-    Extension,
-    extract::{Path, State},
-    http::StatusCode,
-    response::IntoResponse,
-};
+use super::path_id::PathId;
+use axum::{Extension, extract::State, http::StatusCode, response::IntoResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::{FromRow, PgConnection};
@@ -14,16 +10,15 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
-        ClientIp, Needs,
+        Needs,
         scopes::{MembersRead, MembersWrite},
     },
     error::{ApiError, ErrorCode, Problem},
     json::ApiJson,
     pagination::{self, Page, PageParams},
     query::ApiQuery,
-    request_id::RequestId,
 };
 use crate::{
     auth::{Actor, Principal},
@@ -164,16 +159,13 @@ async fn update(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<MembersWrite>,
-    Path(user_id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(user): PathId<UserId>,
     ApiJson(body): ApiJson<UpdateMember>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = UserId::parse(&user_id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let Some(current) = fetch(&mut tx, &principal.tenant.id, user.as_str()).await? else {
         drop(tx);
-        return Err(not_found(&state, &principal, Probe::Memberships, user.as_str(), ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::Memberships, user.as_str()));
     };
     only_owners_touch_owners(&principal, current.role)?;
     only_owners_touch_owners(&principal, body.role)?;
@@ -218,15 +210,12 @@ async fn remove(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<MembersWrite>,
-    Path(user_id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(user): PathId<UserId>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = UserId::parse(&user_id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let Some(current) = fetch(&mut tx, &principal.tenant.id, user.as_str()).await? else {
         drop(tx);
-        return Err(not_found(&state, &principal, Probe::Memberships, user.as_str(), ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::Memberships, user.as_str()));
     };
     only_owners_touch_owners(&principal, current.role)?;
     if current.role == Role::Owner {

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod openapi;
 pub mod pagination;
+pub mod path_id;
 pub mod problem;
 pub mod provider_credentials;
 pub mod provider_errors;

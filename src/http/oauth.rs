@@ -3,9 +3,10 @@
 //! (`{error, error_description}`) because that is what OAuth client libraries parse. Clients are
 //! managed under `/oauth_clients` (the secret is shown once).
 
+use super::path_id::PathId;
 use axum::{
     Extension,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -17,9 +18,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
-        ClientIp, Needs,
+        Needs,
         scopes::{ApiKeysRead, ApiKeysWrite},
     },
     error::{ApiError, Problem},
@@ -27,7 +28,6 @@ use super::{
     pagination::{self, Page, PageParams},
     problem::KeepErrorBody,
     query::ApiQuery,
-    request_id::RequestId,
 };
 use crate::{
     auth::Principal,
@@ -380,17 +380,14 @@ async fn get_client(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<ApiKeysRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(id): PathId<OAuthClientId>,
 ) -> Result<ApiJson<OAuthClient>, ApiError> {
-    let id = OAuthClientId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let client = fetch_client(&mut tx, &principal.tenant.id, &id).await?;
     tx.commit().await?;
     match client {
         Some(client) => Ok(ApiJson(client)),
-        None => Err(not_found(&state, &principal, Probe::OAuthClients, id.as_str(), ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::OAuthClients, id.as_str())),
     }
 }
 
@@ -410,11 +407,8 @@ async fn revoke_client(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<ApiKeysWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(id): PathId<OAuthClientId>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = OAuthClientId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let revoked: Option<OAuthClient> = sqlx::query_as(&format!(
         "update oauth_clients set revoked_at = now() where tenant_id = $1 and id = $2 and revoked_at is null
@@ -433,7 +427,7 @@ async fn revoke_client(
     };
     tx.commit().await?;
     let Some(client) = client else {
-        return Err(not_found(&state, &principal, Probe::OAuthClients, id.as_str(), ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::OAuthClients, id.as_str()));
     };
     state.auth.forget_cached_credentials();
     Ok((Extension(AuditResource::new("oauth_client", &client.id)), ApiJson(client)))

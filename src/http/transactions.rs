@@ -2,12 +2,10 @@
 //! statistics per currency, and a streamed CSV export. Filters are parsed here once and turned
 //! into SQL by [`crate::transactions::query`], so every endpoint covers the same rows.
 
+use super::path_id::PathId;
 use std::collections::BTreeMap;
 
-use axum::{
-    Extension,
-    extract::{Path, State},
-};
+use axum::{Extension, extract::State};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -15,16 +13,15 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
-        ClientIp, Needs,
+        Needs,
         scopes::{TransactionsRead, TransactionsWrite},
     },
     error::{ApiError, FieldError, Problem},
     json::ApiJson,
     pagination::{self, Page},
     query::{ApiQuery, QueryParams},
-    request_id::RequestId,
 };
 use crate::{
     auth::Principal,
@@ -440,17 +437,15 @@ async fn get(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<TransactionId>,
 ) -> Result<ApiJson<Transaction>, ApiError> {
-    let Some(parsed) = TransactionId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let transaction = load(&mut tx, &principal.tenant.id, &parsed, false).await?;
     end_read(tx);
     match transaction {
         Some(transaction) => Ok(ApiJson(transaction)),
-        None => Err(not_found(&state, &principal, Probe::Transactions, &id, ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::Transactions, id)),
     }
 }
 
@@ -592,17 +587,15 @@ async fn update(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<TransactionId>,
     ApiJson(body): ApiJson<UpdateTransaction>,
 ) -> Result<(Extension<AuditResource>, ApiJson<Transaction>), ApiError> {
-    let Some(parsed) = TransactionId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let Some(current) = load(&mut tx, tenant, &parsed, true).await? else {
         drop(tx);
-        return Err(not_found(&state, &principal, Probe::Transactions, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::Transactions, id));
     };
     let changes = apply_update(&current, body)?;
     let audit = Extension(AuditResource::new("transaction", &current.id));

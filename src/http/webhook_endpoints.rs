@@ -1,11 +1,12 @@
 //! Webhook endpoints: register where events go, rotate signing secrets, send a test ping, and
 //! inspect or re-send deliveries.
 
+use super::path_id::PathId;
 use std::collections::BTreeMap;
 
 use axum::{
     Extension,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -16,16 +17,15 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    audit_trail::{AuditResource, Probe, not_found},
+    audit_trail::{AuditResource, Probe},
     auth::{
-        ClientIp, Needs,
+        Needs,
         scopes::{WebhooksRead, WebhooksWrite},
     },
     error::{ApiError, ErrorCode, FieldError, Problem},
     json::{ApiJson, OptionalJson, merge_metadata},
     pagination::{self, Page, PageParams},
     query::ApiQuery,
-    request_id::RequestId,
 };
 use crate::{
     auth::{Environment, Principal},
@@ -231,10 +231,6 @@ async fn list(
 }
 
 /// The 404 for an endpoint id this tenant does not have.
-async fn missing(state: &AppState, principal: &Principal, id: &str, ip: ClientIp, request_id: &RequestId) -> ApiError {
-    not_found(state, principal, Probe::WebhookEndpoints, id, ip, request_id).await
-}
-
 /// Get a webhook endpoint
 #[utoipa::path(
     get,
@@ -248,17 +244,15 @@ async fn get(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<WebhookEndpointId>,
 ) -> Result<ApiJson<WebhookEndpoint>, ApiError> {
-    let Some(parsed) = WebhookEndpointId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let endpoint = endpoints::load(&mut tx, &principal.tenant.id, &parsed, false).await?;
     end_read(tx);
     match endpoint {
         Some(endpoint) => Ok(ApiJson(endpoint)),
-        None => Err(missing(&state, &principal, &id, ip, &request_id).await),
+        None => Err(ApiError::not_found_in(Probe::WebhookEndpoints, id)),
     }
 }
 
@@ -285,12 +279,10 @@ async fn update(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<WebhookEndpointId>,
     ApiJson(body): ApiJson<UpdateWebhookEndpoint>,
 ) -> Result<Response, ApiError> {
-    let Some(parsed) = WebhookEndpointId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut errors = Vec::new();
     if let Some(url) = &body.url {
         check_url(&state, &principal, url, &mut errors).await;
@@ -301,7 +293,7 @@ async fn update(
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let Some(current) = endpoints::load(&mut tx, tenant, &parsed, true).await? else {
         drop(tx);
-        return Err(missing(&state, &principal, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::WebhookEndpoints, id));
     };
     let metadata = body.metadata.map(|changes| merge_metadata(&current.metadata.0, changes, &mut errors));
     if !errors.is_empty() {
@@ -362,11 +354,9 @@ async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<WebhookEndpointId>,
 ) -> Result<Response, ApiError> {
-    let Some(parsed) = WebhookEndpointId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let endpoint: Option<WebhookEndpoint> = sqlx::query_as(&format!(
         "delete from webhook_endpoints where tenant_id = $1 and id = $2 returning {ENDPOINT_COLUMNS}"
@@ -377,7 +367,7 @@ async fn delete(
     .await?;
     let Some(endpoint) = endpoint else {
         drop(tx);
-        return Err(missing(&state, &principal, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::WebhookEndpoints, id));
     };
     tx.commit().await?;
     Ok((Extension(AuditResource::new("webhook_endpoint", &endpoint.id)), ApiJson(endpoint)).into_response())
@@ -415,12 +405,10 @@ async fn rotate_secret(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<WebhookEndpointId>,
     OptionalJson(body): OptionalJson<RotateWebhookSecret>,
 ) -> Result<Response, ApiError> {
-    let Some(parsed) = WebhookEndpointId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let overlap = body.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
     if overlap > MAX_OVERLAP_SECONDS {
         return Err(ApiError::invalid_field("overlap_seconds", "must be from 0 to 604800 (7 days)"));
@@ -444,7 +432,7 @@ async fn rotate_secret(
     .await?;
     let Some(endpoint) = endpoint else {
         drop(tx);
-        return Err(missing(&state, &principal, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::WebhookEndpoints, id));
     };
     tx.commit().await?;
     let audit = AuditResource::new("webhook_endpoint", &endpoint.id);
@@ -473,16 +461,14 @@ async fn test(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<WebhookEndpointId>,
 ) -> Result<Response, ApiError> {
-    let Some(parsed) = WebhookEndpointId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let Some(endpoint) = endpoints::load(&mut tx, tenant, &parsed, false).await? else {
         drop(tx);
-        return Err(missing(&state, &principal, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::WebhookEndpoints, id));
     };
     if !endpoint.enabled {
         return Err(ApiError::new(ErrorCode::Conflict, "the endpoint is disabled; enable it to send it a test event"));
@@ -573,19 +559,17 @@ async fn list_deliveries(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksRead>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<WebhookEndpointId>,
     ApiQuery(params): ApiQuery<DeliveryParams>,
 ) -> Result<ApiJson<Page<WebhookDelivery>>, ApiError> {
-    let Some(parsed) = WebhookEndpointId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let cursors = pagination::Cursors::of(&state).await?;
     let (mut filter, limit) = params.filter(&cursors)?;
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
     if endpoints::load(&mut tx, tenant, &parsed, false).await?.is_none() {
         drop(tx);
-        return Err(missing(&state, &principal, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::WebhookEndpoints, id));
     }
     filter.endpoint = Some(parsed);
     let rows = deliveries::list(&mut tx, tenant, &filter, i64::from(limit) + 1).await?;
@@ -634,12 +618,10 @@ async fn recover(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<WebhooksWrite>,
-    Path(id): Path<String>,
-    ip: ClientIp,
-    request_id: RequestId,
+    PathId(parsed): PathId<WebhookEndpointId>,
     ApiJson(body): ApiJson<RecoverWebhookEndpoint>,
 ) -> Result<Response, ApiError> {
-    let Some(parsed) = WebhookEndpointId::parse(&id) else { return Err(ApiError::not_found()) };
+    let id = parsed.as_str();
     let until = body.until.unwrap_or_else(Utc::now);
     if body.since >= until {
         return Err(ApiError::invalid_field("since", "must be before until (default: now)"));
@@ -648,7 +630,7 @@ async fn recover(
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let Some(endpoint) = endpoints::load(&mut tx, tenant, &parsed, true).await? else {
         drop(tx);
-        return Err(missing(&state, &principal, &id, ip, &request_id).await);
+        return Err(ApiError::not_found_in(Probe::WebhookEndpoints, id));
     };
     if !endpoint.enabled {
         return Err(ApiError::new(ErrorCode::Conflict, "the endpoint is disabled; enable it before recovering"));

@@ -6,11 +6,16 @@
 
 use std::collections::BTreeMap;
 
-use payymo::domain::ids::{ApiKeyId, EventId, OAuthClientId, UserId};
+use payymo::domain::ids::{ApiKeyId, OAuthClientId, UserId};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, problem, tenants::TestTenant};
+use crate::support::{
+    TestApp,
+    ids::{collection, placeholder_id},
+    problem,
+    tenants::TestTenant,
+};
 
 fn spec() -> Value {
     serde_json::from_str(&payymo::http::openapi::spec_json()).unwrap()
@@ -29,12 +34,6 @@ fn operations(spec: &Value) -> Vec<(Method, String, Value)> {
         }
     }
     ops
-}
-
-/// The collection an id path belongs to: `/api/v1/api_keys/{id}/revoke` → `api_keys`,
-/// `/api/v1/categorization_rules/runs/{id}` → `categorization_rules/runs`.
-fn collection(path: &str) -> &str {
-    path.trim_start_matches("/api/v1/").split("/{").next().unwrap()
 }
 
 /// Substitutes the path's single `{param}` with `id`.
@@ -245,23 +244,6 @@ async fn a_missing_or_malformed_id_is_the_same_404() {
 fn declared_scope(op: &Value) -> Option<String> {
     let requirement = op["security"].as_array()?.first()?.as_object()?;
     requirement.values().next()?.as_array()?.first()?.as_str().map(str::to_owned)
-}
-
-fn placeholder_id(path: &str) -> String {
-    match collection(path) {
-        "api_keys" => ApiKeyId::generate().to_string(),
-        "oauth_clients" => OAuthClientId::generate().to_string(),
-        "members" => UserId::generate().to_string(),
-        "events" => EventId::generate().to_string(),
-        "bank_connections" => payymo::domain::ids::BankConnectionId::generate().to_string(),
-        "transactions" => payymo::domain::ids::TransactionId::generate().to_string(),
-        "categorization_rules" => payymo::domain::ids::CategorizationRuleId::generate().to_string(),
-        "categorization_rules/runs" => payymo::domain::ids::CategorizationRuleRunId::generate().to_string(),
-        "accounts" => payymo::domain::ids::BankAccountId::generate().to_string(),
-        "transactions/imports" => payymo::domain::ids::ImportId::generate().to_string(),
-        "webhook_endpoints" => payymo::domain::ids::WebhookEndpointId::generate().to_string(),
-        other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
-    }
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
-use crate::support::{TestApp, TestCluster, test_config};
+use crate::support::{TestApp, TestCluster, ids::placeholder_id, test_config};
 
 const ADMIN_TOKEN: &str = "hostile-input-admin-token-0123456789";
 /// Replaced by a lone surrogate escape in the JSON text, which serde_json cannot write itself.
@@ -244,7 +244,7 @@ async fn hostile_strings_in_every_field_and_parameter_are_4xx_problems_never_5xx
         for (method, op) in item.as_object().unwrap() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let oauth = template == "/api/v1/oauth/token";
-            let path = fill_path(template, "nonexistent");
+            let path = filled(template);
             let parameters = op["parameters"].as_array().cloned().unwrap_or_default();
             probe.documented = op["responses"].as_object().unwrap().keys().cloned().collect();
 
@@ -255,7 +255,7 @@ async fn hostile_strings_in_every_field_and_parameter_are_4xx_problems_never_5xx
                     match parameter["in"].as_str() {
                         Some("path") => {
                             let path = template.replace(&format!("{{{name}}}"), &hostile.encoded());
-                            let path = fill_path(&path, "nonexistent");
+                            let path = fill_path(&path, "unused");
                             probe.check(what, probe.request(&method, &path), None, oauth).await;
                         }
                         Some("query") => {
@@ -333,7 +333,7 @@ async fn every_list_names_every_bad_parameter_at_once() {
             continue;
         }
         lists += 1;
-        let path = format!("{}?bogus=1&also_bogus=2&limit=0", fill_path(template, "nonexistent"));
+        let path = format!("{}?bogus=1&also_bogus=2&limit=0", filled(template));
         let response = app.as_key(Method::GET, &path, &tenant.key).send().await.unwrap();
         let body = crate::support::problem(response, 422, "validation_failed").await;
         let fields: Vec<&str> =
@@ -355,6 +355,11 @@ async fn every_list_names_every_bad_parameter_at_once() {
     let body = crate::support::problem(response, 422, "validation_failed").await;
     let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["bogus", "also_bogus", "limit", "booking_date_from"]);
+}
+
+/// `path` with its `{param}` filled with a well-formed id that exists nowhere.
+fn filled(path: &str) -> String {
+    if path.contains('{') { fill_path(path, &placeholder_id(path)) } else { path.to_owned() }
 }
 
 /// Every `{param}` left in `path` filled with `value`.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod db_proxy;
+pub mod ids;
 pub mod panics;
 pub mod process;
 pub mod receiver;
