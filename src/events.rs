@@ -55,6 +55,12 @@ pub struct Event {
 pub const EVENT_COLUMNS: &str = "id, event_type, occurred_at, tenant_id, data";
 
 /// Records an event inside the transaction (bound to `tenant`) that makes the change.
+/// The JSON of an event's `data`. A value that does not serialize is an error, never a silently
+/// empty payload.
+pub fn payload(data: impl Serialize) -> Result<serde_json::Value, sqlx::Error> {
+    serde_json::to_value(data).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
 pub async fn record(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -62,7 +68,7 @@ pub async fn record(
     data: impl Serialize,
 ) -> Result<Event, sqlx::Error> {
     debug_assert!(EVENT_TYPES.contains(&event_type), "{event_type} is not in EVENT_TYPES");
-    let data = serde_json::to_value(data).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let data = payload(data)?;
     sqlx::query_as(&format!(
         "insert into events (tenant_id, id, event_type, data) values ($1, $2, $3, $4) returning {EVENT_COLUMNS}"
     ))

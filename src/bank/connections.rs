@@ -398,9 +398,12 @@ async fn link(
     Ok(())
 }
 
-/// Balances in our shape; entries that do not convert exactly are dropped (and logged).
-pub fn balances_of(balances: &[crate::providers::gocardless::types::Balance]) -> serde_json::Value {
-    let converted: Vec<super::model::Balance> = balances
+/// Balances in our shape, to bind as `jsonb`; entries that do not convert exactly are dropped
+/// (and logged).
+pub fn balances_of(
+    balances: &[crate::providers::gocardless::types::Balance],
+) -> sqlx::types::Json<Vec<super::model::Balance>> {
+    let converted = balances
         .iter()
         .filter_map(|b| {
             let currency = Currency::parse(&b.balance_amount.currency)?;
@@ -415,7 +418,7 @@ pub fn balances_of(balances: &[crate::providers::gocardless::types::Balance]) ->
             })
         })
         .collect();
-    serde_json::to_value(converted).unwrap_or_default()
+    sqlx::types::Json(converted)
 }
 
 /// Records `event_type` with the connection as it now is.

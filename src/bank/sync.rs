@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::{
     budget::{self, Endpoint},
@@ -57,6 +57,7 @@ pub struct SyncReport {
 }
 
 /// The account as the sync needs it.
+#[derive(sqlx::FromRow)]
 struct AccountRow {
     provider_account_id: String,
     connection_id: String,
@@ -71,21 +72,15 @@ pub async fn run(state: &AppState, tenant_id: &TenantId, account_id: &str) -> an
         return Ok(SyncReport { skipped: Some("tenant gone"), ..SyncReport::default() });
     };
     let mut tx = begin_tenant(&state.db, tenant_id).await?;
-    let account: Option<AccountRow> = sqlx::query(
-        "select a.provider_account_id, a.connection_id, c.status, a.last_booked_date
+    let account: Option<AccountRow> = sqlx::query_as(
+        "select a.provider_account_id, a.connection_id, c.status as connection_status, a.last_booked_date
          from bank_accounts a join bank_connections c on c.tenant_id = a.tenant_id and c.id = a.connection_id
          where a.tenant_id = $1 and a.id = $2",
     )
     .bind(tenant_id.as_str())
     .bind(account_id)
     .fetch_optional(&mut *tx)
-    .await?
-    .map(|row| AccountRow {
-        provider_account_id: row.get(0),
-        connection_id: row.get(1),
-        connection_status: row.get(2),
-        last_booked_date: row.get(3),
-    });
+    .await?;
     let Some(account) = account else {
         return Ok(SyncReport { skipped: Some("account gone"), ..SyncReport::default() });
     };
@@ -212,7 +207,7 @@ struct Target<'a> {
 }
 
 /// A stored row as the sync compares it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 struct Stored {
     id: String,
     key: String,
@@ -237,8 +232,8 @@ async fn apply(
 ) -> Result<(), sqlx::Error> {
     let now: DateTime<Utc> = sqlx::query_scalar("select now()").fetch_one(&mut *tx).await?;
     let keys: Vec<&str> = incoming.iter().map(|i| i.key.as_str()).collect();
-    let stored: Vec<Stored> = sqlx::query(
-        "select id, provider_transaction_id, bank_transaction_id, status, amount, currency, booking_date,
+    let stored: Vec<Stored> = sqlx::query_as(
+        "select id, provider_transaction_id as key, bank_transaction_id, status, amount, currency, booking_date,
                 value_date, description, counterparty_name, reference
          from transactions
          where tenant_id = $1 and account_id = $2 and (provider_transaction_id = any($3) or status = 'pending')
@@ -248,22 +243,7 @@ async fn apply(
     .bind(target.account_id)
     .bind(&keys)
     .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|row| Stored {
-        id: row.get(0),
-        key: row.get(1),
-        bank_transaction_id: row.get(2),
-        status: row.get(3),
-        amount: row.get(4),
-        currency: row.get(5),
-        booking_date: row.get(6),
-        value_date: row.get(7),
-        description: row.get(8),
-        counterparty_name: row.get(9),
-        reference: row.get(10),
-    })
-    .collect();
+    .await?;
     let mut by_key: HashMap<String, Stored> = stored.iter().map(|s| (s.key.clone(), s.clone())).collect();
     let incoming_keys: std::collections::HashSet<&str> = keys.iter().copied().collect();
     // Pending rows not re-sent under their own key: candidates to have been booked.
@@ -481,10 +461,8 @@ async fn insert(
             .iter()
             .zip(&categories)
             .filter(|((id, _), _)| written.contains(id.as_str()))
-            .map(|((id, entry), category)| {
-                serde_json::to_value(api_view(id, target, entry, *category, now, now)).unwrap_or_default()
-            })
-            .collect();
+            .map(|((id, entry), category)| events::payload(api_view(id, target, entry, *category, now, now)))
+            .collect::<Result<_, _>>()?;
         report.created += payloads.len();
         events::record_many(tx, target.tenant, "transaction.created", payloads).await?;
     }
@@ -522,7 +500,7 @@ async fn update(
     .bind(&entry.reference)
     .fetch_one(&mut *tx)
     .await?;
-    let mut data = serde_json::to_value(transaction).unwrap_or_default();
+    let mut data = events::payload(transaction)?;
     data["previous_attributes"] = previous_attributes(existing, entry);
     events::record(tx, target.tenant, "transaction.updated", data).await?;
     Ok(())
@@ -543,7 +521,7 @@ async fn cancel(
     .bind(&gone.id)
     .fetch_one(&mut *tx)
     .await?;
-    let mut data = serde_json::to_value(Transaction { updated_at: now, ..transaction }).unwrap_or_default();
+    let mut data = events::payload(Transaction { updated_at: now, ..transaction })?;
     data["previous_attributes"] = json!({ "status": "pending" });
     events::record(tx, target.tenant, "transaction.updated", data).await?;
     Ok(())

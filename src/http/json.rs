@@ -63,10 +63,9 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 const BODY_CAPACITY: usize = 4096;
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
-    /// serde_json writes a value in many small pieces. Into a `Vec` each is a plain copy; axum's
-    /// `Json` writes them through a `BytesMut` writer that starts at 128 bytes, and on a page of
-    /// 50 transactions `BytesMut::put_slice` and the copies of its regrowth took 11% of the
-    /// server's samples (bench finding).
+    /// serde_json writes a value in many small pieces. Into a `Vec` reserved up front each is a
+    /// plain copy; axum's `Json` writes them through a `BytesMut` writer that starts at 128 bytes
+    /// and regrows, which costs a list page noticeably (see bench/README.md).
     fn into_response(self) -> Response {
         let mut body = Vec::with_capacity(BODY_CAPACITY);
         match serde_json::to_writer(&mut body, &self.0) {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::{
     Account,
@@ -19,6 +19,7 @@ use crate::{
 };
 
 /// A stored imported row, as compared with an incoming one.
+#[derive(sqlx::FromRow)]
 struct Stored {
     id: String,
     amount: i64,
@@ -27,6 +28,13 @@ struct Stored {
     description: Option<String>,
     counterparty_name: Option<String>,
     reference: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredByExternalId {
+    external_id: String,
+    #[sqlx(flatten)]
+    stored: Stored,
 }
 
 /// Writes `rows` (already checked, external ids distinct) and returns one result per row, in
@@ -65,7 +73,7 @@ pub async fn apply(
 
     // Rows whose external id was imported before: compare, and update those that changed.
     let external_ids: Vec<&str> = known.iter().map(|r| r.external_id.as_str()).collect();
-    let mut stored: HashMap<String, Stored> = sqlx::query(
+    let mut stored: HashMap<String, Stored> = sqlx::query_as::<_, StoredByExternalId>(
         "select t.external_id, t.id, t.amount, t.booking_date, t.value_date, t.description, t.counterparty_name,
                 t.reference
          from transactions t join unnest($3::text[]) as e(external_id) on t.external_id = e.external_id
@@ -80,18 +88,7 @@ pub async fn apply(
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
-    .map(|row| {
-        let stored = Stored {
-            id: row.get(1),
-            amount: row.get(2),
-            booking_date: row.get(3),
-            value_date: row.get(4),
-            description: row.get(5),
-            counterparty_name: row.get(6),
-            reference: row.get(7),
-        };
-        (row.get::<String, _>(0), stored)
-    })
+    .map(|row| (row.external_id, row.stored))
     .collect();
     let mut updates: Vec<(Stored, ValidRow)> = Vec::new();
     for row in known {

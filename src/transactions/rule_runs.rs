@@ -324,11 +324,11 @@ async fn recategorize(
         .into_iter()
         .map(|transaction| {
             let before = previous.remove(&transaction.id).unwrap_or_default();
-            let mut data = serde_json::to_value(transaction).unwrap_or_default();
+            let mut data = events::payload(transaction)?;
             data["previous_attributes"] = before;
-            data
+            Ok(data)
         })
-        .collect();
+        .collect::<Result<_, sqlx::Error>>()?;
     events::record_many(conn, tenant, "transaction.updated", payloads).await?;
     Ok(changed)
 }

@@ -52,18 +52,16 @@ const RECORD_BATCH: usize = 512;
 /// Claimed attempts a lane may hold, as a multiple of the requests it may send at once.
 pub const CLAIM_AHEAD: usize = 16;
 /// The same for an endpoint that answers within [`FAST_ANSWER`]: enough held to keep sending
-/// while a claim and the outcomes' write are on their way (at 16x a fast local receiver left the
-/// lane empty half the time: 7,900 deliveries/s against 11,600/s at 64x; bench finding), and
-/// still sent in seconds, well inside the lease.
+/// while a claim and the outcomes' write are on their way (at [`CLAIM_AHEAD`] a fast receiver's
+/// lane runs empty between claims), and still sent in seconds, well inside the lease.
 pub const CLAIM_AHEAD_FAST: usize = 64;
 /// The average answer time under which an endpoint's lane holds [`CLAIM_AHEAD_FAST`].
 pub const FAST_ANSWER: Duration = Duration::from_millis(100);
 /// The same for an endpoint not heard from yet, or whose last attempt failed: enough to find out.
-/// At [`CLAIM_AHEAD`] a receiver that hangs held a quarter of the dispatcher's
-/// [`Settings::max_in_flight`] waiting behind requests that take the whole timeout, so the
-/// healthy lanes beside it claimed in smaller batches: 0.91 of their rate alone, against 1.04
-/// beside the same endpoints with nothing to send (bench finding). A healthy endpoint's lane grows
-/// to its full size after its first answers.
+/// At [`CLAIM_AHEAD`] a receiver that hangs would hold a quarter of the dispatcher's
+/// [`Settings::max_in_flight`] waiting behind requests that take the whole timeout, and the
+/// healthy lanes beside it would claim in smaller batches and slow down. A healthy endpoint's lane
+/// grows to its full size after its first answers.
 pub const CLAIM_AHEAD_PROBE: usize = 2;
 /// Failed attempts in a row after which an endpoint backs off: no attempt starts for 1 s, then
 /// 2 s, 4 s, … up to [`MAX_BACKOFF`] after each further failure, until one succeeds. Its deliveries
@@ -209,8 +207,7 @@ impl Lane {
 /// The due index keeps an entry for every row a claim moved (its lease) or an outcome took out of
 /// the queue until vacuum removes it, and those entries sit at the front of the endpoint's range,
 /// where each claim used to start: draining a backlog, every claim stepped over every entry the
-/// drain had left so far, so a claim's cost grew with the drain (1,700 index pages per claim
-/// half-way through 100,000; bench finding). A lane's top-ups ([`REFILL_CLAIM`]) start after the
+/// drain had left so far, so a claim's cost grew with the drain. A lane's top-ups ([`REFILL_CLAIM`]) start after the
 /// rows its last claim took instead, for [`RESUME_FOR`] after it. Rows that fall due before that
 /// position (an insert that committed late, a claim another dispatcher rolled back, a lease run
 /// out) are found by the search ([`SEARCH_CLAIM`]), which starts from the front of every queue

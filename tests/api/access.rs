@@ -78,9 +78,9 @@ impl Fixtures {
         let events: Value =
             app.as_key(Method::GET, "/api/v1/events?limit=1", &a.key).send().await.unwrap().json().await.unwrap();
         ids.insert("events", events["data"][0]["id"].as_str().expect("tenant A has an event").to_owned());
-        let connection = crate::bank_feeds::connect(app, a).await;
+        let connection = crate::support::bank::connect(app, a).await;
         ids.insert("bank_connections", connection["id"].as_str().unwrap().to_owned());
-        crate::bank_feeds::drain(app).await;
+        crate::support::bank::drain(app).await;
         let transactions: Value =
             app.as_key(Method::GET, "/api/v1/transactions?limit=1", &a.key).send().await.unwrap().json().await.unwrap();
         ids.insert(

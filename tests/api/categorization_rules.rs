@@ -15,17 +15,12 @@ use payymo::{
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::{
-    bank_feeds::{connect, drain},
-    support::{TestApp, problem, tenants::TestTenant},
+use crate::support::{
+    TestApp,
+    bank::{connect, drain},
+    json_of, problem,
+    tenants::TestTenant,
 };
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let actual = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(actual, status, "{body}");
-    body
-}
 
 async fn create_rule(app: &TestApp, tenant: &TestTenant, body: Value) -> Value {
     json_of(

@@ -8,14 +8,7 @@ use reqwest::{Method, multipart};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::{TestApp, problem, tenants::TestTenant};
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let actual = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(actual, status, "{body}");
-    body
-}
+use crate::support::{TestApp, json_of, problem, tenants::TestTenant};
 
 async fn manual_account(app: &TestApp, tenant: &TestTenant, currency: &str) -> String {
     let response = app
@@ -115,7 +108,7 @@ async fn manual_accounts_are_created_listed_and_read_beside_bank_feed_accounts()
         refused["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["name", "currency", "iban"]);
 
-    let connection = crate::bank_feeds::connect(&app, &tenant).await;
+    let connection = crate::support::bank::connect(&app, &tenant).await;
     let all = json_of(app.as_key(Method::GET, "/api/v1/accounts?limit=100", &writer).send().await.unwrap(), 200).await;
     let kinds: Vec<&str> = all["data"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"manual") && kinds.contains(&"bank_feed"), "{kinds:?}");
@@ -291,7 +284,7 @@ async fn a_request_refused_as_a_whole_writes_nothing() {
     let account = manual_account(&app, &tenant, "EUR").await;
     let others = manual_account(&app, &other, "EUR").await;
     let row = json!({"external_id": "a", "amount": "1", "booking_date": "2026-01-01"});
-    let connection = crate::bank_feeds::connect(&app, &tenant).await;
+    let connection = crate::support::bank::connect(&app, &tenant).await;
     let feed_account = connection["accounts"][0]["id"].as_str().unwrap();
     let db = app.superuser_pool().await;
     let before = counts(&db, &tenant, "transaction.created").await;
@@ -385,7 +378,7 @@ async fn a_csv_file_is_imported_by_a_job_that_reports_progress_and_every_rejecte
     assert_eq!(accepted["account_id"], account.as_str());
     assert_eq!(import_of(&app, &reader, &id).await["status"], "queued");
 
-    crate::bank_feeds::drain(&app).await;
+    crate::support::bank::drain(&app).await;
     let done = import_of(&app, &reader, &id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["processed_rows"], 12_005);
@@ -423,7 +416,7 @@ async fn a_csv_file_is_imported_by_a_job_that_reports_progress_and_every_rejecte
 
     // The same file again: a new import, every row unchanged.
     let again = json_of(upload(&app, &tenant.key, csv.into_bytes(), &options).await, 202).await;
-    crate::bank_feeds::drain(&app).await;
+    crate::support::bank::drain(&app).await;
     let again = import_of(&app, &reader, again["id"].as_str().unwrap()).await;
     assert_eq!(
         (again["unchanged"].as_i64(), again["created"].as_i64(), again["rejected"].as_i64()),
@@ -458,7 +451,7 @@ async fn a_job_killed_after_a_batch_resumes_where_it_stopped() {
     let first = statement(payymo::imports::job::BATCH);
     // A first run that committed one batch, then died: its transactions, results and progress.
     let setup = json_of(upload(&app, &tenant.key, first.into_bytes(), &options).await, 202).await;
-    crate::bank_feeds::drain(&app).await;
+    crate::support::bank::drain(&app).await;
     let full = statement(payymo::imports::job::BATCH + 1_500);
     let resumed = json_of(upload(&app, &tenant.key, full.into_bytes(), &options).await, 202).await;
     let id = resumed["id"].as_str().unwrap();
@@ -479,7 +472,7 @@ async fn a_job_killed_after_a_batch_resumes_where_it_stopped() {
     .await
     .unwrap();
 
-    crate::bank_feeds::drain(&app).await;
+    crate::support::bank::drain(&app).await;
     let done = import_of(&app, &tenant.key, id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["processed_rows"], payymo::imports::job::BATCH + 1_500);
@@ -556,7 +549,7 @@ async fn bad_csv_files_are_refused_as_a_whole_and_write_nothing() {
     let body = problem(response, 413, "payload_too_large").await;
     assert!(body["detail"].as_str().unwrap().contains("larger than"), "{body}");
 
-    let connection = crate::bank_feeds::connect(&app, &tenant).await;
+    let connection = crate::support::bank::connect(&app, &tenant).await;
     let mut feed_options = options.clone();
     feed_options["account_id"] = connection["accounts"][0]["id"].clone();
     problem(upload(&app, &tenant.key, good.clone(), &feed_options).await, 409, "conflict").await;
@@ -594,7 +587,7 @@ async fn bad_csv_rows_are_rejected_with_their_reasons() {
     let accepted =
         json_of(upload(&app, &tenant.key, file.as_bytes().to_vec(), &basic_options(&account)).await, 202).await;
     let id = accepted["id"].as_str().unwrap();
-    crate::bank_feeds::drain(&app).await;
+    crate::support::bank::drain(&app).await;
     let done = import_of(&app, &tenant.key, id).await;
     assert_eq!((done["created"].as_i64(), done["rejected"].as_i64()), (Some(2), Some(14)), "{done}");
     let rejected = row_results(&app, &tenant.key, id, "rejected").await;

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{TestApp, TestCluster, problem, tenants::TestTenant, test_config};
+use crate::support::{TestApp, TestCluster, json_of, problem, tenants::TestTenant, test_config};
 
 /// A simulator standing in for the live GoCardless API.
 struct LiveProvider {
@@ -53,13 +53,6 @@ impl Drop for LiveProvider {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let actual = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(actual, status, "{body}");
-    body
 }
 
 async fn credentials(app: &TestApp, tenant: &TestTenant, method: Method, body: Option<Value>) -> reqwest::Response {

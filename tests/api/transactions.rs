@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::{
-    bank_feeds::{all_transactions, connect, control, drain, json_of},
-    support::{TestApp, problem, tenants::TestTenant},
+use crate::support::{
+    TestApp,
+    bank::{all_transactions, connect, control, drain},
+    json_of, problem,
+    tenants::TestTenant,
 };
 
 /// A tenant with a linked sandbox bank, synced, plus a few transactions with known text.

@@ -239,7 +239,10 @@ impl GoCardless {
         path: &str,
         body: Option<impl Serialize>,
     ) -> Result<Answer<T>, ProviderError> {
-        let body = body.map(|b| serde_json::to_value(b).unwrap_or_default());
+        let body = body
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| ProviderError::Malformed(format!("the request body does not serialize: {e}")))?;
         let mut renewed = false;
         let mut attempt = 0;
         loop {

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod bank;
 pub mod db_proxy;
 pub mod ids;
 pub mod panics;
@@ -319,6 +320,14 @@ impl TestApp {
 /// An HTTP client that never goes through a proxy from the environment.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// Reads a JSON body, asserting the status (the body is shown when it differs).
+pub async fn json_of(response: reqwest::Response, status: u16) -> serde_json::Value {
+    let actual = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    assert_eq!(actual, status, "{body}");
+    body
 }
 
 /// Reads a problem+json body, asserting the content type and the fields every problem carries.
