@@ -133,21 +133,15 @@ pub async fn results(
     .await
 }
 
-/// The job handler. When the last attempt fails, the import is marked `failed` with the reason.
+/// The job handler. When its last attempt fails, [`abandon`] marks the import `failed` with the
+/// reason.
 pub async fn handle(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("an import job needs a tenant"))?;
     let id = job.payload["import_id"]
         .as_str()
         .and_then(ImportId::parse)
         .ok_or_else(|| anyhow::anyhow!("an import job needs payload.import_id"))?;
-    let outcome = run(state, &tenant, &id).await;
-    if let Err(error) = &outcome
-        && job.attempts >= job.max_attempts
-    {
-        finish(state, &tenant, &id, Some(&format!("the import stopped after {} attempts: {error:#}", job.attempts)))
-            .await?;
-    }
-    outcome
+    run(state, &tenant, &id).await
 }
 
 /// The stored state a run starts from.
@@ -309,17 +303,15 @@ async fn finish(state: &AppState, tenant: &TenantId, id: &ImportId, error: Optio
     Ok(())
 }
 
-/// The dead-job handler: an import whose job died (its last attempt failed or its worker stopped)
-/// is marked `failed`, so it never shows `running` forever.
+/// The dead-job handler, the one place an import is marked `failed`: its job died (its last
+/// attempt failed, or its worker stopped), so it never shows `running` forever.
 pub async fn abandon(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("an import job needs a tenant"))?;
     let Some(id) = job.payload["import_id"].as_str().and_then(ImportId::parse) else { return Ok(()) };
-    let reason = job.status.eq("dead").then_some("the import's worker stopped during its last attempt");
-    finish(
-        state,
-        &tenant,
-        &id,
-        Some(reason.unwrap_or("the import failed repeatedly on our side; import the file again")),
-    )
-    .await
+    let reason = match (job.status.as_str(), &job.last_error) {
+        ("dead", _) => "the import's worker stopped during its last attempt".to_owned(),
+        (_, Some(error)) => format!("the import stopped after {} attempts: {error}", job.attempts),
+        (_, None) => "the import failed repeatedly on our side; import the file again".to_owned(),
+    };
+    finish(state, &tenant, &id, Some(&reason)).await
 }

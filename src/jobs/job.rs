@@ -38,6 +38,8 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     /// `running` for a claimed job; `dead` for one a claim declared dead instead.
     pub status: String,
+    /// Why its last attempt failed, when one did: what a dead-job handler can tell the user.
+    pub last_error: Option<String>,
 }
 
 impl FromRow<'_, PgRow> for Job {
@@ -54,6 +56,7 @@ impl FromRow<'_, PgRow> for Job {
             locked_until: row.try_get::<Option<DateTime<Utc>>, _>("locked_until")?.unwrap_or_default(),
             created_at: row.try_get("created_at")?,
             status: row.try_get("status")?,
+            last_error: row.try_get("last_error").unwrap_or(None),
         })
     }
 }

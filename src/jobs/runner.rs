@@ -166,7 +166,10 @@ impl Runner {
             }
         };
         match recorded {
-            Ok(true) if outcome.is_err() && job.attempts >= job.max_attempts => self.bury(job.clone()).await,
+            Ok(true) if job.attempts >= job.max_attempts && outcome.is_err() => {
+                let last_error = outcome.err();
+                self.bury(Job { last_error, ..job.clone() }).await
+            }
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(job = %job.id, "job outcome not recorded: its lease expired and it was claimed again")

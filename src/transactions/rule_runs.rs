@@ -100,36 +100,19 @@ pub async fn load(
         .await
 }
 
-/// The job handler: runs the run to its end. On the job's last attempt, a failure marks the run
-/// `failed` (with the reason) before the job is declared dead.
+/// The job handler: runs the run to its end. When its last attempt fails, [`abandon`] marks the
+/// run `failed`.
 pub async fn handle(db: &PgPool, job: Job) -> anyhow::Result<()> {
     let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("a categorisation run needs a tenant"))?;
     let run_id = job.payload["run_id"]
         .as_str()
         .and_then(CategorizationRuleRunId::parse)
         .ok_or_else(|| anyhow::anyhow!("a categorisation run job needs payload.run_id"))?;
-    match run(db, &tenant, &run_id).await {
-        Ok(()) => Ok(()),
-        Err(error) if job.attempts >= job.max_attempts => {
-            let mut tx = begin_tenant(db, &tenant).await?;
-            sqlx::query(
-                "update categorization_rule_runs set status = 'failed', error = $3, finished_at = now()
-                 where tenant_id = $1 and id = $2 and status in ('queued', 'running')",
-            )
-            .bind(tenant.as_str())
-            .bind(run_id.as_str())
-            .bind("the run failed repeatedly on our side; start a new one")
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Err(error)
-        }
-        Err(error) => Err(error),
-    }
+    run(db, &tenant, &run_id).await
 }
 
-/// The dead-job handler: a run whose job died (its last attempt failed or its worker stopped) is
-/// marked `failed`, so it never shows `running` forever.
+/// The dead-job handler, the one place a run is marked `failed`: its job died (its last attempt
+/// failed, or its worker stopped), so it never shows `running` forever.
 pub async fn abandon(db: &PgPool, job: &Job) -> anyhow::Result<()> {
     let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("a categorisation run needs a tenant"))?;
     let Some(run_id) = job.payload["run_id"].as_str().and_then(CategorizationRuleRunId::parse) else { return Ok(()) };
@@ -140,7 +123,11 @@ pub async fn abandon(db: &PgPool, job: &Job) -> anyhow::Result<()> {
     )
     .bind(tenant.as_str())
     .bind(run_id.as_str())
-    .bind("the run stopped on our side before it finished; start a new one")
+    .bind(if job.status == "dead" {
+        "the run stopped on our side before it finished; start a new one"
+    } else {
+        "the run failed repeatedly on our side; start a new one"
+    })
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
