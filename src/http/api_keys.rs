@@ -29,8 +29,14 @@ use crate::{
     },
     events,
     state::AppState,
-    tenancy::{API_KEY_COLUMNS, ApiKey, KeySpec, create_api_key},
+    tenancy::{
+        API_KEY_COLUMNS, ApiKey, KeySpec, create_api_key,
+        revocation::{self, Revocable},
+    },
 };
+
+/// API keys as [`revocation`] revokes them.
+const API_KEYS: Revocable = Revocable { table: "api_keys", columns: API_KEY_COLUMNS, event: "api_key.revoked" };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -186,22 +192,7 @@ async fn revoke(
     PathId(id): PathId<ApiKeyId>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    let revoked: Option<ApiKey> = sqlx::query_as(&format!(
-        "update api_keys set revoked_at = now() where tenant_id = $1 and id = $2 and revoked_at is null
-         returning {API_KEY_COLUMNS}"
-    ))
-    .bind(principal.tenant.id.as_str())
-    .bind(id.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let key = match revoked {
-        Some(key) => {
-            events::record(&mut tx, &principal.tenant.id, "api_key.revoked", &key).await?;
-            Some(key)
-        }
-        // Already revoked (nothing changes, nothing to announce), or not this tenant's.
-        None => fetch(&mut tx, &principal.tenant.id, &id).await?,
-    };
+    let key: Option<ApiKey> = revocation::revoke(&mut tx, &principal.tenant.id, id.as_str(), &API_KEYS).await?;
     tx.commit().await?;
     let Some(key) = key else {
         return Err(ApiError::not_found_in(Probe::ApiKeys, id.as_str()));

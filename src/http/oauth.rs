@@ -39,6 +39,7 @@ use crate::{
     },
     events,
     state::AppState,
+    tenancy::revocation::{self, Revocable},
 };
 
 /// Public: the token endpoint.
@@ -268,6 +269,10 @@ pub struct OAuthClient {
 
 const CLIENT_COLUMNS: &str = "id, name, scopes, revoked_at, last_used_at, created_at";
 
+/// OAuth clients as [`revocation`] revokes them.
+const OAUTH_CLIENTS: Revocable =
+    Revocable { table: "oauth_clients", columns: CLIENT_COLUMNS, event: "oauth_client.revoked" };
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OAuthClientWithSecret {
     #[serde(flatten)]
@@ -410,21 +415,8 @@ async fn revoke_client(
     PathId(id): PathId<OAuthClientId>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    let revoked: Option<OAuthClient> = sqlx::query_as(&format!(
-        "update oauth_clients set revoked_at = now() where tenant_id = $1 and id = $2 and revoked_at is null
-         returning {CLIENT_COLUMNS}"
-    ))
-    .bind(principal.tenant.id.as_str())
-    .bind(id.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let client = match revoked {
-        Some(client) => {
-            events::record(&mut tx, &principal.tenant.id, "oauth_client.revoked", &client).await?;
-            Some(client)
-        }
-        None => fetch_client(&mut tx, &principal.tenant.id, &id).await?,
-    };
+    let client: Option<OAuthClient> =
+        revocation::revoke(&mut tx, &principal.tenant.id, id.as_str(), &OAUTH_CLIENTS).await?;
     tx.commit().await?;
     let Some(client) = client else {
         return Err(ApiError::not_found_in(Probe::OAuthClients, id.as_str()));

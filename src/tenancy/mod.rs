@@ -8,6 +8,7 @@ use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
 
 pub mod platform;
+pub mod revocation;
 
 pub use platform::{
     AdminNewMember, Via, add_member_as_platform, create_api_key_as_platform, create_tenant_as_platform,
