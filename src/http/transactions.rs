@@ -48,7 +48,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// `credit` or `debit`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DirectionParam {
     Credit,
@@ -56,7 +56,7 @@ pub enum DirectionParam {
 }
 
 /// `pending`, `booked` or `cancelled`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusParam {
     Pending,
@@ -64,8 +64,18 @@ pub enum StatusParam {
     Cancelled,
 }
 
+impl StatusParam {
+    fn as_str(self) -> &'static str {
+        match self {
+            StatusParam::Pending => "pending",
+            StatusParam::Booked => "booked",
+            StatusParam::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// `unmatched`, `matched` or `partially_matched`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchStatusParam {
     Unmatched,
@@ -73,9 +83,19 @@ pub enum MatchStatusParam {
     PartiallyMatched,
 }
 
+impl MatchStatusParam {
+    fn as_str(self) -> &'static str {
+        match self {
+            MatchStatusParam::Unmatched => "unmatched",
+            MatchStatusParam::Matched => "matched",
+            MatchStatusParam::PartiallyMatched => "partially_matched",
+        }
+    }
+}
+
 /// The sort orders: `-booking_date` (newest first, the default), `booking_date`, `-amount`
 /// (largest first), `amount`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 pub enum SortParam {
     #[serde(rename = "-booking_date")]
     BookingDateDesc,
@@ -118,12 +138,9 @@ macro_rules! with_filters {
             #[param(value_type = Option<String>, pattern = "^[A-Za-z]{3}$")]
             pub currency: Option<String>,
             /// `credit` (money in, amount ≥ 0) or `debit` (money out).
-            #[param(value_type = Option<DirectionParam>)]
-            pub direction: Option<String>,
-            #[param(value_type = Option<StatusParam>)]
-            pub status: Option<String>,
-            #[param(value_type = Option<MatchStatusParam>)]
-            pub match_status: Option<String>,
+            pub direction: Option<DirectionParam>,
+            pub status: Option<StatusParam>,
+            pub match_status: Option<MatchStatusParam>,
             /// A category, or `uncategorized` for transactions without one.
             pub category: Option<String>,
             /// Only transactions from this bank connection (`bc_…`).
@@ -151,9 +168,9 @@ macro_rules! with_filters {
                     amount_min: self.amount_min.as_deref(),
                     amount_max: self.amount_max.as_deref(),
                     currency: self.currency.as_deref(),
-                    direction: self.direction.as_deref(),
-                    status: self.status.as_deref(),
-                    match_status: self.match_status.as_deref(),
+                    direction: self.direction,
+                    status: self.status,
+                    match_status: self.match_status,
                     category: self.category.as_deref(),
                     bank_connection_id: self.bank_connection_id.as_deref(),
                     account_id: self.account_id.as_deref(),
@@ -169,8 +186,7 @@ pub(crate) use with_filters;
 with_filters! {
     pub struct ListParams {
         /// `-booking_date` (default), `booking_date`, `-amount` or `amount`; ties by id.
-        #[param(value_type = Option<SortParam>)]
-        pub sort: Option<String>,
+        pub sort: Option<SortParam>,
         /// Page size, 1 to 100 (default 25).
         #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
         pub limit: Option<pagination::Limit>,
@@ -181,7 +197,7 @@ with_filters! {
 
 impl QueryParams for ListParams {
     fn problems(&self) -> Vec<FieldError> {
-        field_errors([self.filters().map(drop), parse_sort(self.sort.as_deref()).map(drop)])
+        field_errors([self.filters().map(drop)])
     }
 }
 
@@ -206,9 +222,9 @@ struct RawFilters<'a> {
     amount_min: Option<&'a str>,
     amount_max: Option<&'a str>,
     currency: Option<&'a str>,
-    direction: Option<&'a str>,
-    status: Option<&'a str>,
-    match_status: Option<&'a str>,
+    direction: Option<DirectionParam>,
+    status: Option<StatusParam>,
+    match_status: Option<MatchStatusParam>,
     category: Option<&'a str>,
     bank_connection_id: Option<&'a str>,
     account_id: Option<&'a str>,
@@ -278,26 +294,12 @@ fn parse_filters(raw: &RawFilters<'_>) -> Result<Filters, ApiError> {
         }
         parsed
     });
-    let direction = match raw.direction {
-        None => None,
-        Some("credit") => Some(Direction::Credit),
-        Some("debit") => Some(Direction::Debit),
-        Some(_) => {
-            bad("direction", "must be credit or debit".into());
-            None
-        }
-    };
-    let mut one_of = |field: &str, value: Option<&str>, allowed: &[&str]| -> Option<String> {
-        let value = value?;
-        if allowed.contains(&value) {
-            Some(value.to_owned())
-        } else {
-            bad(field, format!("must be one of {}", allowed.join(", ")));
-            None
-        }
-    };
-    let status = one_of("status", raw.status, &["pending", "booked", "cancelled"]);
-    let match_status = one_of("match_status", raw.match_status, &["unmatched", "matched", "partially_matched"]);
+    let direction = raw.direction.map(|d| match d {
+        DirectionParam::Credit => Direction::Credit,
+        DirectionParam::Debit => Direction::Debit,
+    });
+    let status = raw.status.map(|s| s.as_str().to_owned());
+    let match_status = raw.match_status.map(|s| s.as_str().to_owned());
     let category = match raw.category.map(str::trim) {
         None => None,
         Some("uncategorized") => Some(Category::Uncategorized),
@@ -360,11 +362,14 @@ fn parse_filters(raw: &RawFilters<'_>) -> Result<Filters, ApiError> {
     })
 }
 
-fn parse_sort(sort: Option<&str>) -> Result<Sort, ApiError> {
+/// The order `sort` names, or the default.
+fn sort_of(sort: Option<SortParam>) -> Sort {
     match sort {
-        None => Ok(Sort::default()),
-        Some(name) => Sort::parse(name)
-            .ok_or_else(|| ApiError::invalid_field("sort", format!("must be one of {}", Sort::NAMES.join(", ")))),
+        None => Sort::default(),
+        Some(SortParam::BookingDateDesc) => Sort::DateDesc,
+        Some(SortParam::BookingDateAsc) => Sort::DateAsc,
+        Some(SortParam::AmountDesc) => Sort::AmountDesc,
+        Some(SortParam::AmountAsc) => Sort::AmountAsc,
     }
 }
 
@@ -397,7 +402,7 @@ async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<Page<Transaction>>, ApiError> {
     let filters = params.filters()?;
-    let sort = parse_sort(params.sort.as_deref())?;
+    let sort = sort_of(params.sort);
     let limit = pagination::limit(params.limit);
     let key = cursor_key(&state).await?;
     let codec = CursorCodec { key: &key };

@@ -68,18 +68,7 @@ pub enum Sort {
 }
 
 impl Sort {
-    pub const NAMES: &[&str] = &["-booking_date", "booking_date", "-amount", "amount"];
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "-booking_date" => Some(Sort::DateDesc),
-            "booking_date" => Some(Sort::DateAsc),
-            "-amount" => Some(Sort::AmountDesc),
-            "amount" => Some(Sort::AmountAsc),
-            _ => None,
-        }
-    }
-
+    /// The name a cursor binds itself to.
     pub fn name(self) -> &'static str {
         match self {
             Sort::DateDesc => "-booking_date",

@@ -8,7 +8,7 @@ use utoipa::IntoParams;
 
 use super::{
     ApiError, ApiQuery, DirectionParam, MatchStatusParam, Needs, Principal, RawFilters, StatusParam, TransactionsRead,
-    parse_filters, parse_sort, with_filters,
+    parse_filters, with_filters,
 };
 use crate::{
     bank::model::Transaction,
@@ -25,14 +25,13 @@ use crate::{
 with_filters! {
     pub struct ExportParams {
         /// `-booking_date` (default), `booking_date`, `-amount` or `amount`.
-        #[param(value_type = Option<super::SortParam>)]
-        pub sort: Option<String>,
+        pub sort: Option<super::SortParam>,
     }
 }
 
 impl super::QueryParams for ExportParams {
     fn problems(&self) -> Vec<super::FieldError> {
-        super::field_errors([self.filters().map(drop), parse_sort(self.sort.as_deref()).map(drop)])
+        super::field_errors([self.filters().map(drop)])
     }
 }
 
@@ -97,7 +96,7 @@ pub(super) async fn export(
     ApiQuery(params): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     let filters = params.filters()?;
-    let sort = parse_sort(params.sort.as_deref())?;
+    let sort = super::sort_of(params.sort);
     let tenant = principal.tenant.id.clone();
     // Fail before the 200 when the database is unreachable, rather than mid-stream.
     end_read(begin_tenant(&state.db, &tenant).await?);
