@@ -5,7 +5,7 @@
 //! a tenant's write (`Idempotency-Key`) 400, 409 and 422. Every operation gets a `default` for
 //! the rest (500, 503). What a handler documents itself is kept.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 fn problem(description: &str) -> Value {
     json!({
@@ -31,12 +31,11 @@ pub fn document(spec: &mut Value) {
 
 /// The statuses `operation` can answer beyond its own, each with what it means.
 fn implied(path: &str, method: &str, operation: &Value) -> Vec<(String, String)> {
-    let mut statuses: Map<String, Value> = Map::new();
-    let mut add = |status: &str, text: &str| {
-        let entry = statuses.entry(status.to_owned()).or_insert_with(|| json!([]));
-        if let Some(texts) = entry.as_array_mut() {
-            texts.push(json!(text));
-        }
+    // Each status once, in the order first added, with every reason for it.
+    let mut statuses: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut add = |status: &'static str, text: &'static str| match statuses.iter_mut().find(|(s, _)| *s == status) {
+        Some((_, texts)) => texts.push(text),
+        None => statuses.push((status, vec![text])),
     };
     let json_body = operation["requestBody"]["content"].get("application/json").is_some();
     if json_body {
@@ -71,13 +70,8 @@ fn implied(path: &str, method: &str, operation: &Value) -> Vec<(String, String)>
             add("422", "`idempotency_key_reused`: this `Idempotency-Key` was used for a different request");
         }
     }
-    let mut implied: Vec<(String, String)> = statuses
-        .into_iter()
-        .map(|(status, texts)| {
-            let texts: Vec<&str> = texts.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            (status, texts.join("; or "))
-        })
-        .collect();
+    let mut implied: Vec<(String, String)> =
+        statuses.into_iter().map(|(status, texts)| (status.to_owned(), texts.join("; or "))).collect();
     implied.push((
         "default".to_owned(),
         "Any other error in the same shape: `internal_error` (500), or a retryable 503 such as `database_unavailable`"

@@ -6,7 +6,7 @@ use std::io::Read;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{TestApp, tenants::TestTenant};
+use crate::support::{TestApp, json_of, tenants::TestTenant};
 
 /// What clients send: browsers and Python's `requests` ask for gzip, curl --compressed for more.
 const ENCODINGS: &[&str] = &["identity", "gzip", "deflate", "br", "zstd", "gzip, deflate, br, zstd"];
@@ -42,18 +42,13 @@ async fn same_bytes_under_every_encoding(app: &TestApp, tenant: &TestTenant, pat
 async fn the_transaction_export_is_whole_under_every_encoding() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
-    let account = app
+    let response = app
         .as_key(Method::POST, "/api/v1/accounts", &tenant.key)
         .json(&json!({"name": "Petty cash", "currency": "EUR"}))
         .send()
         .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .unwrap();
+    let account = json_of(response, 201).await["id"].as_str().unwrap().to_owned();
     // More than the export's page of 5,000 rows, so the body is several chunks.
     let rows = 5_321;
     sqlx::query(

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, problem};
+use crate::support::{TestApp, json_of, problem};
 
 fn create_key(app: &TestApp, key: &str, idempotency_key: &str, label: &str) -> reqwest::RequestBuilder {
     app.as_key(Method::POST, "/api/v1/api_keys", key)
@@ -171,16 +171,18 @@ async fn no_operation_returning_a_secret_stores_it_and_replays_show_it_as_null()
     config.admin_token = Some(secrecy::SecretString::from(ADMIN.to_owned()));
     let app = TestApp::spawn_with(config, crate::support::TestCluster::get().await.fresh_database().await).await;
     let tenant = app.tenant().await;
-    let endpoint: Value = app
-        .as_key(Method::POST, "/api/v1/webhook_endpoints", &tenant.key)
-        .json(&json!({"url": "https://example.com/hooks", "event_types": ["*"]}))
-        .send()
-        .await
+    let endpoint = json_of(
+        app.as_key(Method::POST, "/api/v1/webhook_endpoints", &tenant.key)
+            .json(&json!({"url": "https://example.com/hooks", "event_types": ["*"]}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await["id"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+        .to_owned();
     // (method, path, body, the field holding the secret, whether Idempotency-Key applies)
     let cases: Vec<(&str, String, Value, &str, bool)> = vec![
         ("POST", "/api/v1/api_keys".into(), json!({"label": "a", "scopes": ["*"]}), "secret", true),

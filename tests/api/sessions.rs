@@ -15,6 +15,13 @@ fn short_cache() -> payymo::config::Config {
     config
 }
 
+/// Two instances of the service on one database, each caching credentials for 1 s.
+async fn two_instances() -> (TestApp, TestApp) {
+    let options = TestCluster::get().await.fresh_database().await;
+    let a = TestApp::spawn_with(short_cache(), options.clone()).await;
+    (a, TestApp::spawn_with(short_cache(), options).await)
+}
+
 async fn me_status(app: &TestApp, token: &str) -> u16 {
     app.client.get(app.url("/api/v1/me")).bearer_auth(token).send().await.unwrap().status().as_u16()
 }
@@ -34,9 +41,7 @@ async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn a_reused_refresh_token_revokes_the_access_tokens_of_its_session_on_every_instance() {
-    let options = TestCluster::get().await.fresh_database().await;
-    let a = TestApp::spawn_with(short_cache(), options.clone()).await;
-    let b = TestApp::spawn_with(short_cache(), options).await;
+    let (a, b) = two_instances().await;
     let tenant = a.tenant().await;
     a.user(&tenant, "thief@example.com", Role::Admin).await;
     let first = a.login(&tenant, "thief@example.com").await;
@@ -62,9 +67,7 @@ async fn a_reused_refresh_token_revokes_the_access_tokens_of_its_session_on_ever
 
 #[tokio::test]
 async fn signing_out_revokes_the_sessions_access_tokens() {
-    let options = TestCluster::get().await.fresh_database().await;
-    let a = TestApp::spawn_with(short_cache(), options.clone()).await;
-    let b = TestApp::spawn_with(short_cache(), options).await;
+    let (a, b) = two_instances().await;
     let tenant = a.tenant().await;
     a.user(&tenant, "leaving@example.com", Role::Member).await;
     let session = a.login(&tenant, "leaving@example.com").await;
