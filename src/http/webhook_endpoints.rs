@@ -41,6 +41,7 @@ use crate::{
         endpoints::{
             self, ENDPOINT_COLUMNS, MAX_ENDPOINTS, WebhookEndpoint, WebhookEndpointWithSecret, check_event_types,
         },
+        health,
         signing::SigningSecret,
     },
 };
@@ -304,19 +305,7 @@ async fn update(
              url = coalesce($3, url),
              event_types = coalesce($4, event_types),
              description = case when $5 then $6 else description end,
-             metadata = coalesce($7, metadata),
-             enabled = coalesce($8, enabled),
-             disabled_reason = case when $8 is null then disabled_reason
-                                    when $8 then null
-                                    when enabled then 'disabled through the API'
-                                    else disabled_reason end,
-             disabled_at = case when $8 is null then disabled_at
-                                when $8 then null
-                                when enabled then now()
-                                else disabled_at end,
-             failing_since = case when $8 and not enabled then null else failing_since end,
-             paused_until = case when $8 and not enabled then null else paused_until end,
-             consecutive_failures = case when $8 and not enabled then 0 else consecutive_failures end
+             metadata = coalesce($7, metadata)
          where tenant_id = $1 and id = $2
          returning {ENDPOINT_COLUMNS}"
     ))
@@ -327,13 +316,12 @@ async fn update(
     .bind(body.description.is_some())
     .bind(body.description.flatten())
     .bind(metadata.as_ref().map(sqlx::types::Json))
-    .bind(body.enabled)
     .fetch_one(&mut *tx)
     .await?;
-    if endpoint.enabled && !current.enabled {
-        // Its waiting deliveries are due again: wake the dispatchers.
-        sqlx::query("select pg_notify('payymo_webhooks', '')").execute(&mut *tx).await?;
-    }
+    let endpoint = match body.enabled {
+        Some(enabled) => health::set_enabled(&mut tx, tenant, endpoint, enabled).await?,
+        None => endpoint,
+    };
     tx.commit().await?;
     Ok((Extension(AuditResource::new("webhook_endpoint", &endpoint.id)), ApiJson(endpoint)).into_response())
 }

@@ -5,6 +5,7 @@
 pub mod deliveries;
 pub mod dispatcher;
 pub mod endpoints;
+pub mod health;
 pub mod metrics;
 pub mod retention;
 pub mod signing;

@@ -373,6 +373,21 @@ async fn an_endpoint_failing_for_the_disable_period_is_disabled_with_its_reason(
     let seen = receiver.received().len();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(receiver.received().len(), seen);
+
+    // Enabled again by the tenant, it starts afresh (the one health policy): not failing, not
+    // paused, no reason kept; and the waiting delivery goes out.
+    assert!(disabled["failing_since"].is_string());
+    receiver.answer_always(Reply::Status(200));
+    let path = format!("/api/v1/webhook_endpoints/{id}");
+    let enabled: Value = patch(&app, &tenant.key, &path, json!({"enabled": true})).await.json().await.unwrap();
+    for field in ["disabled_reason", "disabled_at", "failing_since", "paused_until"] {
+        assert_eq!(enabled[field], Value::Null, "{field}: {enabled}");
+    }
+    receiver.wait_for(seen + 1, Duration::from_secs(10)).await;
+    // Asking again for the state it is in changes nothing.
+    let again: Value = patch(&app, &tenant.key, &path, json!({"enabled": true})).await.json().await.unwrap();
+    assert_eq!(again["updated_at"], get(&app, &tenant.key, &path).await["updated_at"]);
+    assert_eq!(again["enabled"], true);
 }
 
 #[tokio::test]
