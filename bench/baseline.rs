@@ -148,8 +148,8 @@ async fn get_key(State(state): State<Arc<KeyState>>, Path(id): Path<String>) -> 
 
 /// `GET /api/v1/transactions` as a bare handler: the filters the benchmark uses (`account_id`,
 /// `booking_date_from`, `booking_date_to`, `direction`, `q`, `limit`) turned into
-/// [`query::Filters`] and run through [`query::page_sql`], the very function payymo's list
-/// endpoint builds its SQL with, so both run the same statement. The answer is payymo's page
+/// [`query::Filters`] and run through [`query::page`], the very function payymo's list
+/// endpoint runs, so both run the same statements. The answer is payymo's page
 /// shape (`data`, `has_more`, `next_cursor`, the cursor signed with [`query::CursorCodec`]), on a
 /// plain pool bound to the tenant at session level as in [`api_key_get`]: no authentication, no
 /// rate limit, no transaction, no middleware. A bad parameter is a bare 400.
@@ -214,8 +214,11 @@ impl ListParams {
 async fn list_transactions(State(state): State<Arc<ListState>>, Query(params): Query<ListParams>) -> Response {
     let Some((filters, limit)) = params.filters() else { return StatusCode::BAD_REQUEST.into_response() };
     let sort = query::Sort::DateDesc;
-    let rows: Result<Vec<Transaction>, sqlx::Error> =
-        query::page_sql(&state.tenant, &filters, sort, None, limit + 1).build_query_as().fetch_all(&state.pool).await;
+    let rows: Result<Vec<Transaction>, sqlx::Error> = async {
+        let mut conn = state.pool.acquire().await?;
+        query::page(&mut conn, &state.tenant, &filters, sort, None, limit + 1).await
+    }
+    .await;
     let mut data = match rows {
         Ok(rows) => rows,
         Err(error) => {
@@ -236,16 +239,23 @@ async fn list_transactions(State(state): State<Arc<ListState>>, Query(params): Q
 
 async fn explain_transactions(State(state): State<Arc<ListState>>, Query(params): Query<ListParams>) -> Response {
     let Some((filters, limit)) = params.filters() else { return StatusCode::BAD_REQUEST.into_response() };
-    let mut page = query::page_sql(&state.tenant, &filters, query::Sort::DateDesc, None, limit + 1);
-    let text = page.sql().to_owned();
-    let sql = format!("explain (analyze, buffers) {text}");
-    let arguments = match page.build().take_arguments() {
-        Ok(arguments) => arguments.unwrap_or_default(),
-        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
-    };
-    let plan: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar_with(&sql, arguments).fetch_all(&state.pool).await;
-    match plan {
-        Ok(lines) => format!("{text}\n{}", lines.join("\n")).into_response(),
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    // A search runs the walk first and the index plan only when the walk found less than a page
+    // (query::page): both plans are shown, each with what it found.
+    let plans =
+        if filters.q.is_some() { vec![query::Plan::Walk, query::Plan::Index] } else { vec![query::Plan::Index] };
+    let mut out = String::new();
+    for plan in plans {
+        let mut page = query::page_sql(&state.tenant, &filters, query::Sort::DateDesc, None, limit + 1, plan);
+        let text = page.sql().to_owned();
+        let sql = format!("explain (analyze, buffers) {text}");
+        let arguments = match page.build().take_arguments() {
+            Ok(arguments) => arguments.unwrap_or_default(),
+            Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+        };
+        match sqlx::query_scalar_with::<_, String, _>(&sql, arguments).fetch_all(&state.pool).await {
+            Ok(lines) => out.push_str(&format!("{plan:?} plan:\n{text}\n{}\n", lines.join("\n"))),
+            Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+        }
     }
+    out.into_response()
 }

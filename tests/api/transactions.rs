@@ -458,3 +458,67 @@ async fn export_streams_every_selected_row_as_safe_csv() {
     )
     .await;
 }
+
+/// A search walks the newest rows first and turns to the trigram index when they hold less than a
+/// page (`query::SEARCH_WALK`): either way every page is the newest matches, in order, and
+/// paging finds every match once: a frequent term (found in the walk), a term found only past the
+/// walk (the index), and one that fills a page partly in the walk and partly past it.
+#[tokio::test]
+async fn a_search_finds_the_newest_matches_within_the_walk_and_past_it() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let response = app
+        .as_key(Method::POST, "/api/v1/accounts", &tenant.key)
+        .json(&json!({"name": "Walked", "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap();
+    let account = json_of(response, 201).await["id"].as_str().unwrap().to_owned();
+    let rows = payymo::transactions::query::SEARCH_WALK + 1_500;
+    // Row n is booked n days after 2000-01-01 (the newest has the largest n). "common" is in every
+    // 7th row; "rarely" only in 3 rows older than the walk; "straddle" in 60 rows: 20 among the
+    // newest and 40 past the walk.
+    sqlx::query(
+        "insert into transactions (tenant_id, id, account_id, provider_transaction_id, status, amount, currency,
+             booking_date, description, raw, source, external_id)
+         select $1, 'txn_' || lpad(to_hex(n), 32, '0'), $2, 'seed-' || n, 'booked', -100 - n, 'EUR',
+                date '2000-01-01' + n,
+                'Row ' || n || case when n % 7 = 0 then ' common' else '' end
+                            || case when n in (10, 20, 30) then ' rarely' else '' end
+                            || case when n > $3::int - 20 or n <= 40 then ' straddle' else '' end,
+                '{}', 'import', 'seed-' || n
+         from generate_series(1, $3::int) as n",
+    )
+    .bind(&tenant.id)
+    .bind(&account)
+    .bind(rows)
+    .execute(&app.superuser_pool().await)
+    .await
+    .unwrap();
+    let numbers = |found: &[Value]| -> Vec<i64> {
+        found.iter().map(|t| t["description"].as_str().unwrap().split(' ').nth(1).unwrap().parse().unwrap()).collect()
+    };
+    for (term, expected) in [
+        ("common", (1..=rows).rev().filter(|n| n % 7 == 0).collect::<Vec<_>>()),
+        ("rarely", vec![30, 20, 10]),
+        ("straddle", (1..=rows).rev().filter(|n| *n > rows - 20 || *n <= 40).collect()),
+    ] {
+        let first = json_of(
+            app.as_key(Method::GET, &format!("/api/v1/transactions?q={term}&limit=50"), &tenant.key)
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        let page = numbers(first["data"].as_array().unwrap());
+        assert_eq!(page, expected[..expected.len().min(50)], "{term}: the first page is the newest matches");
+        let all = all_transactions(&app, &tenant, &format!("&q={term}")).await;
+        assert_eq!(numbers(&all), expected, "{term}: paging finds every match once, in order");
+    }
+    // The same through the other sort, whose walk follows the amount index.
+    let by_amount = all_transactions(&app, &tenant, "&q=straddle&sort=amount").await;
+    let mut expected: Vec<i64> = (1..=rows).filter(|n| *n > rows - 20 || *n <= 40).collect();
+    expected.reverse(); // amount = -100 - n: ascending amount is descending n
+    assert_eq!(numbers(&by_amount), expected);
+}
