@@ -60,6 +60,13 @@ pub struct Entry {
 }
 
 /// Appends `entry` to `tenant`'s log in a transaction of its own.
+/// A tenant's chain head: the last entry's sequence number and hash.
+#[derive(sqlx::FromRow)]
+struct ChainHead {
+    seq: i64,
+    hash: Vec<u8>,
+}
+
 pub async fn append(pool: &PgPool, tenant: &TenantId, entry: Entry) -> Result<AuditLogId, sqlx::Error> {
     let mut tx = begin_tenant(pool, tenant).await?;
     let id = append_in(&mut tx, tenant, entry).await?;
@@ -76,7 +83,7 @@ pub async fn append_in(conn: &mut PgConnection, tenant: &TenantId, entry: Entry)
     .bind(vec![0u8; 32])
     .execute(&mut *conn)
     .await?;
-    let (seq, prev_hash): (i64, Vec<u8>) =
+    let ChainHead { seq, hash: prev_hash } =
         sqlx::query_as("select seq, hash from audit_chain_heads where tenant_id = $1 for update")
             .bind(tenant.as_str())
             .fetch_one(&mut *conn)
@@ -203,7 +210,7 @@ pub async fn verify(pool: &PgPool, tenant: &TenantId) -> Result<ChainReport, sql
     .bind(tenant.as_str())
     .fetch_all(&mut *tx)
     .await?;
-    let head: Option<(i64, Vec<u8>)> = sqlx::query_as("select seq, hash from audit_chain_heads where tenant_id = $1")
+    let head: Option<ChainHead> = sqlx::query_as("select seq, hash from audit_chain_heads where tenant_id = $1")
         .bind(tenant.as_str())
         .fetch_optional(&mut *tx)
         .await?;
@@ -267,7 +274,7 @@ pub async fn verify(pool: &PgPool, tenant: &TenantId) -> Result<ChainReport, sql
         }
         expected_prev = hash;
     }
-    if let Some((head_seq, head_hash)) = head
+    if let Some(ChainHead { seq: head_seq, hash: head_hash }) = head
         && (head_seq != checked || head_hash != expected_prev)
     {
         return Ok(broken(checked + 1, "rows after this point were removed", checked));

@@ -299,7 +299,7 @@ async fn run_admin(pool: &sqlx::PgPool, command: AdminCommand) -> anyhow::Result
         }
         AdminCommand::ApiKey(ApiKeyCommand::Create { tenant, label, scopes }) => {
             let tenant = load_tenant(tenant).await?;
-            let environment = Environment::parse(&tenant.environment).unwrap_or(Environment::Test);
+            let environment = tenant.environment;
             let scopes: Vec<String> =
                 scopes.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
             let spec = tenancy::KeySpec::parse(&label, &scopes, None, &[]).map_err(problem)?;

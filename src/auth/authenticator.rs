@@ -226,8 +226,16 @@ impl Authenticator {
     }
 
     async fn load_key(&self, hash: &[u8]) -> Result<Option<KeyRecord>, sqlx::Error> {
-        type Row =
-            (String, String, Vec<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Vec<String>, String, String);
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            tenant: TenantRow,
+            id: String,
+            scopes: Vec<String>,
+            expires_at: Option<DateTime<Utc>>,
+            revoked_at: Option<DateTime<Utc>>,
+            allowed_networks: Vec<String>,
+        }
         let mut tx = begin_platform(&self.pool).await?;
         let row: Option<Row> = sqlx::query_as(
             "select k.tenant_id, k.id, k.scopes, k.expires_at, k.revoked_at, k.allowed_networks, t.environment, t.plan
@@ -238,14 +246,14 @@ impl Authenticator {
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(row.and_then(|(tenant, id, scopes, expires_at, revoked_at, networks, environment, plan)| {
+        Ok(row.and_then(|row| {
             Some(KeyRecord {
-                tenant: tenant_context(tenant, &environment, &plan)?,
-                id: ApiKeyId::from_db(id),
-                scopes: Scopes::parse_all(scopes.iter().map(String::as_str)).ok()?,
-                expires_at,
-                revoked_at,
-                allowed_networks: networks.iter().filter_map(|n| n.parse().ok()).collect(),
+                tenant: row.tenant.context(),
+                id: ApiKeyId::from_db(row.id),
+                scopes: Scopes::parse_all(row.scopes.iter().map(String::as_str)).ok()?,
+                expires_at: row.expires_at,
+                revoked_at: row.revoked_at,
+                allowed_networks: row.allowed_networks.iter().filter_map(|n| n.parse().ok()).collect(),
             })
         }))
     }
@@ -291,7 +299,7 @@ impl Authenticator {
             return Ok(cached);
         }
         let mut tx = begin_platform(&self.pool).await?;
-        let row: Option<(String, String, String)> = sqlx::query_as(
+        let row: Option<TenantRow> = sqlx::query_as(
             "select c.tenant_id, t.environment, t.plan from oauth_clients c join tenants t on t.id = c.tenant_id
              where c.id = $1 and c.revoked_at is null",
         )
@@ -299,7 +307,7 @@ impl Authenticator {
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        let tenant = row.and_then(|(tenant, environment, plan)| tenant_context(tenant, &environment, &plan));
+        let tenant = row.map(TenantRow::context);
         self.clients.put(client.to_string(), tenant.clone());
         Ok(tenant)
     }
@@ -331,7 +339,13 @@ impl Authenticator {
             return Ok(cached);
         }
         let mut tx = begin_platform(&self.pool).await?;
-        let row: Option<(String, String, String, String)> = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            tenant: TenantRow,
+            role: String,
+        }
+        let row: Option<Row> = sqlx::query_as(
             "select m.tenant_id, t.environment, t.plan, m.role from memberships m join tenants t on t.id = m.tenant_id
              where m.tenant_id = $1 and m.user_id = $2",
         )
@@ -340,9 +354,7 @@ impl Authenticator {
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        let membership = row.and_then(|(tenant, environment, plan, role)| {
-            Some((tenant_context(tenant, &environment, &plan)?, Role::parse(&role)?))
-        });
+        let membership = row.and_then(|row| Some((row.tenant.context(), Role::parse(&row.role)?)));
         self.members.put(key, membership.clone());
         Ok(membership)
     }
@@ -401,12 +413,18 @@ pub enum Outcome {
     Database(sqlx::Error),
 }
 
-fn tenant_context(id: String, environment: &str, plan: &str) -> Option<TenantContext> {
-    Some(TenantContext {
-        id: TenantId::from_db(id),
-        environment: Environment::parse(environment)?,
-        plan: Plan::parse(plan)?,
-    })
+/// A tenant's context as the credential queries read it.
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    tenant_id: String,
+    environment: Environment,
+    plan: Plan,
+}
+
+impl TenantRow {
+    fn context(self) -> TenantContext {
+        TenantContext { id: TenantId::from_db(self.tenant_id), environment: self.environment, plan: self.plan }
+    }
 }
 
 /// The credential from `Authorization: Bearer …` or `X-API-Key`. `X-API-Key` takes API keys

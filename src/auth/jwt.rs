@@ -68,9 +68,9 @@ impl JwtKeys {
                 .bind(random_bytes(32))
                 .execute(pool)
                 .await?;
-                sqlx::query_as::<_, (String, Vec<u8>)>("select kid, secret from jwt_signing_keys where kid = 'k1'")
-                    .fetch_one(pool)
-                    .await?
+                let secret: Vec<u8> =
+                    sqlx::query_scalar("select secret from jwt_signing_keys where kid = 'k1'").fetch_one(pool).await?;
+                ("k1".to_owned(), secret)
             }
         };
         Ok(Self::from_secret(kid, &secret, config.access_token_ttl))

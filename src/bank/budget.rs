@@ -84,7 +84,7 @@ pub async fn remaining(
     account_id: &str,
     endpoint: Endpoint,
 ) -> Result<i32, sqlx::Error> {
-    let row: Option<(i32, i32, Option<i32>)> = sqlx::query_as(
+    let row: Option<Used> = sqlx::query_as(
         "select used, day_limit, remaining from provider_call_budgets
          where tenant_id = $1 and account_id = $2 and endpoint = $3 and day = (now() at time zone 'utc')::date",
     )
@@ -93,10 +93,25 @@ pub async fn remaining(
     .bind(endpoint.as_str())
     .fetch_optional(conn)
     .await?;
-    Ok(row.map_or(DEFAULT_DAY_LIMIT, |(used, limit, reported)| calls_left(used, limit, reported)))
+    Ok(row.map_or(DEFAULT_DAY_LIMIT, |row| row.calls_left()))
 }
 
-/// Calls left: our own count, or the provider's when it reported fewer.
+/// One day's budget of one account and endpoint, as stored.
+#[derive(sqlx::FromRow)]
+struct Used {
+    used: i32,
+    day_limit: i32,
+    /// What the provider last reported left, if it did.
+    remaining: Option<i32>,
+}
+
+impl Used {
+    /// Calls left: our own count, or the provider's when it reported fewer.
+    fn calls_left(&self) -> i32 {
+        calls_left(self.used, self.day_limit, self.remaining)
+    }
+}
+
 fn calls_left(used: i32, limit: i32, reported: Option<i32>) -> i32 {
     reported.unwrap_or(limit - used).min(limit - used).max(0)
 }
@@ -112,7 +127,13 @@ pub async fn summary(
         .checked_add_days(Days::new(1))
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map_or_else(Utc::now, |midnight| midnight.and_utc());
-    let rows: Vec<(String, i32, i32, Option<i32>)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        endpoint: String,
+        #[sqlx(flatten)]
+        used: Used,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
         "select endpoint, used, day_limit, remaining from provider_call_budgets
          where tenant_id = $1 and account_id = any($2) and day = (now() at time zone 'utc')::date",
     )
@@ -122,10 +143,10 @@ pub async fn summary(
     .await?;
     let mut day_limit = DEFAULT_DAY_LIMIT;
     let mut left: [Option<i32>; 3] = [None; 3];
-    for (endpoint, used, limit, reported) in rows {
-        day_limit = limit;
-        let now_left = calls_left(used, limit, reported);
-        let slot = &mut left[match endpoint.as_str() {
+    for row in rows {
+        day_limit = row.used.day_limit;
+        let now_left = row.used.calls_left();
+        let slot = &mut left[match row.endpoint.as_str() {
             "transactions" => 0,
             "balances" => 1,
             _ => 2,

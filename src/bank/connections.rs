@@ -18,6 +18,7 @@ use crate::{
     domain::{
         ids::{BankAccountId, BankConnectionId, TenantId},
         money::{Currency, parse_minor_units},
+        states::ConnectionStatus,
         validation::FieldError,
     },
     events,
@@ -38,7 +39,7 @@ pub struct ConnectionRow {
     pub id: String,
     pub institution_id: String,
     pub institution_name: String,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub consent_link: Option<String>,
     pub redirect_url: String,
     pub max_historical_days: i32,
@@ -183,8 +184,8 @@ pub async fn assemble(
     .await?;
     let account_ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
     let sync_budget = if accounts.is_empty() { None } else { Some(budget::summary(conn, tenant, &account_ids).await?) };
-    let expiring_in_days = match (row.status.as_str(), row.expires_at) {
-        ("linked", Some(expires)) => {
+    let expiring_in_days = match (row.status, row.expires_at) {
+        (ConnectionStatus::Linked, Some(expires)) => {
             let left = (expires - Utc::now()).num_days();
             (left < EXPIRY_WARNINGS[0]).then_some(left.max(0))
         }
@@ -219,7 +220,7 @@ pub async fn assemble(
 pub async fn list(
     state: &AppState,
     tenant: &TenantId,
-    status: Option<&str>,
+    status: Option<ConnectionStatus>,
     after: Option<&BankConnectionId>,
     limit: u32,
 ) -> Result<Vec<BankConnection>, sqlx::Error> {
@@ -269,15 +270,15 @@ pub async fn callback(
     if row.reference != reference {
         return Err(BankError::NotFound);
     }
-    if row.status != "pending" {
-        return Ok(outcome(&row.redirect_url, &row.id, &row.status, row.error_code.as_deref()));
+    if row.status != ConnectionStatus::Pending {
+        return Ok(outcome(&row.redirect_url, &row.id, row.status, row.error_code.as_deref()));
     }
     if let Some(error) = error {
         let detail =
             details.unwrap_or("the account holder did not complete the consent").chars().take(500).collect::<String>();
         let code: String = error.chars().filter(|c| c.is_ascii_alphanumeric()).take(100).collect();
         reject(state, &tenant, &row, &code, &detail).await?;
-        return Ok(outcome(&row.redirect_url, &row.id, "rejected", Some(&code)));
+        return Ok(outcome(&row.redirect_url, &row.id, ConnectionStatus::Rejected, Some(&code)));
     }
     let client = state.gocardless.for_tenant(&tenant).await?;
     let requisition_id =
@@ -287,17 +288,17 @@ pub async fn callback(
         "LN" => {}
         "RJ" => {
             reject(state, &tenant, &row, "UserSessionRejected", "the bank rejected the consent").await?;
-            return Ok(outcome(&row.redirect_url, &row.id, "rejected", Some("UserSessionRejected")));
+            return Ok(outcome(&row.redirect_url, &row.id, ConnectionStatus::Rejected, Some("UserSessionRejected")));
         }
-        _ => return Ok(outcome(&row.redirect_url, &row.id, "pending", None)),
+        _ => return Ok(outcome(&row.redirect_url, &row.id, ConnectionStatus::Pending, None)),
     }
     link(state, &tenant, &client, &row, &requisition.accounts).await?;
-    Ok(outcome(&row.redirect_url, &row.id, "linked", None))
+    Ok(outcome(&row.redirect_url, &row.id, ConnectionStatus::Linked, None))
 }
 
-fn outcome(redirect_url: &str, id: &str, status: &str, error: Option<&str>) -> CallbackOutcome {
+fn outcome(redirect_url: &str, id: &str, status: ConnectionStatus, error: Option<&str>) -> CallbackOutcome {
     let mut query = form_urlencoded::Serializer::new(String::new());
-    query.append_pair("bank_connection_id", id).append_pair("status", status);
+    query.append_pair("bank_connection_id", id).append_pair("status", status.as_str());
     if let Some(error) = error {
         query.append_pair("error", error);
     }
@@ -449,17 +450,16 @@ async fn load_row(
 
 /// The tenant's context for work that runs without a request (callbacks, jobs).
 pub async fn tenant_context(state: &AppState, tenant: &TenantId) -> Result<Option<TenantContext>, sqlx::Error> {
-    let row: Option<(String, String)> = sqlx::query_as("select environment, plan from tenants where id = $1")
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        environment: crate::auth::Environment,
+        plan: crate::auth::Plan,
+    }
+    let row: Option<Row> = sqlx::query_as("select environment, plan from tenants where id = $1")
         .bind(tenant.as_str())
         .fetch_optional(&state.db)
         .await?;
-    Ok(row.and_then(|(environment, plan)| {
-        Some(TenantContext {
-            id: tenant.clone(),
-            environment: crate::auth::Environment::parse(&environment)?,
-            plan: crate::auth::Plan::parse(&plan)?,
-        })
-    }))
+    Ok(row.map(|row| TenantContext { id: tenant.clone(), environment: row.environment, plan: row.plan }))
 }
 
 /// Deletes the requisition upstream and marks the connection `deleted`; accounts and
@@ -472,7 +472,7 @@ pub async fn delete(
     let mut tx = begin_tenant(&state.db, &tenant.id).await?;
     let Some(row) = load_row(&mut tx, &tenant.id, id).await? else { return Ok(None) };
     end_read(tx);
-    if row.status != "deleted"
+    if row.status != ConnectionStatus::Deleted
         && let Some(requisition) = &row.requisition_id
     {
         let client = state.gocardless.for_tenant(tenant).await?;
@@ -504,9 +504,9 @@ pub async fn refresh(
 ) -> Result<Option<BankConnection>, BankError> {
     let mut tx = begin_tenant(&state.db, &tenant.id).await?;
     let Some(connection) = load(&mut tx, &tenant.id, id).await? else { return Ok(None) };
-    match connection.status.as_str() {
-        "linked" => {}
-        "expired" => return Err(BankError::Expired),
+    match connection.status {
+        ConnectionStatus::Linked => {}
+        ConnectionStatus::Expired => return Err(BankError::Expired),
         status => {
             return Err(BankError::NotLinked(format!("the bank connection is {status}, so there is nothing to sync")));
         }
@@ -527,7 +527,14 @@ pub async fn refresh(
 /// days before), each warning once. Runs periodically on one instance at a time.
 pub async fn sweep_expiry(state: &AppState) -> anyhow::Result<usize> {
     let mut platform = crate::db::tenant::begin_platform(&state.db).await?;
-    let due: Vec<(String, String, DateTime<Utc>, Option<i32>)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Due {
+        tenant_id: String,
+        id: String,
+        expires_at: DateTime<Utc>,
+        expiry_warned_days: Option<i32>,
+    }
+    let due: Vec<Due> = sqlx::query_as(
         "select tenant_id, id, expires_at, expiry_warned_days from bank_connections
          where status = 'linked' and expires_at < now() + interval '7 days'
          order by expires_at limit 1000",
@@ -536,7 +543,7 @@ pub async fn sweep_expiry(state: &AppState) -> anyhow::Result<usize> {
     .await?;
     end_read(platform);
     let mut changed = 0;
-    for (tenant_id, id, expires_at, warned) in due {
+    for Due { tenant_id, id, expires_at, expiry_warned_days: warned } in due {
         let tenant = TenantId::from_db(tenant_id);
         let mut tx = begin_tenant(&state.db, &tenant).await?;
         let left = expires_at - Utc::now();
@@ -581,7 +588,7 @@ pub async fn mark(
     state: &AppState,
     tenant: &TenantId,
     id: &str,
-    status: &'static str,
+    status: ConnectionStatus,
     code: &str,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
@@ -598,7 +605,8 @@ pub async fn mark(
     .execute(&mut *tx)
     .await?;
     if changed.rows_affected() == 1 {
-        let event = if status == "expired" { "bank_connection.expired" } else { "bank_connection.updated" };
+        let event =
+            if status == ConnectionStatus::Expired { "bank_connection.expired" } else { "bank_connection.updated" };
         announce(&mut tx, tenant, id, event).await?;
     }
     tx.commit().await

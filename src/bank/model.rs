@@ -5,6 +5,8 @@ use serde::Serialize;
 use sqlx::{FromRow, Row, postgres::PgRow};
 use utoipa::ToSchema;
 
+use crate::domain::states::{AccountKind, ConnectionStatus, Direction, MatchStatus, TransactionStatus};
+
 /// A consent at one bank, covering one or more accounts.
 ///
 /// Statuses: `pending` (waiting for the account holder at the consent link) → `linked`
@@ -36,8 +38,7 @@ pub struct BankConnection {
     pub id: String,
     pub institution_id: String,
     pub institution_name: String,
-    /// `pending`, `linked`, `rejected`, `expired`, `suspended` or `deleted`.
-    pub status: String,
+    pub status: ConnectionStatus,
     /// Where to send the account holder to give consent (while `pending`).
     pub consent_link: Option<String>,
     /// Where the account holder is sent back to after the consent step.
@@ -97,8 +98,7 @@ pub struct SyncBudget {
 }))]
 pub struct BankAccount {
     pub id: String,
-    /// `bank_feed` (through a bank connection) or `manual` (transactions are imported).
-    pub kind: String,
+    pub kind: AccountKind,
     /// The connection a `bank_feed` account is reached through; null for `manual` accounts.
     pub bank_connection_id: Option<String>,
     pub iban: Option<String>,
@@ -181,9 +181,7 @@ pub struct Transaction {
     pub account_id: String,
     #[sqlx(rename = "connection_id")]
     pub bank_connection_id: Option<String>,
-    /// `pending` (not yet booked; may still change or vanish), `booked`, or `cancelled` (a pending
-    /// entry the bank dropped without booking it).
-    pub status: String,
+    pub status: TransactionStatus,
     /// Minor units of `currency`: `-550` is -5.50. Negative is money out.
     pub amount: i64,
     /// ISO 4217, uppercase.
@@ -201,10 +199,9 @@ pub struct Transaction {
     pub reference: Option<String>,
     /// ISO 20022 bank transaction code, when the bank gives one.
     pub bank_transaction_code: Option<String>,
-    /// `credit` (money in, amount ≥ 0) or `debit` (money out).
-    pub direction: String,
-    /// `unmatched`, `matched` or `partially_matched`; `unmatched` until reconciliation matches it.
-    pub match_status: String,
+    pub direction: Direction,
+    /// `unmatched` until reconciliation matches it.
+    pub match_status: MatchStatus,
     /// Set by a categorisation rule or by a user (`PATCH`); a user's choice always wins.
     pub category: Option<String>,
     /// `rule` or `user`; null when uncategorised.

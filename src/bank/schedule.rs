@@ -16,7 +16,12 @@ pub const SCHEDULE_PERIOD: Duration = Duration::from_secs(60);
 /// expiring and expired consents.
 pub async fn schedule(state: &AppState) -> anyhow::Result<()> {
     let mut platform = crate::db::tenant::begin_platform(&state.db).await?;
-    let due: Vec<(String, String)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Due {
+        tenant_id: String,
+        id: String,
+    }
+    let due: Vec<Due> = sqlx::query_as(
         "select a.tenant_id, a.id from bank_accounts a
          join bank_connections c on c.tenant_id = a.tenant_id and c.id = a.connection_id
          where c.status = 'linked'
@@ -27,9 +32,9 @@ pub async fn schedule(state: &AppState) -> anyhow::Result<()> {
     .fetch_all(&mut *platform)
     .await?;
     crate::db::tenant::end_read(platform);
-    for (tenant, account) in &due {
+    for account in &due {
         let mut conn = state.db.acquire().await?;
-        sync::enqueue(&mut conn, &TenantId::from_db(tenant.clone()), account).await?;
+        sync::enqueue(&mut conn, &TenantId::from_db(account.tenant_id.clone()), &account.id).await?;
     }
     let swept = connections::sweep_expiry(state).await?;
     tracing::debug!(queued = due.len(), swept, "bank feeds scheduled");

@@ -21,7 +21,10 @@ use super::{
 };
 use crate::{
     db::tenant::{begin_tenant, end_read},
-    domain::ids::{TenantId, TransactionId},
+    domain::{
+        ids::{TenantId, TransactionId},
+        states::{ConnectionStatus, Direction, MatchStatus, TransactionStatus},
+    },
     events,
     jobs::{NewJob, queue},
     providers::gocardless::ProviderError,
@@ -61,7 +64,7 @@ pub struct SyncReport {
 struct AccountRow {
     provider_account_id: String,
     connection_id: String,
-    connection_status: String,
+    connection_status: ConnectionStatus,
     last_booked_date: Option<NaiveDate>,
 }
 
@@ -84,7 +87,7 @@ pub async fn run(state: &AppState, tenant_id: &TenantId, account_id: &str) -> an
     let Some(account) = account else {
         return Ok(SyncReport { skipped: Some("account gone"), ..SyncReport::default() });
     };
-    if account.connection_status != "linked" {
+    if account.connection_status != ConnectionStatus::Linked {
         return Ok(SyncReport { skipped: Some("connection not linked"), ..SyncReport::default() });
     }
     let transactions_left = budget::remaining(&mut tx, tenant_id, account_id, Endpoint::Transactions).await?;
@@ -103,7 +106,7 @@ pub async fn run(state: &AppState, tenant_id: &TenantId, account_id: &str) -> an
                 state,
                 tenant_id,
                 &account.connection_id,
-                "expired",
+                ConnectionStatus::Expired,
                 "consent_expired",
                 "the bank connection has expired: ask the account holder to re-authorise",
             )
@@ -115,7 +118,7 @@ pub async fn run(state: &AppState, tenant_id: &TenantId, account_id: &str) -> an
                 state,
                 tenant_id,
                 &account.connection_id,
-                "suspended",
+                ConnectionStatus::Suspended,
                 "account_suspended",
                 "the bank suspended access after repeated errors: create a new bank connection",
             )
@@ -212,7 +215,7 @@ struct Stored {
     id: String,
     key: String,
     bank_transaction_id: Option<String>,
-    status: String,
+    status: TransactionStatus,
     amount: i64,
     currency: String,
     booking_date: Option<NaiveDate>,
@@ -247,8 +250,10 @@ async fn apply(
     let mut by_key: HashMap<String, Stored> = stored.iter().map(|s| (s.key.clone(), s.clone())).collect();
     let incoming_keys: std::collections::HashSet<&str> = keys.iter().copied().collect();
     // Pending rows not re-sent under their own key: candidates to have been booked.
-    let mut orphans: Vec<Stored> =
-        stored.into_iter().filter(|s| s.status == "pending" && !incoming_keys.contains(s.key.as_str())).collect();
+    let mut orphans: Vec<Stored> = stored
+        .into_iter()
+        .filter(|s| s.status == TransactionStatus::Pending && !incoming_keys.contains(s.key.as_str()))
+        .collect();
 
     let mut inserts: Vec<(String, Incoming)> = Vec::new();
     let mut updates: Vec<(Stored, Incoming)> = Vec::new();
@@ -298,23 +303,18 @@ fn pending_row(stored: &Stored) -> PendingRow {
     }
 }
 
-fn status_of(entry: &Incoming) -> &'static str {
-    if entry.booked { "booked" } else { "pending" }
+fn status_of(entry: &Incoming) -> TransactionStatus {
+    if entry.booked { TransactionStatus::Booked } else { TransactionStatus::Pending }
 }
 
+/// Whether the entry changes its stored row: a field the API shows (see [`previous_attributes`],
+/// the one list of them), or the bank's own transaction id, which is stored but not shown.
 fn differs(stored: &Stored, entry: &Incoming) -> bool {
-    stored.status != status_of(entry)
-        || stored.amount != entry.amount
-        || stored.currency != entry.currency.as_str()
-        || stored.booking_date != entry.booking_date
-        || stored.value_date != entry.value_date
-        || stored.description != entry.description
-        || stored.counterparty_name != entry.counterparty_name
-        || stored.reference != entry.reference
-        || stored.bank_transaction_id != entry.bank_transaction_id
+    stored.bank_transaction_id != entry.bank_transaction_id
+        || previous_attributes(stored, entry).as_object().is_some_and(|changed| !changed.is_empty())
 }
 
-/// The fields that changed, with their previous values (for `transaction.updated`).
+/// The fields the API shows that changed, with their previous values (for `transaction.updated`).
 fn previous_attributes(stored: &Stored, entry: &Incoming) -> Value {
     let mut previous = Map::new();
     if stored.status != status_of(entry) {
@@ -357,7 +357,7 @@ fn api_view(
         id: id.to_owned(),
         account_id: target.account_id.to_owned(),
         bank_connection_id: Some(target.connection_id.to_owned()),
-        status: status_of(entry).to_owned(),
+        status: status_of(entry),
         amount: entry.amount,
         currency: entry.currency.as_str().to_owned(),
         booking_date: entry.booking_date,
@@ -366,8 +366,8 @@ fn api_view(
         counterparty_name: entry.counterparty_name.clone(),
         reference: entry.reference.clone(),
         bank_transaction_code: entry.bank_transaction_code.clone(),
-        direction: if entry.amount < 0 { "debit" } else { "credit" }.to_owned(),
-        match_status: "unmatched".to_owned(),
+        direction: Direction::of(entry.amount),
+        match_status: MatchStatus::Unmatched,
         category: category.map(str::to_owned),
         category_source: category.map(|_| "rule".to_owned()),
         notes: None,
@@ -440,7 +440,7 @@ async fn insert(
         .bind(&ids)
         .bind(column(&|e| Some(e.key.clone())))
         .bind(column(&|e| e.bank_transaction_id.clone()))
-        .bind(column(&|e| Some(status_of(e).to_owned())))
+        .bind(column(&|e| Some(status_of(e).as_str().to_owned())))
         .bind(&amounts)
         .bind(column(&|e| Some(e.currency.as_str().to_owned())))
         .bind(&booking)

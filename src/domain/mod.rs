@@ -5,5 +5,6 @@ pub mod ids;
 pub mod money;
 pub mod scope;
 pub mod secret;
+pub mod states;
 pub mod text;
 pub mod validation;

@@ -22,7 +22,7 @@ use crate::{
     auth::Principal,
     bank::model::{ACCOUNT_COLUMNS, BankAccount},
     db::tenant::{begin_tenant, end_read},
-    domain::{ids::BankAccountId, money::Currency},
+    domain::{ids::BankAccountId, money::Currency, states::AccountKind},
     state::AppState,
 };
 
@@ -141,8 +141,8 @@ async fn create(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AccountFilters {
-    /// Only accounts of this kind: `bank_feed` or `manual`.
-    pub kind: Option<String>,
+    /// Only accounts of this kind.
+    pub kind: Option<AccountKind>,
     /// Page size, 1 to 100 (default 25).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<super::pagination::Limit>,
@@ -150,13 +150,7 @@ pub struct AccountFilters {
     pub cursor: Option<String>,
 }
 
-const KINDS: &[&str] = &["bank_feed", "manual"];
-
-impl super::query::QueryParams for AccountFilters {
-    fn problems(&self) -> Vec<FieldError> {
-        super::query::one_of("kind", self.kind.as_deref(), KINDS).into_iter().collect()
-    }
-}
+impl super::query::QueryParams for AccountFilters {}
 
 /// List accounts
 ///
@@ -186,7 +180,7 @@ async fn list(
          order by id desc limit $4"
     ))
     .bind(principal.tenant.id.as_str())
-    .bind(&f.kind)
+    .bind(f.kind)
     .bind(after.as_ref().map(BankAccountId::as_str))
     .bind(i64::from(limit) + 1)
     .fetch_all(&mut *tx)

@@ -24,7 +24,6 @@ use super::{
     request_id::RequestId,
 };
 use crate::{
-    auth::Environment,
     db::tenant::{begin_platform, begin_tenant},
     domain::ids::TenantId,
     state::AppState,
@@ -155,7 +154,7 @@ async fn create_key(
     ApiJson(body): ApiJson<AdminNewApiKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = load_tenant(&state, &id).await?;
-    let environment = Environment::parse(&tenant.environment).unwrap_or(Environment::Test);
+    let environment = tenant.environment;
     let tenant_id = TenantId::from_db(tenant.id);
     let spec = KeySpec::parse(&body.label, &body.scopes, body.expires_at, &body.allowed_networks)?;
     let mut tx = begin_tenant(&state.db, &tenant_id).await?;

@@ -30,7 +30,7 @@ use crate::{
         model::BankConnection,
     },
     db::tenant::{begin_tenant, end_read},
-    domain::ids::BankConnectionId,
+    domain::{ids::BankConnectionId, states::ConnectionStatus},
     state::AppState,
 };
 
@@ -210,8 +210,8 @@ async fn create(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ConnectionFilters {
-    /// Only connections in this status (`pending`, `linked`, `rejected`, `expired`, `suspended`, `deleted`).
-    pub status: Option<String>,
+    /// Only connections in this status.
+    pub status: Option<ConnectionStatus>,
     /// Page size, 1 to 100 (default 25).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<super::pagination::Limit>,
@@ -219,13 +219,7 @@ pub struct ConnectionFilters {
     pub cursor: Option<String>,
 }
 
-const STATUSES: &[&str] = &["pending", "linked", "rejected", "expired", "suspended", "deleted"];
-
-impl super::query::QueryParams for ConnectionFilters {
-    fn problems(&self) -> Vec<FieldError> {
-        super::query::one_of("status", self.status.as_deref(), STATUSES).into_iter().collect()
-    }
-}
+impl super::query::QueryParams for ConnectionFilters {}
 
 impl super::query::QueryParams for InstitutionFilters {
     fn problems(&self) -> Vec<FieldError> {
@@ -259,7 +253,7 @@ async fn list(
     let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(f.limit);
     let after = cursors.after(f.cursor.as_deref(), BankConnectionId::parse)?;
-    let rows = connections::list(&state, &principal.tenant.id, f.status.as_deref(), after.as_ref(), limit).await?;
+    let rows = connections::list(&state, &principal.tenant.id, f.status, after.as_ref(), limit).await?;
     Ok(ApiJson(cursors.page(rows, limit, |c| c.id.clone())))
 }
 

@@ -27,10 +27,10 @@ Every response carries `X-Request-Id`.",
         Problem,
         FieldError,
         ErrorCode,
-        super::transactions::DirectionParam,
-        super::transactions::StatusParam,
-        super::transactions::MatchStatusParam,
-        super::transactions::SortParam
+        crate::domain::states::Direction,
+        crate::domain::states::TransactionStatus,
+        crate::domain::states::MatchStatus,
+        crate::transactions::query::Sort
     )),
     tags(
         (name = "operations", description = "Health, readiness, metrics and this document"),

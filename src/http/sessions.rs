@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{
     audit,
-    auth::{Actor, Principal, password},
+    auth::{Actor, Environment, Principal, password},
     db::tenant::{begin_platform, begin_tenant},
     domain::{
         ids::{RefreshFamilyId, RefreshTokenId, TenantId, UserId},
@@ -338,8 +338,7 @@ fn no_store(body: impl IntoResponse) -> impl IntoResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     pub tenant_id: String,
-    /// `live` or `test`.
-    pub environment: String,
+    pub environment: Environment,
     /// `api_key`, `oauth_client` or `user`.
     pub actor_type: String,
     pub actor_id: String,
@@ -397,7 +396,7 @@ async fn me(State(state): State<AppState>, principal: Principal) -> Result<ApiJs
     }
     Ok(ApiJson(Me {
         tenant_id: principal.tenant.id.to_string(),
-        environment: principal.tenant.environment.as_str().to_owned(),
+        environment: principal.tenant.environment,
         actor_type: principal.actor.kind().to_owned(),
         actor_id: principal.actor.id().to_owned(),
         scopes: principal.scopes.to_strings(),

@@ -30,6 +30,7 @@ use crate::{
     domain::{
         ids::{BankAccountId, BankConnectionId, TenantId, TransactionId},
         money::Currency,
+        states::{MatchStatus, TransactionStatus},
     },
     events,
     state::AppState,
@@ -45,66 +46,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::stats))
         .routes(routes!(export::export))
         .routes(routes!(get, update))
-}
-
-/// `credit` or `debit`.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DirectionParam {
-    Credit,
-    Debit,
-}
-
-/// `pending`, `booked` or `cancelled`.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusParam {
-    Pending,
-    Booked,
-    Cancelled,
-}
-
-impl StatusParam {
-    fn as_str(self) -> &'static str {
-        match self {
-            StatusParam::Pending => "pending",
-            StatusParam::Booked => "booked",
-            StatusParam::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// `unmatched`, `matched` or `partially_matched`.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MatchStatusParam {
-    Unmatched,
-    Matched,
-    PartiallyMatched,
-}
-
-impl MatchStatusParam {
-    fn as_str(self) -> &'static str {
-        match self {
-            MatchStatusParam::Unmatched => "unmatched",
-            MatchStatusParam::Matched => "matched",
-            MatchStatusParam::PartiallyMatched => "partially_matched",
-        }
-    }
-}
-
-/// The sort orders: `-booking_date` (newest first, the default), `booking_date`, `-amount`
-/// (largest first), `amount`.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-pub enum SortParam {
-    #[serde(rename = "-booking_date")]
-    BookingDateDesc,
-    #[serde(rename = "booking_date")]
-    BookingDateAsc,
-    #[serde(rename = "-amount")]
-    AmountDesc,
-    #[serde(rename = "amount")]
-    AmountAsc,
 }
 
 /// Declares a query-parameter struct holding every transaction filter plus `$extra` fields, so
@@ -138,9 +79,9 @@ macro_rules! with_filters {
             #[param(value_type = Option<String>, pattern = "^[A-Za-z]{3}$")]
             pub currency: Option<String>,
             /// `credit` (money in, amount ≥ 0) or `debit` (money out).
-            pub direction: Option<DirectionParam>,
-            pub status: Option<StatusParam>,
-            pub match_status: Option<MatchStatusParam>,
+            pub direction: Option<Direction>,
+            pub status: Option<TransactionStatus>,
+            pub match_status: Option<MatchStatus>,
             /// A category, or `uncategorized` for transactions without one.
             pub category: Option<String>,
             /// Only transactions from this bank connection (`bc_…`).
@@ -186,7 +127,7 @@ pub(crate) use with_filters;
 with_filters! {
     pub struct ListParams {
         /// `-booking_date` (default), `booking_date`, `-amount` or `amount`; ties by id.
-        pub sort: Option<SortParam>,
+        pub sort: Option<Sort>,
         /// Page size, 1 to 100 (default 25).
         #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
         pub limit: Option<pagination::Limit>,
@@ -222,9 +163,9 @@ struct RawFilters<'a> {
     amount_min: Option<&'a str>,
     amount_max: Option<&'a str>,
     currency: Option<&'a str>,
-    direction: Option<DirectionParam>,
-    status: Option<StatusParam>,
-    match_status: Option<MatchStatusParam>,
+    direction: Option<Direction>,
+    status: Option<TransactionStatus>,
+    match_status: Option<MatchStatus>,
     category: Option<&'a str>,
     bank_connection_id: Option<&'a str>,
     account_id: Option<&'a str>,
@@ -294,12 +235,8 @@ fn parse_filters(raw: &RawFilters<'_>) -> Result<Filters, ApiError> {
         }
         parsed
     });
-    let direction = raw.direction.map(|d| match d {
-        DirectionParam::Credit => Direction::Credit,
-        DirectionParam::Debit => Direction::Debit,
-    });
-    let status = raw.status.map(|s| s.as_str().to_owned());
-    let match_status = raw.match_status.map(|s| s.as_str().to_owned());
+    let direction = raw.direction;
+    let (status, match_status) = (raw.status, raw.match_status);
     let category = match raw.category.map(str::trim) {
         None => None,
         Some("uncategorized") => Some(Category::Uncategorized),
@@ -362,17 +299,6 @@ fn parse_filters(raw: &RawFilters<'_>) -> Result<Filters, ApiError> {
     })
 }
 
-/// The order `sort` names, or the default.
-fn sort_of(sort: Option<SortParam>) -> Sort {
-    match sort {
-        None => Sort::default(),
-        Some(SortParam::BookingDateDesc) => Sort::DateDesc,
-        Some(SortParam::BookingDateAsc) => Sort::DateAsc,
-        Some(SortParam::AmountDesc) => Sort::AmountDesc,
-        Some(SortParam::AmountAsc) => Sort::AmountAsc,
-    }
-}
-
 async fn cursor_key(state: &AppState) -> Result<[u8; 32], ApiError> {
     Ok(*state.auth.jwt().await?.cursor_key())
 }
@@ -402,7 +328,7 @@ async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<Page<Transaction>>, ApiError> {
     let filters = params.filters()?;
-    let sort = sort_of(params.sort);
+    let sort = params.sort.unwrap_or_default();
     let limit = pagination::limit(params.limit);
     let key = cursor_key(&state).await?;
     let codec = CursorCodec { key: &key };

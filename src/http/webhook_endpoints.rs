@@ -33,6 +33,7 @@ use crate::{
     domain::{
         ids::{WebhookDeliveryId, WebhookEndpointId},
         secret::ShownOnce,
+        states::DeliveryStatus,
     },
     events,
     state::AppState,
@@ -479,8 +480,7 @@ async fn test(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
-    /// `pending`, `succeeded` or `failed`.
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// Deliveries created at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Deliveries created before this time (RFC 3339).
@@ -495,12 +495,6 @@ pub struct DeliveryParams {
 impl super::query::QueryParams for DeliveryParams {
     fn problems(&self) -> Vec<FieldError> {
         let mut problems = Vec::new();
-        if let Some(status) = &self.status
-            && !deliveries::STATUSES.contains(&status.as_str())
-        {
-            problems
-                .push(FieldError { field: "status".into(), message: "must be pending, succeeded or failed".into() });
-        }
         if let (Some(since), Some(until)) = (self.since, self.until)
             && since >= until
         {
@@ -515,13 +509,8 @@ impl DeliveryParams {
     pub fn filter(&self, cursors: &pagination::Cursors) -> Result<(DeliveryFilter, u32), ApiError> {
         let limit = pagination::limit(self.limit);
         let before = cursors.after(self.cursor.as_deref(), WebhookDeliveryId::parse)?;
-        let filter = DeliveryFilter {
-            status: self.status.clone(),
-            since: self.since,
-            until: self.until,
-            before,
-            ..Default::default()
-        };
+        let filter =
+            DeliveryFilter { status: self.status, since: self.since, until: self.until, before, ..Default::default() };
         Ok((filter, limit))
     }
 }

@@ -20,7 +20,10 @@ use super::{
 };
 use crate::{
     db::tenant::{begin_tenant, end_read},
-    domain::ids::{ImportId, TenantId},
+    domain::{
+        ids::{ImportId, TenantId},
+        states::{JobStatus, RunStatus},
+    },
     jobs::{Job, NewJob, queue},
     state::AppState,
 };
@@ -51,8 +54,8 @@ const MAX_ATTEMPTS: i32 = 5;
 pub struct Import {
     pub id: String,
     pub account_id: String,
-    /// `queued`, `running`, `succeeded` (every row has a result) or `failed` (see `error`).
-    pub status: String,
+    /// `succeeded` once every row has a result; `failed`: see `error`.
+    pub status: RunStatus,
     /// Data rows in the file (the header not counted).
     pub total_rows: i32,
     /// Rows with a result so far.
@@ -148,7 +151,7 @@ pub async fn handle(state: &AppState, job: &Job) -> anyhow::Result<()> {
 #[derive(FromRow)]
 struct Stored {
     account_id: String,
-    status: String,
+    status: RunStatus,
     file: Option<Vec<u8>>,
     options: sqlx::types::Json<CsvOptions>,
     processed_rows: i32,
@@ -166,7 +169,7 @@ pub async fn run(state: &AppState, tenant: &TenantId, id: &ImportId) -> anyhow::
     .fetch_optional(&mut *tx)
     .await?;
     let Some(stored) = stored else { return Ok(()) };
-    if matches!(stored.status.as_str(), "succeeded" | "failed") {
+    if matches!(stored.status, RunStatus::Succeeded | RunStatus::Failed) {
         end_read(tx);
         return Ok(());
     }
@@ -308,8 +311,8 @@ async fn finish(state: &AppState, tenant: &TenantId, id: &ImportId, error: Optio
 pub async fn abandon(state: &AppState, job: &Job) -> anyhow::Result<()> {
     let tenant = job.tenant_id.clone().ok_or_else(|| anyhow::anyhow!("an import job needs a tenant"))?;
     let Some(id) = job.payload["import_id"].as_str().and_then(ImportId::parse) else { return Ok(()) };
-    let reason = match (job.status.as_str(), &job.last_error) {
-        ("dead", _) => "the import's worker stopped during its last attempt".to_owned(),
+    let reason = match (job.status, &job.last_error) {
+        (JobStatus::Dead, _) => "the import's worker stopped during its last attempt".to_owned(),
         (_, Some(error)) => format!("the import stopped after {} attempts: {error}", job.attempts),
         (_, None) => "the import failed repeatedly on our side; import the file again".to_owned(),
     };

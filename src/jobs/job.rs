@@ -5,7 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, Row, postgres::PgRow};
 
-use crate::domain::ids::TenantId;
+use crate::domain::{ids::TenantId, states::JobStatus};
 
 /// A job's id: its row's `bigserial`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
@@ -37,7 +37,7 @@ pub struct Job {
     pub locked_until: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     /// `running` for a claimed job; `dead` for one a claim declared dead instead.
-    pub status: String,
+    pub status: JobStatus,
     /// Why its last attempt failed, when one did: what a dead-job handler can tell the user.
     pub last_error: Option<String>,
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::{PgExecutor, PgPool};
 
 use super::{Backoff, Job, JobId, NewJob};
+use crate::domain::states::JobStatus;
 
 /// Adds a job, or does nothing when a job of the same kind and dedup key is still pending.
 /// Pass a transaction (`&mut *tx`) to commit the job with the change that calls for it.
@@ -83,7 +84,7 @@ pub async fn claim_with_dead(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(claimed.into_iter().partition(|job| job.status == "running"))
+    Ok(claimed.into_iter().partition(|job| job.status == JobStatus::Running))
 }
 
 /// Marks `job` done. Returns false, and changes nothing, when this claim no longer holds the job

@@ -50,10 +50,9 @@ pub struct Tenant {
     #[schema(example = "ten_0192f3c4d5e6478fa1b2c3d4e5f60718")]
     pub id: String,
     pub name: String,
-    /// `live` or `test`.
-    pub environment: String,
-    /// `free`, `standard` or `premium`: sizes the rate limits.
-    pub plan: String,
+    pub environment: Environment,
+    /// Sizes the rate limits.
+    pub plan: Plan,
     /// IANA time zone used for day boundaries in reports.
     pub time_zone: String,
     pub created_at: DateTime<Utc>,

@@ -11,8 +11,11 @@ use crate::{
     domain::{
         ids::{BankAccountId, BankConnectionId, TenantId, TransactionId},
         money::Currency,
+        states::{MatchStatus, TransactionStatus},
     },
 };
+
+pub use crate::domain::states::Direction;
 
 /// The date a transaction sorts and filters by in lists: its booking date, or its value date
 /// while pending. A stored column (`coalesce(booking_date, value_date)`), not the expression:
@@ -31,22 +34,14 @@ pub struct Filters {
     pub amount_max: Option<i64>,
     pub currency: Option<Currency>,
     pub direction: Option<Direction>,
-    pub status: Option<String>,
-    pub match_status: Option<String>,
+    pub status: Option<TransactionStatus>,
+    pub match_status: Option<MatchStatus>,
     pub category: Option<Category>,
     pub bank_connection_id: Option<BankConnectionId>,
     pub account_id: Option<BankAccountId>,
     /// Lowercased search text (matched as a substring of description, counterparty and reference).
     pub q: Option<String>,
     pub updated_since: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Money in (amount ≥ 0).
-    Credit,
-    /// Money out (amount < 0).
-    Debit,
 }
 
 /// A category filter: one category, or none set.
@@ -56,28 +51,21 @@ pub enum Category {
     Uncategorized,
 }
 
-/// What a list is ordered by; the id breaks ties, in the same direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sort {
-    /// Newest first (the default).
-    #[default]
-    DateDesc,
-    DateAsc,
-    AmountDesc,
-    AmountAsc,
+crate::domain::states::states! {
+    /// What a list is ordered by: `-booking_date` (newest first, the default), `booking_date`,
+    /// `-amount` (largest first) or `amount`; the id breaks ties, in the same direction. Its name
+    /// is also what a cursor binds itself to.
+    #[derive(Default)]
+    Sort {
+        #[default]
+        DateDesc = "-booking_date",
+        DateAsc = "booking_date",
+        AmountDesc = "-amount",
+        AmountAsc = "amount",
+    }
 }
 
 impl Sort {
-    /// The name a cursor binds itself to.
-    pub fn name(self) -> &'static str {
-        match self {
-            Sort::DateDesc => "-booking_date",
-            Sort::DateAsc => "booking_date",
-            Sort::AmountDesc => "-amount",
-            Sort::AmountAsc => "amount",
-        }
-    }
-
     fn column(self) -> &'static str {
         match self {
             Sort::DateDesc | Sort::DateAsc => LIST_DATE,
@@ -153,10 +141,10 @@ impl Filters {
             None => {}
         }
         if let Some(status) = &self.status {
-            sql.push(" and status = ").push_bind(status.clone());
+            sql.push(" and status = ").push_bind(*status);
         }
         if let Some(match_status) = &self.match_status {
-            sql.push(" and match_status = ").push_bind(match_status.clone());
+            sql.push(" and match_status = ").push_bind(*match_status);
         }
         match &self.category {
             Some(Category::Is(category)) => {
@@ -315,7 +303,7 @@ impl CursorCodec<'_> {
     fn mac(&self, tenant: &TenantId, filters: &Filters, sort: Sort, body: &str) -> String {
         let mut mac =
             HmacSha256::new_from_slice(self.key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        for part in [tenant.as_str(), &filters.fingerprint(), sort.name(), body] {
+        for part in [tenant.as_str(), &filters.fingerprint(), sort.as_str(), body] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }

@@ -19,7 +19,10 @@ use super::rules::{Candidate, RuleSet};
 use crate::{
     bank::model::{TRANSACTION_COLUMNS, Transaction},
     db::tenant::{begin_tenant, end_read},
-    domain::ids::{CategorizationRuleRunId, TenantId},
+    domain::{
+        ids::{CategorizationRuleRunId, TenantId},
+        states::{JobStatus, RunStatus},
+    },
     events,
     jobs::{Job, NewJob, queue},
 };
@@ -47,8 +50,7 @@ pub struct CategorizationRuleRun {
     pub id: String,
     /// The account whose transactions the run covers; null for all of them.
     pub account_id: Option<String>,
-    /// `queued`, `running`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: RunStatus,
     /// Transactions in scope, counted when the run started (on success: the number walked).
     pub total: i64,
     /// Transactions walked so far, a user's categorised ones included.
@@ -123,7 +125,7 @@ pub async fn abandon(db: &PgPool, job: &Job) -> anyhow::Result<()> {
     )
     .bind(tenant.as_str())
     .bind(run_id.as_str())
-    .bind(if job.status == "dead" {
+    .bind(if job.status == JobStatus::Dead {
         "the run stopped on our side before it finished; start a new one"
     } else {
         "the run failed repeatedly on our side; start a new one"
@@ -156,7 +158,7 @@ pub enum Step {
 /// A run's row, as a step needs it.
 #[derive(Debug, FromRow)]
 struct Position {
-    status: String,
+    status: RunStatus,
     account_id: Option<String>,
     last_transaction_id: Option<String>,
 }
@@ -195,8 +197,8 @@ pub async fn step(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(position) = position else { return Ok(Step::Done) };
-    match position.status.as_str() {
-        "queued" => {
+    match position.status {
+        RunStatus::Queued => {
             sqlx::query(
                 "update categorization_rule_runs set status = 'running', started_at = now(),
                      total = (select count(*) from transactions where tenant_id = $1 and ($3::text is null or account_id = $3))
@@ -208,8 +210,8 @@ pub async fn step(
             .execute(&mut *tx)
             .await?;
         }
-        "running" => {}
-        _ => return Ok(Step::Done),
+        RunStatus::Running => {}
+        RunStatus::Succeeded | RunStatus::Failed => return Ok(Step::Done),
     }
 
     // Every id sorts after '': the first batch starts at the beginning.

@@ -342,7 +342,7 @@ struct NewRow {
 }
 
 /// A category a rule set on a transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Categorized {
     pub transaction_id: String,
     pub category: String,
@@ -422,22 +422,18 @@ impl RuleSet {
             return Ok(Vec::new());
         }
         // The guard repeats the read's: a row a user categorised meanwhile keeps the user's category.
-        let set: Vec<(String, String, String)> = sqlx::query_as(
+        sqlx::query_as(
             "update transactions t set category = u.u_category, category_source = 'rule', category_rule_id = u.u_rule
              from unnest($2::text[], $3::text[], $4::text[]) as u(u_id, u_category, u_rule)
              where t.tenant_id = $1 and t.id = u.u_id and t.category_source is null
-             returning t.id, u.u_category, u.u_rule",
+             returning t.id as transaction_id, u.u_category as category, u.u_rule as rule_id",
         )
         .bind(tenant.as_str())
         .bind(&ids)
         .bind(&categories)
         .bind(&rules)
         .fetch_all(conn)
-        .await?;
-        Ok(set
-            .into_iter()
-            .map(|(transaction_id, category, rule_id)| Categorized { transaction_id, category, rule_id })
-            .collect())
+        .await
     }
 }
 

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
 
-use crate::domain::ids::{EventId, TenantId, WebhookDeliveryId, WebhookEndpointId};
+use crate::domain::{
+    ids::{EventId, TenantId, WebhookDeliveryId, WebhookEndpointId},
+    states::DeliveryStatus,
+};
 
 /// One attempt to deliver: what was sent when, and what came back.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -57,9 +60,8 @@ pub struct WebhookDelivery {
     /// Why it was made: `event` (fan-out of a new event), `test` (a ping), `redeliver` or
     /// `recover` (sent again on request).
     pub reason: String,
-    /// `pending` (waiting for its next attempt), `succeeded`, or `failed` (every attempt failed,
-    /// or the receiver answered 410 Gone).
-    pub status: String,
+    /// `failed`: every attempt failed, or the receiver answered 410 Gone.
+    pub status: DeliveryStatus,
     /// Attempts made so far.
     pub attempt_count: i32,
     /// When a pending delivery is next tried.
@@ -78,14 +80,12 @@ pub struct WebhookDelivery {
 pub struct DeliveryFilter {
     pub endpoint: Option<WebhookEndpointId>,
     pub event: Option<EventId>,
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     /// Only deliveries with an id below this one (the page cursor).
     pub before: Option<WebhookDeliveryId>,
 }
-
-pub const STATUSES: &[&str] = &["pending", "succeeded", "failed"];
 
 const DELIVERY_SELECT: &str = "select d.id, d.event_id, e.event_type, d.endpoint_id, d.reason, d.status,
         d.attempts as attempt_count,
@@ -118,7 +118,7 @@ pub async fn list(
     .bind(tenant.as_str())
     .bind(filter.endpoint.as_ref().map(WebhookEndpointId::as_str))
     .bind(filter.event.as_ref().map(EventId::as_str))
-    .bind(&filter.status)
+    .bind(filter.status)
     .bind(filter.since)
     .bind(filter.until)
     .bind(filter.before.as_ref().map(WebhookDeliveryId::as_str))

@@ -71,17 +71,23 @@ impl WebhookMetrics {
     /// Reads the queue's gauges from the database (all tenants).
     pub async fn refresh(&self, db: &PgPool) -> Result<(), sqlx::Error> {
         let mut tx = crate::db::tenant::begin_platform(db).await?;
-        let (pending, due, age): (i64, i64, Option<f64>) = sqlx::query_as(
-            "select count(*), count(*) filter (where next_attempt_at <= now()),
-                    extract(epoch from now() - min(created_at))::float8
+        #[derive(sqlx::FromRow)]
+        struct Queue {
+            pending: i64,
+            due: i64,
+            oldest_age: Option<f64>,
+        }
+        let queue: Queue = sqlx::query_as(
+            "select count(*) as pending, count(*) filter (where next_attempt_at <= now()) as due,
+                    extract(epoch from now() - min(created_at))::float8 as oldest_age
              from webhook_deliveries where status = 'pending'",
         )
         .fetch_one(&mut *tx)
         .await?;
         crate::db::tenant::end_read(tx);
-        self.pending.set(pending);
-        self.due.set(due);
-        self.oldest_pending_age.set(age.unwrap_or(0.0).max(0.0));
+        self.pending.set(queue.pending);
+        self.due.set(queue.due);
+        self.oldest_pending_age.set(queue.oldest_age.unwrap_or(0.0).max(0.0));
         Ok(())
     }
 }

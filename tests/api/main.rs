@@ -31,6 +31,7 @@ mod provider_credentials;
 mod rate_limits;
 mod rls;
 mod sessions;
+mod states;
 mod transactions;
 mod webhook_guarantees;
 mod webhooks;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{
-    ApiError, ApiQuery, DirectionParam, MatchStatusParam, Needs, Principal, RawFilters, StatusParam, TransactionsRead,
+    ApiError, ApiQuery, Direction, MatchStatus, Needs, Principal, RawFilters, TransactionStatus, TransactionsRead,
     parse_filters, with_filters,
 };
 use crate::{
@@ -25,7 +25,7 @@ use crate::{
 with_filters! {
     pub struct ExportParams {
         /// `-booking_date` (default), `booking_date`, `-amount` or `amount`.
-        pub sort: Option<super::SortParam>,
+        pub sort: Option<super::Sort>,
     }
 }
 
@@ -96,7 +96,7 @@ pub(super) async fn export(
     ApiQuery(params): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
     let filters = params.filters()?;
-    let sort = super::sort_of(params.sort);
+    let sort = params.sort.unwrap_or_default();
     let tenant = principal.tenant.id.clone();
     // Fail before the 200 when the database is unreachable, rather than mid-stream.
     end_read(begin_tenant(&state.db, &tenant).await?);
@@ -175,12 +175,12 @@ fn write_row(writer: &mut CsvWriter, t: &Transaction) {
         Cell::Plain(&t.id),
         Cell::Plain(&t.account_id),
         Cell::Plain(opt(&t.bank_connection_id)),
-        Cell::Plain(&t.status),
+        Cell::Plain(t.status.as_str()),
         Cell::Plain(&booking_date),
         Cell::Plain(&value_date),
         Cell::Plain(&amount),
         Cell::Plain(&t.currency),
-        Cell::Plain(&t.direction),
+        Cell::Plain(t.direction.as_str()),
         Cell::Text(opt(&t.description)),
         Cell::Text(opt(&t.counterparty_name)),
         Cell::Text(opt(&t.reference)),
@@ -189,7 +189,7 @@ fn write_row(writer: &mut CsvWriter, t: &Transaction) {
         Cell::Text(opt(&t.notes)),
         Cell::Text(&tags),
         Cell::Text(&metadata),
-        Cell::Plain(&t.match_status),
+        Cell::Plain(t.match_status.as_str()),
         Cell::Plain(&t.source),
         Cell::Text(opt(&t.external_id)),
         Cell::Plain(&created_at),

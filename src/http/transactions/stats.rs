@@ -12,7 +12,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{
-    ApiError, ApiQuery, DirectionParam, Filters, MatchStatusParam, Needs, Principal, RawFilters, StatusParam,
+    ApiError, ApiQuery, Direction, Filters, MatchStatus, Needs, Principal, RawFilters, TransactionStatus,
     TransactionsRead, parse_filters, with_filters,
 };
 use crate::{

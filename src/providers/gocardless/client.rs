@@ -396,7 +396,14 @@ impl GoCardless {
 
     /// The stored access token and refresh token, if any and readable.
     async fn load_tokens(&self) -> Option<(Token, Option<(SecretString, DateTime<Utc>)>)> {
-        let row: (String, DateTime<Utc>, String, DateTime<Utc>) = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct Stored {
+            access_sealed: String,
+            access_expires_at: DateTime<Utc>,
+            refresh_sealed: String,
+            refresh_expires_at: DateTime<Utc>,
+        }
+        let row: Stored = sqlx::query_as(
             "select access_sealed, access_expires_at, refresh_sealed, refresh_expires_at
              from provider_tokens where credential_key = $1",
         )
@@ -405,7 +412,12 @@ impl GoCardless {
         .await
         .inspect_err(|error| tracing::warn!(%error, "cannot read the shared GoCardless token"))
         .ok()??;
-        let (access, access_expires, refresh, refresh_expires) = row;
+        let Stored {
+            access_sealed: access,
+            access_expires_at: access_expires,
+            refresh_sealed: refresh,
+            refresh_expires_at: refresh_expires,
+        } = row;
         let open = |sealed: &str, what: &str| {
             self.inner
                 .keys

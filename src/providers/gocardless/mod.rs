@@ -121,7 +121,12 @@ impl GoCardlessClients {
 
     async fn tenant_credentials(&self, tenant: &TenantContext) -> Result<Option<Credentials>, ClientError> {
         let mut tx = begin_tenant(&self.db, &tenant.id).await?;
-        let row: Option<(String, String)> = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct Sealed {
+            secret_id_sealed: String,
+            secret_key_sealed: String,
+        }
+        let row: Option<Sealed> = sqlx::query_as(
             "select secret_id_sealed, secret_key_sealed from provider_credentials
              where tenant_id = $1 and provider = 'gocardless'",
         )
@@ -129,7 +134,7 @@ impl GoCardlessClients {
         .fetch_optional(&mut *tx)
         .await?;
         crate::db::tenant::end_read(tx);
-        let Some((id, key)) = row else { return Ok(None) };
+        let Some(Sealed { secret_id_sealed: id, secret_key_sealed: key }) = row else { return Ok(None) };
         let keys = self.keys().await?;
         let open = |what: &str, sealed: &str| -> Result<SecretString, ClientError> {
             let bytes = keys.open(&credential_context(tenant, what), sealed)?;
@@ -144,7 +149,12 @@ impl GoCardlessClients {
             return Ok(CredentialSource::Sandbox);
         }
         let mut tx = begin_tenant(&self.db, &tenant.id).await?;
-        let row: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct Stored {
+            secret_id_last4: String,
+            updated_at: DateTime<Utc>,
+        }
+        let row: Option<Stored> = sqlx::query_as(
             "select secret_id_last4, updated_at from provider_credentials
              where tenant_id = $1 and provider = 'gocardless'",
         )
@@ -153,7 +163,7 @@ impl GoCardlessClients {
         .await?;
         crate::db::tenant::end_read(tx);
         Ok(match row {
-            Some((last4, updated_at)) => CredentialSource::Tenant { secret_id_last4: last4, updated_at },
+            Some(Stored { secret_id_last4, updated_at }) => CredentialSource::Tenant { secret_id_last4, updated_at },
             None if self.deployment.is_some() => CredentialSource::Deployment,
             None => CredentialSource::None,
         })

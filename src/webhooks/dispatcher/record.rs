@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::{Dispatcher, lanes::Answered, send::Outcome};
 use crate::{
     db::tenant::begin_platform,
+    domain::states::DeliveryStatus,
     webhooks::health::{self, Answer, Verdict},
 };
 
@@ -51,7 +52,7 @@ impl Dispatcher {
     /// Records a batch of attempts and their consequences in one transaction.
     async fn record(&self, batch: &[Outcome]) -> Result<(), sqlx::Error> {
         let max_attempts = self.settings.max_attempts();
-        let mut next: Vec<(&'static str, Option<DateTime<Utc>>)> = Vec::with_capacity(batch.len());
+        let mut next: Vec<(DeliveryStatus, Option<DateTime<Utc>>)> = Vec::with_capacity(batch.len());
         for outcome in batch {
             let retry = || {
                 let after = self.settings.retry_delay(outcome.attempt)?;
@@ -62,12 +63,14 @@ impl Dispatcher {
                 Some(Utc::now() + chrono::Duration::from_std(after).ok()?)
             };
             next.push(match outcome.verdict {
-                Verdict::Succeeded => ("succeeded", None),
-                Verdict::Gone => ("failed", None),
-                Verdict::Failed | Verdict::Throttled(_) if outcome.attempt >= max_attempts => ("failed", None),
+                Verdict::Succeeded => (DeliveryStatus::Succeeded, None),
+                Verdict::Gone => (DeliveryStatus::Failed, None),
+                Verdict::Failed | Verdict::Throttled(_) if outcome.attempt >= max_attempts => {
+                    (DeliveryStatus::Failed, None)
+                }
                 Verdict::Failed | Verdict::Throttled(_) => match retry() {
-                    Some(at) => ("pending", Some(at)),
-                    None => ("failed", None),
+                    Some(at) => (DeliveryStatus::Pending, Some(at)),
+                    None => (DeliveryStatus::Failed, None),
                 },
             });
         }
@@ -81,7 +84,7 @@ impl Dispatcher {
         let succeeded: Vec<bool> = batch.iter().map(|o| o.verdict == Verdict::Succeeded).collect();
         let error: Vec<Option<String>> = batch.iter().map(|o| o.error.clone()).collect();
         let body: Vec<Option<String>> = batch.iter().map(|o| o.response_body.clone()).collect();
-        let new_status: Vec<&str> = next.iter().map(|(s, _)| *s).collect();
+        let new_status: Vec<&str> = next.iter().map(|(s, _)| s.as_str()).collect();
         let next_at: Vec<Option<DateTime<Utc>>> = next.iter().map(|(_, at)| *at).collect();
 
         let mut tx = begin_platform(&self.db).await?;
@@ -144,7 +147,7 @@ impl Dispatcher {
             let label = match (outcome.verdict, *status) {
                 (Verdict::Succeeded, _) => "succeeded",
                 (Verdict::Gone, _) => "gone",
-                (_, "pending") => "retrying",
+                (_, DeliveryStatus::Pending) => "retrying",
                 _ => "failed",
             };
             self.metrics.webhooks.attempt(label, f64::from(outcome.latency_ms) / 1000.0);
