@@ -121,6 +121,15 @@ pub fn router(state: AppState) -> Router {
     with_middleware(routes, &state.config, state.metrics.clone())
 }
 
+/// Responses worth compressing: tower-http's default rule (not gRPC, images or event streams),
+/// from 1 KiB up instead of its 32 bytes. Under that a body fits a packet either way, and a
+/// compressor's set-up (its tables are allocated and zeroed per response) cost more CPU than
+/// the answer itself: a third of an API key read's time under load (`perf`, bench/README.md).
+fn worth_compressing() -> impl tower_http::compression::Predicate {
+    use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
+    DefaultPredicate::new().and(SizeAbove::new(1024))
+}
+
 /// Wraps routes in the middleware every request passes through, outermost first: the edge
 /// (request id, client IP, span and metrics, security headers), CORS, compression, the problem
 /// renderer with the request timeout, the panic catcher, and the body limit.
@@ -131,7 +140,7 @@ pub fn with_middleware(routes: Router, config: &Config, metrics: Arc<crate::metr
         ServiceBuilder::new()
             .layer(from_fn_with_state(edge, edge::middleware))
             .option_layer(cors)
-            .layer(CompressionLayer::new())
+            .layer(CompressionLayer::new().compress_when(worth_compressing()))
             .layer(from_fn_with_state(config.request_timeout, problem::middleware))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(from_fn_with_state(config.body_limit, limit_body))

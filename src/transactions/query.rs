@@ -191,10 +191,12 @@ fn escape_like(text: &str) -> String {
 /// A search for a frequent term finds a page of matches within the newest few thousand rows of
 /// the filtered range: walking the list index there and checking each row reads those rows only,
 /// where the trigram index would find every match of the term in the table and sort them all
-/// before the newest page could be returned. A rare term fills no page within the walk; the
+/// before the newest page could be returned. The list indexes carry what the walk reads
+/// (`migrations/20261203010000_transactions_search_walk.sql`), so it is an index-only scan, and
+/// only the page's rows are read from the table. A rare term fills no page within the walk; the
 /// trigram index then finds its few matches, which are cheap to sort. Either way a page's work
 /// is bounded: by this walk, or by the number of matches.
-pub const SEARCH_WALK: i64 = 5_000;
+pub const SEARCH_WALK: i64 = 20_000;
 
 /// How a page's rows are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,14 +219,15 @@ pub fn page_sql<'a>(
 ) -> QueryBuilder<'a, Postgres> {
     let column = sort.column();
     let (cmp, order) = if sort.descending() { ("<", "desc") } else { (">", "asc") };
+    let order_by = format!(" order by {column} {order}, id {order}");
     let walk = plan == Plan::Walk && filters.q.is_some();
-    let mut sql = if walk {
-        QueryBuilder::new(format!("select {TRANSACTION_COLUMNS} from (select * from transactions"))
-    } else {
-        QueryBuilder::new(format!("select {TRANSACTION_COLUMNS} from transactions"))
-    };
+    let mut sql = QueryBuilder::new(format!("select {TRANSACTION_COLUMNS} from transactions"));
     let unsearched;
     if walk {
+        // The page's ids: the matches among the first SEARCH_WALK rows of the range, which the
+        // innermost query reads from a list index alone.
+        sql.push(" where tenant_id = ").push_bind(tenant.as_str().to_owned());
+        sql.push(format!(" and id = any(array(select id from (select id, {column}, search_text from transactions"));
         unsearched = Filters { q: None, ..filters.clone() };
         unsearched.push_where(&mut sql, tenant);
     } else {
@@ -242,11 +245,14 @@ pub fn page_sql<'a>(
         sql.push(", ").push_bind(id).push(")");
     }
     if walk {
-        sql.push(format!(" order by {column} {order}, id {order} limit ")).push_bind(SEARCH_WALK);
+        sql.push(&order_by).push(" limit ").push_bind(SEARCH_WALK);
         sql.push(") walked where true");
         filters.push_search(&mut sql);
+        sql.push(&order_by).push(" limit ").push_bind(limit).push("))");
+        sql.push(&order_by);
+    } else {
+        sql.push(&order_by).push(" limit ").push_bind(limit);
     }
-    sql.push(format!(" order by {column} {order}, id {order} limit ")).push_bind(limit);
     sql
 }
 
