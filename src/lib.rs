@@ -28,6 +28,8 @@ pub mod events;
 pub mod http;
 /// Transaction imports into manual accounts: JSON batches and CSV files processed as jobs.
 pub mod imports;
+/// Customers and invoices: what the money in the bank should pay, and their changes feed.
+pub mod invoices;
 /// Background work: the durable Postgres job queue and its runner.
 pub mod jobs;
 /// The process's Prometheus metrics: HTTP requests and webhook delivery.

@@ -205,6 +205,21 @@ async fn applied_migration(pool: &PgPool) -> Result<i64, sqlx::Error> {
     Ok(applied.unwrap_or(0))
 }
 
+/// A LIKE pattern matching text that contains `text`: `%`, `_` and `\` in it are escaped
+/// (backslash is LIKE's default escape character), so they match themselves.
+pub fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,6 +123,14 @@ prefixed_id!(
     /// A transaction import: one uploaded CSV file processed in the background.
     ImportId, "imp"
 );
+prefixed_id!(
+    /// A customer: who invoices are addressed to.
+    CustomerId, "cus"
+);
+prefixed_id!(
+    /// An invoice: an amount a customer owes.
+    InvoiceId, "inv"
+);
 
 fn is_prefixed_id(value: &str, prefix: &str) -> bool {
     value

@@ -8,11 +8,31 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency([u8; 3]);
 
+/// The currencies ISO 4217 lists, sorted (metals, funds, test and settlement codes left out).
+const ISO_4217: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF",
+    "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC",
+    "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS",
+    "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD",
+    "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL",
+    "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD",
+    "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD",
+    "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SLL", "SOS", "SRD", "SSP", "STN", "SVC",
+    "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS",
+    "VED", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+];
+
 impl Currency {
     /// Three ASCII letters, any case (`"eur"` → `EUR`).
     pub fn parse(code: &str) -> Option<Self> {
         let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
         bytes.iter().all(u8::is_ascii_alphabetic).then(|| Self(bytes.map(|b| b.to_ascii_uppercase())))
+    }
+
+    /// Whether the code is a currency ISO 4217 lists today (not a precious metal, a fund or a
+    /// test code): what invoices may be issued in.
+    pub fn is_iso4217(&self) -> bool {
+        ISO_4217.binary_search(&self.as_str()).is_ok()
     }
 
     pub fn as_str(&self) -> &str {
@@ -98,6 +118,17 @@ pub fn format_minor_units(minor: i64, currency: Currency) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_iso_4217_list_is_sorted_and_knows_real_currencies_only() {
+        assert!(ISO_4217.windows(2).all(|pair| pair[0] < pair[1]), "binary search needs it sorted");
+        for code in ["GBP", "EUR", "USD", "JPY", "XOF"] {
+            assert!(Currency::parse(code).unwrap().is_iso4217(), "{code}");
+        }
+        for code in ["XYZ", "GBX", "XAU", "XXX"] {
+            assert!(!Currency::parse(code).unwrap().is_iso4217(), "{code}");
+        }
+    }
 
     fn currency(code: &str) -> Currency {
         Currency::parse(code).unwrap_or_else(|| panic!("{code}"))

@@ -102,6 +102,8 @@ pub enum Probe {
     Accounts,
     Imports,
     WebhookEndpoints,
+    Customers,
+    Invoices,
 }
 
 impl Probe {
@@ -118,6 +120,8 @@ impl Probe {
             Probe::Accounts => "select tenant_id from bank_accounts where id = $1 limit 1",
             Probe::Imports => "select tenant_id from imports where id = $1 limit 1",
             Probe::WebhookEndpoints => "select tenant_id from webhook_endpoints where id = $1 limit 1",
+            Probe::Customers => "select tenant_id from customers where id = $1 limit 1",
+            Probe::Invoices => "select tenant_id from invoices where id = $1 limit 1",
         }
     }
 
@@ -134,6 +138,8 @@ impl Probe {
             Probe::Accounts => "bank_account",
             Probe::Imports => "transaction_import",
             Probe::WebhookEndpoints => "webhook_endpoint",
+            Probe::Customers => "customer",
+            Probe::Invoices => "invoice",
         }
     }
 }

@@ -142,4 +142,6 @@ scopes! {
     BankConnectionsWrite = Scope::write("bank_connections");
     TransactionsRead = Scope::read("transactions");
     TransactionsWrite = Scope::write("transactions");
+    InvoicesRead = Scope::read("invoices");
+    InvoicesWrite = Scope::write("invoices");
 }

@@ -223,6 +223,17 @@ impl From<crate::tenancy::TenancyError> for ApiError {
     }
 }
 
+impl From<crate::invoices::InvoiceError> for ApiError {
+    fn from(error: crate::invoices::InvoiceError) -> Self {
+        use crate::invoices::InvoiceError;
+        match error {
+            InvoiceError::Invalid(errors) => ApiError::validation(errors),
+            InvoiceError::Conflict(detail) => ApiError::new(ErrorCode::Conflict, detail),
+            InvoiceError::Database(error) => error.into(),
+        }
+    }
+}
+
 /// The error body of every failed request (RFC 9457 problem details).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({

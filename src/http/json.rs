@@ -178,41 +178,7 @@ pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
-/// Most keys a `metadata` object holds.
-pub const MAX_METADATA_KEYS: usize = 50;
-
-/// Applies Stripe-style metadata changes to `current`: a key set to a string is set, a key set to
-/// `null` or `""` is removed. Keys are 1 to 40 characters without `[` or `]`, values at most 500
-/// characters, at most 50 keys in all; each violation is pushed to `errors`.
-pub fn merge_metadata(
-    current: &std::collections::BTreeMap<String, String>,
-    changes: std::collections::BTreeMap<String, Option<String>>,
-    errors: &mut Vec<FieldError>,
-) -> std::collections::BTreeMap<String, String> {
-    let mut bad = |field: String, message: &str| errors.push(FieldError { field, message: message.into() });
-    let mut merged = current.clone();
-    for (key, value) in changes {
-        if key.is_empty() || key.chars().count() > 40 || key.contains(['[', ']']) {
-            bad(format!("metadata.{key}"), "keys are 1 to 40 characters, without [ or ]");
-            continue;
-        }
-        match value.filter(|v| !v.is_empty()) {
-            Some(value) if value.chars().count() > 500 => {
-                bad(format!("metadata.{key}"), "values are at most 500 characters");
-            }
-            Some(value) => {
-                merged.insert(key, value);
-            }
-            None => {
-                merged.remove(&key);
-            }
-        }
-    }
-    if merged.len() > MAX_METADATA_KEYS {
-        bad("metadata".into(), "holds at most 50 keys");
-    }
-    merged
-}
+pub use crate::domain::metadata::{MAX_KEYS as MAX_METADATA_KEYS, merge as merge_metadata};
 
 #[cfg(test)]
 mod tests {

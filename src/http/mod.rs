@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bank_connections;
 pub mod categorization_rules;
 pub mod csv;
+pub mod customers;
 pub mod docs;
 pub mod edge;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod imports;
+pub mod invoices;
 pub mod json;
 pub mod members;
 pub mod metrics;
@@ -91,6 +93,8 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(imports::router())
         .merge(webhook_endpoints::router())
+        .merge(customers::router())
+        .merge(invoices::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.

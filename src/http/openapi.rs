@@ -40,6 +40,7 @@ Every response carries `X-Request-Id`.",
         (name = "audit_logs", description = "The tamper-evident audit log"),
         (name = "bank_connections", description = "Banks, and accounts connected through open-banking consent"),
         (name = "transactions", description = "Bank transactions synced from the bank connections"),
+        (name = "invoices", description = "Customers and invoices: what the money should pay, with their changes feeds"),
         (name = "events", description = "What happened, newest first; the objects webhooks deliver"),
         (name = "webhooks", description = "Webhook endpoints, signed deliveries with retries, and re-sending what failed"),
         (name = "admin", description = "Platform administration (needs PAYYMO_ADMIN_TOKEN)"),
@@ -317,6 +318,25 @@ fn catalogue() -> Vec<WebhookEvent> {
         "created_at": "2026-11-01T08:00:00.000000Z", "updated_at": "2026-11-26T09:30:00.120374Z"
     });
     let string = |description: &str| json!({"type": "string", "description": description});
+    let customer = json!({
+        "id": "cus_0192f3c4d5e6478fa1b2c3d4e5f60718", "name": "Acme Widgets Ltd", "email": "accounts@acme.example",
+        "source": "hubspot", "external_id": "hs-4411", "aliases": ["ACME WIDGETS LTD"],
+        "bank_accounts": [{"iban": "GB82WEST12345698765432", "account_number": null, "sort_code": null, "routing_number": null}],
+        "metadata": {}, "created_at": "2026-12-03T09:30:00.120374Z", "updated_at": "2026-12-03T09:30:00.120374Z"
+    });
+    let invoice = json!({
+        "id": "inv_0192f3c4d5e6478fa1b2c3d4e5f60718", "number": "INV-2026-0104", "source": "hubspot",
+        "external_id": "hs-inv-88172", "customer_id": "cus_0192f3c4d5e6478fa1b2c3d4e5f60718", "currency": "GBP",
+        "amount_total": 125000, "amount_tax": 20833, "amount_paid": 0, "amount_due": 125000,
+        "issue_date": "2026-11-20", "due_date": "2026-12-20", "status": "open",
+        "payment_reference": "INV-2026-0104", "rf_reference": "RF18539007547034", "lines": [], "metadata": {},
+        "voided_at": null, "created_at": "2026-12-03T09:30:00.120374Z", "updated_at": "2026-12-03T09:30:00.120374Z"
+    });
+    let previous_attributes = json!({"previous_attributes": {
+        "type": "object",
+        "description": "The previous value of each field that changed, by field name.",
+        "additionalProperties": true,
+    }});
 
     vec![
         WebhookEvent {
@@ -471,6 +491,88 @@ fn catalogue() -> Vec<WebhookEvent> {
                     "previous_attributes": {"category": null, "category_source": null, "notes": null}
                 }),
             ),
+        },
+        WebhookEvent {
+            event_type: "customer.created",
+            summary: "A customer was created",
+            description: "Sent when `POST /api/v1/customers`, a batch, or an invoice's inline customer creates a \
+                          customer. `data` is the customer.",
+            data: component("Customer"),
+            example: customer.clone(),
+        },
+        WebhookEvent {
+            event_type: "customer.updated",
+            summary: "A customer changed",
+            description: "Sent when a `PATCH` or a batch row changes a customer (not when it sends the same values). \
+                          `data` is the customer as it now is, plus `previous_attributes`: the old values of the \
+                          fields that changed.",
+            data: extended("Customer", previous_attributes.clone()),
+            example: with(
+                &customer,
+                json!({"aliases": ["ACME WIDGETS LTD", "ACME W"], "previous_attributes": {"aliases": ["ACME WIDGETS LTD"]}}),
+            ),
+        },
+        WebhookEvent {
+            event_type: "customer.deleted",
+            summary: "A customer was deleted",
+            description: "Sent on `DELETE /api/v1/customers/{id}`. `data` is the customer as it was.",
+            data: component("Customer"),
+            example: customer,
+        },
+        WebhookEvent {
+            event_type: "invoice.created",
+            summary: "An invoice was created",
+            description: "Sent when `POST /api/v1/invoices` or a batch row creates an invoice. `data` is the invoice \
+                          (minor units).",
+            data: component("Invoice"),
+            example: invoice.clone(),
+        },
+        WebhookEvent {
+            event_type: "invoice.updated",
+            summary: "An invoice changed",
+            description: "Sent when a `PATCH` or a batch row changes an invoice (not when it sends the same values), \
+                          a draft is finalised or an invoice written off. `data` is the invoice as it now is, plus \
+                          `previous_attributes`: the old values of the fields that changed.",
+            data: extended("Invoice", previous_attributes.clone()),
+            example: with(
+                &invoice,
+                json!({"due_date": "2027-01-15", "previous_attributes": {"due_date": "2026-12-20"}}),
+            ),
+        },
+        WebhookEvent {
+            event_type: "invoice.voided",
+            summary: "An invoice was voided",
+            description: "Sent on `POST /api/v1/invoices/{id}/void`. `data` is the invoice, `void`, with `voided_at`, \
+                          and `previous_attributes.status`.",
+            data: extended("Invoice", previous_attributes.clone()),
+            example: with(
+                &invoice,
+                json!({"status": "void", "voided_at": "2026-12-04T10:00:00.000000Z",
+                                          "previous_attributes": {"status": "open"}}),
+            ),
+        },
+        WebhookEvent {
+            event_type: "invoice.deleted",
+            summary: "A draft invoice was deleted",
+            description: "Sent on `DELETE /api/v1/invoices/{id}` (drafts only). `data` is the invoice as it was.",
+            data: component("Invoice"),
+            example: with(&invoice, json!({"status": "draft"})),
+        },
+        WebhookEvent {
+            event_type: "invoice.paid",
+            summary: "An invoice was paid in full",
+            description: "Sent by reconciliation when matches pay the whole invoice. `data` is the invoice, `paid`, \
+                          `amount_due` 0.",
+            data: component("Invoice"),
+            example: with(&invoice, json!({"status": "paid", "amount_paid": 125000, "amount_due": 0})),
+        },
+        WebhookEvent {
+            event_type: "invoice.partially_paid",
+            summary: "Part of an invoice was paid",
+            description: "Sent by reconciliation when a match pays part of an invoice. `data` is the invoice, \
+                          `partially_paid`, with what is paid and due.",
+            data: component("Invoice"),
+            example: with(&invoice, json!({"status": "partially_paid", "amount_paid": 50000, "amount_due": 75000})),
         },
         WebhookEvent {
             event_type: "webhook_endpoint.disabled",

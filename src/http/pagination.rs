@@ -107,6 +107,16 @@ impl Cursors {
         Page { data: rows, has_more, next_cursor }
     }
 
+    /// Builds a page of a changes feed from `limit + 1` fetched rows. Its cursor is always set: after
+    /// the last row kept, or `from` again when there is nothing new, so a poller always has
+    /// where to continue from.
+    pub fn feed<T>(&self, mut rows: Vec<T>, limit: u32, from: &str, position_of: impl Fn(&T) -> String) -> Page<T> {
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let position = rows.last().map_or_else(|| from.to_owned(), &position_of);
+        Page { data: rows, has_more, next_cursor: Some(self.cursor(&position)) }
+    }
+
     fn cursor(&self, position: &str) -> String {
         let payload = format!("v1:{position}");
         let tag = self.mac(&payload).finalize().into_bytes();

@@ -101,7 +101,7 @@ impl Filters {
     fn push_search(&self, sql: &mut QueryBuilder<'_, Postgres>) {
         if let Some(q) = &self.q {
             // search_text is lowercased and trigram-indexed; LIKE with both ends open uses it.
-            sql.push(" and search_text like ").push_bind(format!("%{}%", escape_like(q)));
+            sql.push(" and search_text like ").push_bind(crate::db::contains_pattern(q));
         }
     }
 
@@ -171,18 +171,6 @@ impl Filters {
     pub fn fingerprint(&self) -> String {
         format!("{self:?}")
     }
-}
-
-/// Escapes `%`, `_` and `\` for a LIKE pattern (backslash is the default escape character).
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 /// Rows a search (`q`) first walks in list order, newest first by default, before it turns to the
@@ -367,7 +355,7 @@ mod tests {
 
     #[test]
     fn like_patterns_are_escaped() {
-        assert_eq!(escape_like(r"50%_off\"), r"50\%\_off\\");
+        assert_eq!(crate::db::contains_pattern(r"50%_off\"), r"%50\%\_off\\%");
     }
 
     #[test]

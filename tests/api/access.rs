@@ -137,6 +137,26 @@ impl Fixtures {
         ids.insert("accounts", account);
         let endpoint = crate::webhooks::create_endpoint(app, a, "http://127.0.0.1:9/hooks", &["*"]).await;
         ids.insert("webhook_endpoints", endpoint["id"].as_str().unwrap().to_owned());
+        let customer: Value = app
+            .as_key(Method::POST, "/api/v1/customers", &a.key)
+            .json(&json!({"name": "Acme Widgets Ltd"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("customers", customer["id"].as_str().unwrap().to_owned());
+        let invoice: Value = app
+            .as_key(Method::POST, "/api/v1/invoices", &a.key)
+            .json(&json!({"number": "INV-A-1", "currency": "GBP", "amount_total": 100}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("invoices", invoice["id"].as_str().unwrap().to_owned());
         Self { ids }
     }
 
@@ -156,6 +176,8 @@ impl Fixtures {
             format!("/api/v1/webhook_endpoints/{}", self.ids["webhook_endpoints"]),
             format!("/api/v1/webhook_endpoints/{}/deliveries", self.ids["webhook_endpoints"]),
             format!("/api/v1/events/{}/deliveries", self.ids["events"]),
+            format!("/api/v1/customers/{}", self.ids["customers"]),
+            format!("/api/v1/invoices/{}", self.ids["invoices"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }

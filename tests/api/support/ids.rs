@@ -23,6 +23,8 @@ pub fn placeholder_id(path: &str) -> String {
         "transactions/imports" => payymo::domain::ids::ImportId::generate().to_string(),
         "webhook_endpoints" => payymo::domain::ids::WebhookEndpointId::generate().to_string(),
         "tenants" => TenantId::generate().to_string(),
+        "customers" => payymo::domain::ids::CustomerId::generate().to_string(),
+        "invoices" => payymo::domain::ids::InvoiceId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }
