@@ -126,9 +126,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Responses worth compressing: tower-http's default rule (not gRPC, images or event streams),
-/// from 1 KiB up instead of its 32 bytes. Under that a body fits a packet either way, and a
-/// compressor's set-up (its tables are allocated and zeroed per response) cost more CPU than
-/// the answer itself: a third of an API key read's time under load (`perf`, bench/README.md).
+/// from 1 KiB up instead of its 32 bytes. Under that a body fits a packet either way, while a
+/// compressor is still allocated and its tables zeroed for every response: CPU spent for
+/// nothing on the smallest, most frequent answers.
 fn worth_compressing() -> impl tower_http::compression::Predicate {
     use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
     DefaultPredicate::new().and(SizeAbove::new(1024))

@@ -89,13 +89,6 @@ fn decode(component: &str) -> Option<String> {
     percent_decode(spaced.as_bytes()).decode_utf8().ok().map(|c| c.into_owned())
 }
 
-/// The problem with `value`, when it is given and is not one of `allowed`.
-pub fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Option<FieldError> {
-    let value = value?;
-    (!allowed.contains(&value))
-        .then(|| FieldError { field: field.to_owned(), message: format!("must be one of {}", allowed.join(", ")) })
-}
-
 /// What is wrong with the text of an `application/x-www-form-urlencoded` string's fields, each
 /// by name: for forms, which are parsed elsewhere.
 pub fn form_text_problems(form: &str) -> Vec<FieldError> {
@@ -167,14 +160,6 @@ mod tests {
             ["bogus", "also_bogus", "limit", "to"]
         );
         assert_eq!(fields("from=5&to=1"), ["to"]);
-    }
-
-    #[test]
-    fn one_of_names_a_value_outside_its_list() {
-        assert_eq!(one_of("kind", None, &["a", "b"]), None);
-        assert_eq!(one_of("kind", Some("a"), &["a", "b"]), None);
-        let problem = one_of("kind", Some("c"), &["a", "b"]).unwrap();
-        assert_eq!((problem.field.as_str(), problem.message.as_str()), ("kind", "must be one of a, b"));
     }
 
     #[test]

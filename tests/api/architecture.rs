@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 /// Files that may import `http` and `app`: the HTTP layer itself and the top of the program.
 fn is_top(relative: &str) -> bool {
-    relative.starts_with("http/") || ["app.rs", "cli.rs", "main.rs", "demo.rs", "lib.rs"].contains(&relative)
+    relative.starts_with("http/")
+        || relative.starts_with("demo/")
+        || ["app.rs", "cli.rs", "main.rs", "lib.rs"].contains(&relative)
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -517,3 +517,59 @@ async fn a_batch_upserts_by_external_id_reports_each_row_and_twice_is_a_no_op() 
     assert_eq!(result["results"][1]["errors"][0]["field"], "name");
     assert_eq!(result["results"][2]["errors"][0]["field"], "external_id");
 }
+
+/// `payymo demo`'s invoices refer to the sandbox bank's payments: quoted exactly (number and
+/// amount), with a typo, two paid at once, one paid in part; re-seeding changes nothing.
+#[tokio::test]
+async fn the_demo_invoices_refer_to_the_sandbox_banks_payments() {
+    use crate::support::bank::{all_transactions, connect, drain};
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    connect(&app, &tenant).await;
+    drain(&app).await;
+    let id = payymo::domain::ids::TenantId::parse(&tenant.id).unwrap();
+    let first = payymo::demo::invoices::seed(&app.db, &id, 10).await.unwrap();
+    assert_eq!(first.failed, 0, "{:?}", first.results.iter().filter(|r| !r.errors.is_empty()).collect::<Vec<_>>());
+    assert!(first.created >= 12, "{}", first.created);
+    let again = payymo::demo::invoices::seed(&app.db, &id, 10).await.unwrap();
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, first.created));
+
+    let credits: Vec<Value> = all_transactions(&app, &tenant, "&direction=credit")
+        .await
+        .into_iter()
+        .filter(|t| t["status"] == "booked")
+        .collect();
+    let mut invoices = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/invoices?limit=100&source=demo&cursor={c}"),
+            None => "/api/v1/invoices?limit=100&source=demo".to_owned(),
+        };
+        let page = get(&app, &tenant, &path).await;
+        invoices.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let quoting = |number: &str| -> Vec<&Value> {
+        credits.iter().filter(|t| t["description"].as_str().unwrap_or("").to_uppercase().contains(number)).collect()
+    };
+    let exact = invoices
+        .iter()
+        .filter(|i| quoting(i["number"].as_str().unwrap()).iter().any(|t| t["amount"] == i["amount_total"]))
+        .count();
+    let partly = invoices
+        .iter()
+        .filter(|i| {
+            quoting(i["number"].as_str().unwrap()).iter().any(|t| t["amount"].as_i64() < i["amount_total"].as_i64())
+        })
+        .count();
+    let unquoted = invoices.iter().filter(|i| quoting(i["number"].as_str().unwrap()).is_empty()).count();
+    assert!(exact >= 3, "exact: {exact}");
+    assert!(partly >= 1, "paid in part or together: {partly}");
+    assert!(unquoted >= 4, "typos, the second of a pair, the unpaid and the payments to come: {unquoted}");
+    let customers = get(&app, &tenant, "/api/v1/customers?source=demo&limit=100").await;
+    assert!(customers["data"].as_array().unwrap().iter().all(|c| !c["aliases"].as_array().unwrap().is_empty()));
+}

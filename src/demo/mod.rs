@@ -1,7 +1,9 @@
 //! `payymo demo`: everything on this machine with nothing configured. The embedded database, the
 //! GoCardless sandbox, the API with its workers, a test-mode demo tenant with a fresh API key, and
 //! a linked sandbox bank connection whose transactions sync, with new ones arriving every few
-//! seconds.
+//! seconds, and customers and open invoices those payments refer to ([`invoices`]).
+
+pub mod invoices;
 
 use std::time::Duration;
 
@@ -54,9 +56,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         let server = tokio::spawn(app.run_until(shutdown.clone()));
         let (tenant, key) = demo_tenant(&pool).await?;
         link_bank(&state, &tenant, &sandbox_origin).await?;
+        let invoices = seed_invoices(&state, &tenant).await?;
         let base = format!("http://{addr}");
         println!(
-            "\nPayymo demo is running (Ctrl-C to stop).\n\n  API      {base}/api/v1\n  Docs     {base}/docs\n  Sandbox  {sandbox_origin} (GoCardless simulator)\n  Tenant   {tenant} (test mode)\n  API key  {key}\n\nA sandbox bank is linked; its transactions sync now and new ones arrive every {}s. Try:\n\n  curl -s -H 'Authorization: Bearer {key}' {base}/api/v1/bank_connections\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/transactions?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/events?type=transaction.created&limit=3'\n",
+            "\nPayymo demo is running (Ctrl-C to stop).\n\n  API      {base}/api/v1\n  Docs     {base}/docs\n  Sandbox  {sandbox_origin} (GoCardless simulator)\n  Tenant   {tenant} (test mode)\n  API key  {key}\n\nA sandbox bank is linked; its transactions sync now and new ones arrive every {}s. Try:\n\n  curl -s -H 'Authorization: Bearer {key}' {base}/api/v1/bank_connections\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/transactions?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/events?type=transaction.created&limit=3'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/invoices?status=open&limit=5'\n\n{invoices}\n",
             ARRIVALS.as_secs()
         );
         tokio::spawn(keep_transactions_arriving(state, tenant, sandbox_origin, shutdown.clone()));
@@ -135,6 +138,33 @@ async fn link_bank(state: &AppState, tenant: &TenantId, sandbox_origin: &str) ->
     Ok(())
 }
 
+/// Invoices planned for the payments the running demo adds (see [`invoices::arrival`]).
+const PLANNED_ARRIVALS: u64 = 300;
+
+/// Waits (up to a minute) for the first sync to bring the sandbox's payments in, then creates the
+/// customers and invoices they refer to; returns a line saying what it made.
+async fn seed_invoices(state: &AppState, tenant: &TenantId) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut tx = begin_tenant(&state.db, tenant).await?;
+        let synced: bool = sqlx::query_scalar("select exists(select 1 from transactions where tenant_id = $1)")
+            .bind(tenant.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        db::tenant::end_read(tx);
+        if synced || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let result = invoices::seed(&state.db, tenant, PLANNED_ARRIVALS).await?;
+    Ok(format!(
+        "Invoices: {} created, {} updated, {} unchanged, for the payments the sandbox bank receives (exact, with a \
+         typo, two at once, in part) and those still to come.",
+        result.created, result.updated, result.unchanged
+    ))
+}
+
 /// Adds a transaction or two to every linked demo account now and then, as a real bank would.
 async fn keep_transactions_arriving(
     state: AppState,
@@ -167,14 +197,11 @@ async fn keep_transactions_arriving(
         for account in accounts.unwrap_or_default() {
             n += 1;
             let today = chrono::Utc::now().date_naive().to_string();
-            let (amount, counterparty, remittance) = if n.is_multiple_of(3) {
-                ("-42.10".to_owned(), "Office Supplies Ltd", "Card payment Office Supplies".to_owned())
-            } else {
-                (
-                    format!("{}.{:02}", 100 + n * 17 % 900, n % 100),
-                    "Acme Widgets Ltd",
-                    format!("Payment INV-2026-{:04}", 100 + n),
-                )
+            let (amount, counterparty, remittance) = match invoices::arrival(n) {
+                None => ("-42.10".to_owned(), "Office Supplies Ltd", "Card payment Office Supplies".to_owned()),
+                Some((cents, remittance)) => {
+                    (format!("{}.{:02}", cents / 100, cents % 100), "Acme Widgets Ltd", remittance)
+                }
             };
             let body = json!({"transactions": [{"booking_date": today, "amount": amount,
                 "counterparty": counterparty, "remittance": remittance}]});
