@@ -2,6 +2,9 @@
 //! way CRMs sync. One result per row, in input order; a row that fails is reported with its field
 //! errors and the valid rows are applied, or nothing is with `atomic`. A row that changes nothing
 //! writes nothing and emits nothing, so sending the same batch twice is a no-op.
+//!
+//! Invoices are written set by set (`invoice_batch`); customers, fewer and smaller, row by row,
+//! each in a savepoint.
 
 use serde::Serialize;
 use sqlx::{Acquire, PgConnection};
@@ -10,9 +13,11 @@ use utoipa::ToSchema;
 use super::{
     InvoiceError,
     customer::{self, Customer, NewCustomer},
-    invoice::{self, Invoice, NewInvoice},
+    invoice::NewInvoice,
 };
 use crate::domain::{ids::TenantId, validation::FieldError};
+
+pub use super::invoice_batch::upsert_invoices;
 
 /// Most rows one batch holds.
 pub const MAX_ROWS: usize = 1000;
@@ -53,7 +58,7 @@ pub struct BatchResult {
 }
 
 impl BatchResult {
-    fn of(results: Vec<RowResult>) -> Self {
+    pub(super) fn of(results: Vec<RowResult>) -> Self {
         let count = |outcome| results.iter().filter(|r| r.status == outcome).count();
         let (created, updated, unchanged, failed) = (
             count(RowOutcome::Created),
@@ -96,7 +101,7 @@ fn duplicate_of(first: usize) -> FieldError {
 }
 
 /// Marks rows repeating an earlier row's key; returns each row's key, or the row's errors.
-fn keys<'a>(
+pub(super) fn keys<'a>(
     rows: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
 ) -> Vec<Result<(String, String), Vec<FieldError>>> {
     let mut seen: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
@@ -116,40 +121,6 @@ fn keys<'a>(
             Ok(key)
         })
         .collect()
-}
-
-/// Upserts invoices (and their inline customers) by `external_id`, each row in a savepoint of
-/// `tx`. With `atomic`, the caller rolls `tx` back when any row failed.
-pub async fn upsert_invoices(
-    tx: &mut PgConnection,
-    tenant: &TenantId,
-    rows: Vec<NewInvoice>,
-) -> Result<BatchResult, InvoiceError> {
-    check_size("invoices", rows.len())?;
-    let keys = keys(rows.iter().map(|r| (r.source.as_deref(), r.external_id.as_deref())));
-    let mut results = Vec::with_capacity(rows.len());
-    for (index, (row, key)) in rows.into_iter().zip(keys).enumerate() {
-        let external_id = row.external_id.clone();
-        let outcome = match key {
-            Err(errors) => Err(InvoiceError::Invalid(errors)),
-            Ok(_) => {
-                let mut savepoint = tx.begin().await?;
-                let outcome = upsert_invoice(&mut savepoint, tenant, row).await;
-                match outcome {
-                    Ok(done) => {
-                        savepoint.commit().await?;
-                        Ok(done)
-                    }
-                    Err(error) => {
-                        savepoint.rollback().await?;
-                        Err(error)
-                    }
-                }
-            }
-        };
-        results.push(row_result(index, external_id, outcome)?);
-    }
-    Ok(BatchResult::of(results))
 }
 
 /// A row's result from its outcome; a database failure other than a row's own conflict fails
@@ -173,34 +144,6 @@ fn row_result(
         },
         Err(error @ InvoiceError::Database(_)) => return Err(error),
     })
-}
-
-async fn upsert_invoice(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    new: NewInvoice,
-) -> Result<(String, RowOutcome), InvoiceError> {
-    let new = with_inline_customer(conn, tenant, new).await?;
-    let spec = new.check().map_err(InvoiceError::Invalid)?;
-    let existing: Option<Invoice> = sqlx::query_as(&format!(
-        "select {} from invoices where tenant_id = $1 and source = $2 and external_id = $3 for update",
-        invoice::INVOICE_COLUMNS
-    ))
-    .bind(tenant.as_str())
-    .bind(&spec.source)
-    .bind(&spec.external_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match existing {
-        None => {
-            let created = invoice::create(conn, tenant, &spec).await?;
-            Ok((created.id, RowOutcome::Created))
-        }
-        Some(current) => {
-            let (updated, changed) = invoice::update(conn, tenant, &current, &spec).await?;
-            Ok((updated.id, if changed { RowOutcome::Updated } else { RowOutcome::Unchanged }))
-        }
-    }
 }
 
 /// Upserts customers by `external_id`, each row in a savepoint of `tx`.

@@ -519,26 +519,7 @@ pub async fn update(
     current: &Invoice,
     spec: &InvoiceSpec,
 ) -> Result<(Invoice, bool), InvoiceError> {
-    if current.status == InvoiceStatus::Void {
-        return Err(InvoiceError::Conflict("the invoice is void: a void invoice does not change".into()));
-    }
-    let mut errors = Vec::new();
-    if let Err(message) = current.status.client_may_move_to(spec.status) {
-        errors.push(FieldError::new("status", message));
-    }
-    if spec.amount_total < current.amount_paid {
-        errors.push(FieldError::new(
-            "amount_total",
-            format!("cannot be less than what has been paid ({})", current.amount_paid),
-        ));
-    }
-    if current.amount_paid > 0 && spec.currency != current.currency {
-        errors.push(FieldError::new("currency", "cannot change once part of the invoice is paid"));
-    }
-    if !errors.is_empty() {
-        return Err(InvoiceError::Invalid(errors));
-    }
-    let previous = previous_attributes(current, spec);
+    let previous = changes_allowed(current, spec)?;
     if previous.is_empty() {
         return Ok((current.clone(), false));
     }
@@ -578,6 +559,35 @@ pub async fn update(
     };
     announce(conn, tenant, &invoice, ChangeKind::Updated, "invoice.updated", Some(previous)).await?;
     Ok((invoice, true))
+}
+
+/// What writing `spec` over `current` would change (the previous values of the fields that
+/// differ; empty for nothing), or why a client may not: a void invoice, a status move only
+/// reconciliation makes, a total below what is paid, a currency change after a payment.
+pub fn changes_allowed(
+    current: &Invoice,
+    spec: &InvoiceSpec,
+) -> Result<serde_json::Map<String, serde_json::Value>, InvoiceError> {
+    if current.status == InvoiceStatus::Void {
+        return Err(InvoiceError::Conflict("the invoice is void: a void invoice does not change".into()));
+    }
+    let mut errors = Vec::new();
+    if let Err(message) = current.status.client_may_move_to(spec.status) {
+        errors.push(FieldError::new("status", message));
+    }
+    if spec.amount_total < current.amount_paid {
+        errors.push(FieldError::new(
+            "amount_total",
+            format!("cannot be less than what has been paid ({})", current.amount_paid),
+        ));
+    }
+    if current.amount_paid > 0 && spec.currency != current.currency {
+        errors.push(FieldError::new("currency", "cannot change once part of the invoice is paid"));
+    }
+    if !errors.is_empty() {
+        return Err(InvoiceError::Invalid(errors));
+    }
+    Ok(previous_attributes(current, spec))
 }
 
 /// The fields `spec` changes in `current`, with their previous values.

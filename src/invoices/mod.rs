@@ -8,6 +8,7 @@ pub mod batch;
 pub mod changes;
 pub mod customer;
 pub mod invoice;
+mod invoice_batch;
 
 use crate::domain::validation::FieldError;
 

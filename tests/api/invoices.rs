@@ -491,6 +491,19 @@ async fn a_batch_upserts_by_external_id_reports_each_row_and_twice_is_a_no_op() 
     assert_eq!(body["errors"][0]["field"], "invoices[1].rf_reference");
     assert_eq!(get(&app, &tenant, "/api/v1/invoices?external_id=c-1").await["data"], json!([]));
 
+    // A number another invoice holds, or one used twice in the batch, is that row's error.
+    let numbers = json!({"invoices": [
+        {"number": "B-1", "external_id": "other-1", "currency": "GBP", "amount_total": 1},
+        {"number": "D-1", "external_id": "d-1", "currency": "GBP", "amount_total": 1},
+        {"number": "D-1", "external_id": "d-2", "currency": "GBP", "amount_total": 1}
+    ]});
+    let result = json_of(post(&app, &tenant, "/api/v1/invoices/batch", numbers).await, 200).await;
+    let statuses: Vec<&str> =
+        result["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["error", "created", "error"]);
+    assert_eq!(result["results"][0]["errors"][0]["field"], "number");
+    assert!(result["results"][2]["errors"][0]["message"].as_str().unwrap().contains("row 1"));
+
     // Too many rows, or none.
     let rows: Vec<Value> = (0..1001)
         .map(|n| json!({"number": format!("N-{n}"), "external_id": format!("n-{n}"), "currency": "GBP", "amount_total": 1}))
