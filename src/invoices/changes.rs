@@ -32,6 +32,66 @@ impl Resource {
             Resource::Invoice => "invoice",
         }
     }
+
+    /// The table the resource is stored in.
+    fn table(self) -> &'static str {
+        match self {
+            Resource::Customer => "customers",
+            Resource::Invoice => "invoices",
+        }
+    }
+
+    /// The event announcing a deletion.
+    fn deleted_event(self) -> &'static str {
+        match self {
+            Resource::Customer => "customer.deleted",
+            Resource::Invoice => "invoice.deleted",
+        }
+    }
+}
+
+/// A write to announce: the object's change in the feed and its event.
+pub struct Announcement<'a> {
+    pub resource: Resource,
+    pub id: &'a str,
+    pub external_id: Option<&'a str>,
+    pub change: ChangeKind,
+    pub event_type: &'static str,
+    /// The object after the change.
+    pub data: serde_json::Value,
+    /// The previous values of the fields that changed, added to the event when given.
+    pub previous: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Records a write's change in the feed and its event, inside the transaction that makes it.
+pub async fn announce(conn: &mut PgConnection, tenant: &TenantId, write: Announcement<'_>) -> Result<(), sqlx::Error> {
+    record(conn, tenant, write.resource, write.id, write.external_id, write.change, Some(&write.data)).await?;
+    let mut payload = write.data;
+    if let Some(previous) = write.previous {
+        payload["previous_attributes"] = serde_json::Value::Object(previous);
+    }
+    crate::events::record(conn, tenant, write.event_type, payload).await?;
+    Ok(())
+}
+
+/// Deletes an object of `resource` (the caller checked that it may go), and records its
+/// tombstone in the feed and its `….deleted` event with `data`, the object as it was.
+pub async fn delete(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    resource: Resource,
+    id: &str,
+    external_id: Option<&str>,
+    data: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("delete from {} where tenant_id = $1 and id = $2", resource.table()))
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    record(conn, tenant, resource, id, external_id, ChangeKind::Deleted, None).await?;
+    crate::events::record(conn, tenant, resource.deleted_event(), data).await?;
+    Ok(())
 }
 
 crate::domain::states::states! {

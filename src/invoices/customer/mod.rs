@@ -164,22 +164,8 @@ pub async fn delete(conn: &mut PgConnection, tenant: &TenantId, current: &Custom
             if blocking == 1 { "it" } else { "them" },
         )));
     }
-    sqlx::query("delete from customers where tenant_id = $1 and id = $2")
-        .bind(tenant.as_str())
-        .bind(&current.id)
-        .execute(&mut *conn)
-        .await?;
-    changes::record(
-        conn,
-        tenant,
-        Resource::Customer,
-        &current.id,
-        current.external_id.as_deref(),
-        ChangeKind::Deleted,
-        None,
-    )
-    .await?;
-    events::record(conn, tenant, "customer.deleted", current).await?;
+    let data = events::payload(current)?;
+    changes::delete(conn, tenant, Resource::Customer, &current.id, current.external_id.as_deref(), data).await?;
     Ok(())
 }
 
@@ -191,24 +177,15 @@ async fn announce(
     change: ChangeKind,
     previous: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<(), sqlx::Error> {
-    let data = events::payload(customer)?;
-    changes::record(
-        conn,
-        tenant,
-        Resource::Customer,
-        &customer.id,
-        customer.external_id.as_deref(),
+    let event_type = if change == ChangeKind::Created { "customer.created" } else { "customer.updated" };
+    let write = changes::Announcement {
+        resource: Resource::Customer,
+        id: &customer.id,
+        external_id: customer.external_id.as_deref(),
         change,
-        Some(&data),
-    )
-    .await?;
-    let (event_type, mut payload) = match change {
-        ChangeKind::Created => ("customer.created", data),
-        _ => ("customer.updated", data),
+        event_type,
+        data: events::payload(customer)?,
+        previous,
     };
-    if let Some(previous) = previous {
-        payload["previous_attributes"] = serde_json::Value::Object(previous);
-    }
-    events::record(conn, tenant, event_type, payload).await?;
-    Ok(())
+    changes::announce(conn, tenant, write).await
 }

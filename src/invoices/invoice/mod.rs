@@ -257,22 +257,8 @@ pub async fn delete(conn: &mut PgConnection, tenant: &TenantId, current: &Invoic
             current.status, current.id
         )));
     }
-    sqlx::query("delete from invoices where tenant_id = $1 and id = $2")
-        .bind(tenant.as_str())
-        .bind(&current.id)
-        .execute(&mut *conn)
-        .await?;
-    changes::record(
-        conn,
-        tenant,
-        Resource::Invoice,
-        &current.id,
-        current.external_id.as_deref(),
-        ChangeKind::Deleted,
-        None,
-    )
-    .await?;
-    events::record(conn, tenant, "invoice.deleted", current).await?;
+    let data = events::payload(current)?;
+    changes::delete(conn, tenant, Resource::Invoice, &current.id, current.external_id.as_deref(), data).await?;
     Ok(())
 }
 
@@ -285,13 +271,14 @@ async fn announce(
     event_type: &'static str,
     previous: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<(), sqlx::Error> {
-    let data = events::payload(invoice)?;
-    changes::record(conn, tenant, Resource::Invoice, &invoice.id, invoice.external_id.as_deref(), change, Some(&data))
-        .await?;
-    let mut payload = data;
-    if let Some(previous) = previous {
-        payload["previous_attributes"] = serde_json::Value::Object(previous);
-    }
-    events::record(conn, tenant, event_type, payload).await?;
-    Ok(())
+    let write = changes::Announcement {
+        resource: Resource::Invoice,
+        id: &invoice.id,
+        external_id: invoice.external_id.as_deref(),
+        change,
+        event_type,
+        data: events::payload(invoice)?,
+        previous,
+    };
+    changes::announce(conn, tenant, write).await
 }
