@@ -19,6 +19,24 @@ use crate::{
     events,
 };
 
+/// Binds a customer's fields as `$3` … `$9`, in the order the create and update statements name
+/// them (after the tenant and the id).
+trait BindSpec<'q> {
+    fn bind_spec(self, spec: &'q CustomerSpec) -> Self;
+}
+
+impl<'q> BindSpec<'q> for sqlx::query::QueryAs<'q, sqlx::Postgres, Customer, sqlx::postgres::PgArguments> {
+    fn bind_spec(self, spec: &'q CustomerSpec) -> Self {
+        self.bind(&spec.name)
+            .bind(&spec.email)
+            .bind(&spec.source)
+            .bind(&spec.external_id)
+            .bind(&spec.aliases)
+            .bind(sqlx::types::Json(&spec.bank_accounts))
+            .bind(sqlx::types::Json(&spec.metadata))
+    }
+}
+
 /// The 409 for an external id another customer of the same source holds.
 fn taken(spec: &CustomerSpec) -> InvoiceError {
     InvoiceError::Conflict(format!(
@@ -37,13 +55,7 @@ pub async fn create(conn: &mut PgConnection, tenant: &TenantId, spec: &CustomerS
     ))
     .bind(tenant.as_str())
     .bind(id.as_str())
-    .bind(&spec.name)
-    .bind(&spec.email)
-    .bind(&spec.source)
-    .bind(&spec.external_id)
-    .bind(&spec.aliases)
-    .bind(sqlx::types::Json(&spec.bank_accounts))
-    .bind(sqlx::types::Json(&spec.metadata))
+    .bind_spec(spec)
     .fetch_one(&mut *conn)
     .await;
     let customer: Customer = match inserted {
@@ -128,13 +140,7 @@ pub async fn update(
     ))
     .bind(tenant.as_str())
     .bind(&current.id)
-    .bind(&spec.name)
-    .bind(&spec.email)
-    .bind(&spec.source)
-    .bind(&spec.external_id)
-    .bind(&spec.aliases)
-    .bind(sqlx::types::Json(&spec.bank_accounts))
-    .bind(sqlx::types::Json(&spec.metadata))
+    .bind_spec(spec)
     .fetch_one(&mut *conn)
     .await;
     let customer: Customer = match updated {

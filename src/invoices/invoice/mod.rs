@@ -19,6 +19,31 @@ use crate::{
     events,
 };
 
+/// Binds an invoice's fields as `$3` … `$16`, in the order the create and update statements
+/// name them (after the tenant and the id).
+trait BindSpec<'q> {
+    fn bind_spec(self, spec: &'q InvoiceSpec) -> Self;
+}
+
+impl<'q> BindSpec<'q> for sqlx::query::QueryAs<'q, sqlx::Postgres, Invoice, sqlx::postgres::PgArguments> {
+    fn bind_spec(self, spec: &'q InvoiceSpec) -> Self {
+        self.bind(&spec.number)
+            .bind(&spec.source)
+            .bind(&spec.external_id)
+            .bind(&spec.customer_id)
+            .bind(&spec.currency)
+            .bind(spec.amount_total)
+            .bind(spec.amount_tax)
+            .bind(spec.issue_date)
+            .bind(spec.due_date)
+            .bind(spec.status)
+            .bind(&spec.payment_reference)
+            .bind(&spec.rf_reference)
+            .bind(sqlx::types::Json(&spec.lines))
+            .bind(sqlx::types::Json(&spec.metadata))
+    }
+}
+
 /// Refuses a customer that is not one of the tenant's.
 pub async fn check_customer(
     conn: &mut PgConnection,
@@ -61,20 +86,7 @@ pub async fn create(conn: &mut PgConnection, tenant: &TenantId, spec: &InvoiceSp
     ))
     .bind(tenant.as_str())
     .bind(InvoiceId::generate().as_str())
-    .bind(&spec.number)
-    .bind(&spec.source)
-    .bind(&spec.external_id)
-    .bind(&spec.customer_id)
-    .bind(&spec.currency)
-    .bind(spec.amount_total)
-    .bind(spec.amount_tax)
-    .bind(spec.issue_date)
-    .bind(spec.due_date)
-    .bind(spec.status)
-    .bind(&spec.payment_reference)
-    .bind(&spec.rf_reference)
-    .bind(sqlx::types::Json(&spec.lines))
-    .bind(sqlx::types::Json(&spec.metadata))
+    .bind_spec(spec)
     .fetch_one(&mut *conn)
     .await;
     let invoice: Invoice = match inserted {
@@ -196,20 +208,7 @@ pub async fn update(
     ))
     .bind(tenant.as_str())
     .bind(&current.id)
-    .bind(&spec.number)
-    .bind(&spec.source)
-    .bind(&spec.external_id)
-    .bind(&spec.customer_id)
-    .bind(&spec.currency)
-    .bind(spec.amount_total)
-    .bind(spec.amount_tax)
-    .bind(spec.issue_date)
-    .bind(spec.due_date)
-    .bind(spec.status)
-    .bind(&spec.payment_reference)
-    .bind(&spec.rf_reference)
-    .bind(sqlx::types::Json(&spec.lines))
-    .bind(sqlx::types::Json(&spec.metadata))
+    .bind_spec(spec)
     .fetch_one(&mut *conn)
     .await;
     let invoice: Invoice = match updated {
