@@ -216,10 +216,7 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
-    let Some(current) = customer::load(&mut tx, tenant, &id, true).await? else {
-        drop(tx);
-        return Err(ApiError::not_found_in(Probe::Customers, id.as_str()));
-    };
+    let current = locked(&mut tx, tenant, &id).await?;
     let mut errors = Vec::new();
     let mut changed = NewCustomer::from(customer::CustomerSpec::from(&current));
     if let Some(metadata) = body.metadata {
@@ -233,8 +230,9 @@ async fn update(
     changed.bank_accounts = body.bank_accounts.unwrap_or(changed.bank_accounts);
     let spec = match changed.check() {
         Ok(spec) if errors.is_empty() => spec,
-        Ok(_) => return Err(ApiError::validation(errors)),
-        Err(more) => return Err(ApiError::validation(errors.into_iter().chain(more).collect())),
+        result => {
+            return Err(ApiError::validation(errors.into_iter().chain(result.err().unwrap_or_default()).collect()));
+        }
     };
     let (customer, _) = customer::update(&mut tx, tenant, &current, &spec).await?;
     tx.commit().await?;
@@ -266,10 +264,7 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
-    let Some(current) = customer::load(&mut tx, tenant, &id, true).await? else {
-        drop(tx);
-        return Err(ApiError::not_found_in(Probe::Customers, id.as_str()));
-    };
+    let current = locked(&mut tx, tenant, &id).await?;
     customer::delete(&mut tx, tenant, &current).await?;
     tx.commit().await?;
     Ok((Extension(AuditResource::new("customer", &current.id)), ApiJson(current)).into_response())
@@ -379,4 +374,13 @@ async fn batch_upsert(
     }
     tx.commit().await?;
     Ok(ApiJson(result))
+}
+
+/// The tenant's customer `id`, locked for the change `tx` makes, or the 404 of a missing one.
+async fn locked(
+    tx: &mut sqlx::PgConnection,
+    tenant: &crate::domain::ids::TenantId,
+    id: &CustomerId,
+) -> Result<Customer, ApiError> {
+    customer::load(tx, tenant, id, true).await?.ok_or_else(|| ApiError::not_found_in(Probe::Customers, id.as_str()))
 }

@@ -282,10 +282,7 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
-    let Some(current) = invoice::load(&mut tx, tenant, &id, true).await? else {
-        drop(tx);
-        return Err(ApiError::not_found_in(Probe::Invoices, id.as_str()));
-    };
+    let current = locked(&mut tx, tenant, &id).await?;
     let mut errors = Vec::new();
     let mut changed = NewInvoice::from(&current);
     if let Some(metadata) = body.metadata {
@@ -308,8 +305,9 @@ async fn update(
     changed.status = None;
     let mut spec = match changed.check() {
         Ok(spec) if errors.is_empty() => spec,
-        Ok(_) => return Err(ApiError::validation(errors)),
-        Err(more) => return Err(ApiError::validation(errors.into_iter().chain(more).collect())),
+        result => {
+            return Err(ApiError::validation(errors.into_iter().chain(result.err().unwrap_or_default()).collect()));
+        }
     };
     spec.status = status;
     let (invoice, _) = invoice::update(&mut tx, tenant, &current, &spec).await?;
@@ -342,10 +340,7 @@ async fn void(
 ) -> Result<Response, ApiError> {
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
-    let Some(current) = invoice::load(&mut tx, tenant, &id, true).await? else {
-        drop(tx);
-        return Err(ApiError::not_found_in(Probe::Invoices, id.as_str()));
-    };
+    let current = locked(&mut tx, tenant, &id).await?;
     let invoice = invoice::void(&mut tx, tenant, &current).await?;
     tx.commit().await?;
     Ok((Extension(AuditResource::new("invoice", &invoice.id)), ApiJson(invoice)).into_response())
@@ -375,10 +370,7 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let tenant = &principal.tenant.id;
     let mut tx = begin_tenant(&state.db, tenant).await?;
-    let Some(current) = invoice::load(&mut tx, tenant, &id, true).await? else {
-        drop(tx);
-        return Err(ApiError::not_found_in(Probe::Invoices, id.as_str()));
-    };
+    let current = locked(&mut tx, tenant, &id).await?;
     invoice::delete(&mut tx, tenant, &current).await?;
     tx.commit().await?;
     Ok((Extension(AuditResource::new("invoice", &current.id)), ApiJson(current)).into_response())
@@ -460,4 +452,13 @@ async fn batch_upsert(
     }
     tx.commit().await?;
     Ok(ApiJson(result))
+}
+
+/// The tenant's invoice `id`, locked for the change `tx` makes, or the 404 of a missing one.
+async fn locked(
+    tx: &mut sqlx::PgConnection,
+    tenant: &crate::domain::ids::TenantId,
+    id: &InvoiceId,
+) -> Result<Invoice, ApiError> {
+    invoice::load(tx, tenant, id, true).await?.ok_or_else(|| ApiError::not_found_in(Probe::Invoices, id.as_str()))
 }
