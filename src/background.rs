@@ -56,6 +56,20 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                 async move { crate::imports::job::handle(&state, &job).await }
             }
         })
+        .on_dead(crate::imports::job::INVOICE_IMPORT_JOB, {
+            let state = state.clone();
+            move |job: Job| {
+                let state = state.clone();
+                async move { crate::imports::job::abandon(&state, &job).await }
+            }
+        })
+        .register(crate::imports::job::INVOICE_IMPORT_JOB, {
+            let state = state.clone();
+            move |job: Job| {
+                let state = state.clone();
+                async move { crate::imports::invoice_job::handle(&state, &job).await }
+            }
+        })
         .register(crate::webhooks::retention::PRUNE_JOB, {
             let state = state.clone();
             move |_job: Job| {

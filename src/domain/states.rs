@@ -113,6 +113,14 @@ states! {
         Succeeded = "succeeded",
         Failed = "failed",
     }
+
+    /// What a CSV import writes.
+    ImportKind {
+        /// Transactions into a manual account (`POST /transactions/import`).
+        Transactions = "transactions",
+        /// Invoices, and their customers (`POST /invoices/import`).
+        Invoices = "invoices",
+    }
 }
 
 impl Direction {

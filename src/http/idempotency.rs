@@ -57,7 +57,7 @@ async fn run(
     };
     let (parts, body) = request.into_parts();
     // CSV uploads may exceed the usual limit (see `http::limit_body`).
-    let limit = if parts.uri.path() == super::imports::UPLOAD_PATH {
+    let limit = if super::imports::UPLOAD_PATHS.contains(&parts.uri.path()) {
         state.config.body_limit.max(crate::imports::UPLOAD_LIMIT)
     } else {
         state.config.body_limit

@@ -30,18 +30,21 @@ use super::{
 use crate::{
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
-    domain::ids::{BankAccountId, ImportId},
+    domain::{
+        ids::{BankAccountId, ImportId},
+        states::ImportKind,
+    },
     imports::{
         self, Account, ImportReport, MAX_JSON_ROWS, Target, UPLOAD_LIMIT,
         csv_file::{self, CsvOptions, Layout},
-        job::{self, Import},
+        job::{self, Import, NewImport},
         rows::{RowInput, RowResult, RowStatus},
     },
     state::AppState,
 };
 
-/// The path CSV files are uploaded to: the only one whose body may exceed the usual limit.
-pub const UPLOAD_PATH: &str = "/api/v1/transactions/import";
+/// The paths CSV files are uploaded to: the only ones whose body may exceed the usual limit.
+pub const UPLOAD_PATHS: &[&str] = &["/api/v1/transactions/import", "/api/v1/invoices/import"];
 /// Largest JSON batch body (1,000 rows of the longest fields fit).
 const JSON_LIMIT: usize = 4 << 20;
 
@@ -244,13 +247,19 @@ async fn import(
             Ok((Extension(AuditResource::new("bank_account", &account.id)), ApiJson(report)).into_response())
         }
         ImportBody::Csv(multipart) => {
-            let (options, file) = read_upload(multipart).await?;
+            let (options, file) =
+                read_upload::<CsvOptions>(multipart, "a JSON part with account_id and columns").await?;
             let account = manual_account(&state, &principal, &options.account_id, "options.account_id").await?;
             let text = csv_file::text(&file).map_err(ApiError::validation)?;
             let layout = Layout::check(&options, text).map_err(ApiError::validation)?;
+            let new = NewImport {
+                kind: ImportKind::Transactions,
+                account_id: Some(&account.id),
+                options: serde_json::json!(options),
+                total_rows: layout.table.total_rows,
+            };
             let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-            let import =
-                job::create(&mut tx, &principal.tenant.id, &account, &options, &file, layout.total_rows).await?;
+            let import = job::create(&mut tx, &principal.tenant.id, new, &file).await?;
             tx.commit().await?;
             let audit = AuditResource::new("transaction_import", &import.id);
             Ok((StatusCode::ACCEPTED, Extension(audit), ApiJson(import)).into_response())
@@ -258,8 +267,11 @@ async fn import(
     }
 }
 
-/// The `options` and `file` parts of an upload.
-async fn read_upload(mut multipart: Multipart) -> Result<(CsvOptions, Bytes), ApiError> {
+/// The `options` and `file` parts of an upload; `options_are` says what the options part holds.
+pub async fn read_upload<T: serde::de::DeserializeOwned>(
+    mut multipart: Multipart,
+    options_are: &str,
+) -> Result<(T, Bytes), ApiError> {
     let (mut options, mut file) = (None, None);
     while let Some(field) = multipart.next_field().await.map_err(upload_error)? {
         match field.name() {
@@ -275,16 +287,13 @@ async fn read_upload(mut multipart: Multipart) -> Result<(CsvOptions, Bytes), Ap
     }
     let mut missing = Vec::new();
     if options.is_none() {
-        missing.push(FieldError {
-            field: "options".into(),
-            message: "is required: a JSON part with account_id and columns".into(),
-        });
+        missing.push(FieldError { field: "options".into(), message: format!("is required: {options_are}") });
     }
     if file.is_none() {
         missing.push(FieldError { field: "file".into(), message: "is required: the CSV file".into() });
     }
     let (Some(options), Some(file)) = (options, file) else { return Err(ApiError::validation(missing)) };
-    let options: CsvOptions = json::parse(&options).map_err(|error| match error {
+    let options: T = json::parse(&options).map_err(|error| match error {
         ApiError::Problem { code: ErrorCode::ValidationFailed, errors, .. } => ApiError::validation(
             errors.into_iter().map(|e| FieldError { field: format!("options.{}", e.field), ..e }).collect(),
         ),
@@ -352,7 +361,7 @@ async fn get(
 ) -> Result<ApiJson<Import>, ApiError> {
     let id = parsed.as_str();
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    let import = job::load(&mut tx, &principal.tenant.id, &parsed).await?;
+    let import = job::load(&mut tx, &principal.tenant.id, ImportKind::Transactions, &parsed).await?;
     end_read(tx);
     match import {
         Some(import) => Ok(ApiJson(import)),
@@ -405,23 +414,44 @@ async fn rows(
     State(state): State<AppState>,
     principal: Principal,
     _: Needs<TransactionsRead>,
-    PathId(parsed): PathId<ImportId>,
+    PathId(id): PathId<ImportId>,
     ApiQuery(f): ApiQuery<RowFilters>,
 ) -> Result<ApiJson<Page<RowResult>>, ApiError> {
+    row_page(&state, &principal, ImportKind::Transactions, &id, f).await.map(ApiJson)
+}
+
+/// A page of an import's row results, shaped as `T`: 404 when the tenant has no import of this
+/// kind with the id.
+pub async fn row_page<T: From<job::StoredRow>>(
+    state: &AppState,
+    principal: &Principal,
+    kind: ImportKind,
+    id: &ImportId,
+    f: RowFilters,
+) -> Result<Page<T>, ApiError> {
     let status = f.status.as_deref().and_then(RowStatus::parse);
-    let cursors = pagination::Cursors::of(&state).await?;
+    let cursors = pagination::Cursors::of(state).await?;
     let limit = pagination::limit(f.limit);
-    let id = parsed.as_str();
     // The cursor names its import and filter, so it cannot continue another list.
     let list = format!("{id}|{}|", f.status.as_deref().unwrap_or("all"));
     let after = cursors
         .after(f.cursor.as_deref(), |text| text.strip_prefix(list.as_str())?.parse::<i32>().ok().filter(|n| *n >= 0))?;
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    if job::load(&mut tx, &principal.tenant.id, &parsed).await?.is_none() {
+    let tenant = &principal.tenant.id;
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    if job::load(&mut tx, tenant, kind, id).await?.is_none() {
         end_read(tx);
-        return Err(ApiError::not_found_in(Probe::Imports, id));
+        let probe = match kind {
+            ImportKind::Transactions => Probe::Imports,
+            ImportKind::Invoices => Probe::InvoiceImports,
+        };
+        return Err(ApiError::not_found_in(probe, id.as_str()));
     }
-    let results = job::results(&mut tx, &principal.tenant.id, &parsed, status, after, i64::from(limit) + 1).await?;
+    let results = job::results(&mut tx, tenant, id, status, after, i64::from(limit) + 1).await?;
     end_read(tx);
-    Ok(ApiJson(cursors.page(results, limit, |r| format!("{list}{}", r.row))))
+    let page = cursors.page(results, limit, |r| format!("{list}{}", r.row));
+    Ok(Page {
+        data: page.data.into_iter().map(T::from).collect(),
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
+    })
 }

@@ -19,6 +19,7 @@ pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod imports;
+pub mod invoice_imports;
 pub mod invoices;
 pub mod json;
 pub mod members;
@@ -95,6 +96,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(webhook_endpoints::router())
         .merge(customers::router())
         .merge(invoices::router())
+        .merge(invoice_imports::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.
@@ -156,8 +158,11 @@ pub fn with_middleware(routes: Router, config: &Config, metrics: Arc<crate::metr
 /// files up to [`crate::imports::UPLOAD_LIMIT`]. A declared length over it is refused before the
 /// body is read; a chunked body is cut off where it passes it.
 async fn limit_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
-    let limit =
-        if request.uri().path() == imports::UPLOAD_PATH { limit.max(crate::imports::UPLOAD_LIMIT) } else { limit };
+    let limit = if imports::UPLOAD_PATHS.contains(&request.uri().path()) {
+        limit.max(crate::imports::UPLOAD_LIMIT)
+    } else {
+        limit
+    };
     let handler =
         tower::service_fn(move |request: axum::http::Request<tower_http::body::Limited<axum::body::Body>>| {
             let next = next.clone();

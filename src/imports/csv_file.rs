@@ -48,12 +48,20 @@ pub struct ColumnMap {
     pub reference: Option<String>,
 }
 
-/// A file checked as a whole: where each field is, and how many data rows it has.
+/// A CSV file checked as a whole, whatever it imports: its delimiter and date format, its
+/// header, and how many data rows it has.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub struct Table {
     pub delimiter: u8,
     pub date_format: String,
     headers: Vec<String>,
+    pub total_rows: usize,
+}
+
+/// A file checked as a whole: where each field is, and how many data rows it has.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub table: Table,
     external_id: usize,
     amount: usize,
     booking_date: usize,
@@ -62,7 +70,6 @@ pub struct Layout {
     description: Option<usize>,
     counterparty_name: Option<usize>,
     reference: Option<usize>,
-    pub total_rows: usize,
 }
 
 fn refusal(field: &str, message: impl Into<String>) -> Vec<FieldError> {
@@ -88,11 +95,11 @@ pub fn text(file: &[u8]) -> Result<&str, Vec<FieldError>> {
     })
 }
 
-impl Layout {
-    /// Checks the options against the file: a valid delimiter and date format, every mapped
-    /// column present in the header (exactly once), at least one data row.
-    pub fn check(options: &CsvOptions, text: &str) -> Result<Layout, Vec<FieldError>> {
-        let delimiter = match options.delimiter.as_deref() {
+impl Table {
+    /// Checks the options every import shares against the file: a valid delimiter and date
+    /// format, a readable header, at least one data row, every record readable.
+    pub fn check(delimiter: Option<&str>, date_format: Option<&str>, text: &str) -> Result<Table, Vec<FieldError>> {
+        let delimiter = match delimiter {
             None => b',',
             Some(d) if d.len() == 1 && d.is_ascii() && !matches!(d, "\"" | "\n" | "\r") => d.as_bytes()[0],
             Some(_) => {
@@ -102,7 +109,7 @@ impl Layout {
                 ));
             }
         };
-        let date_format = options.date_format.clone().unwrap_or_else(|| DEFAULT_DATE_FORMAT.to_owned());
+        let date_format = date_format.unwrap_or(DEFAULT_DATE_FORMAT).to_owned();
         if !is_date_format(&date_format) {
             return Err(refusal(
                 "options.date_format",
@@ -117,37 +124,6 @@ impl Layout {
             Ok(headers) => headers.iter().map(|h| h.trim().to_owned()).collect(),
             Err(error) => return Err(refusal("file", format!("has no readable header row: {error}"))),
         };
-        let find = |field: &str, name: &str| -> Result<usize, Vec<FieldError>> {
-            let matches: Vec<usize> =
-                headers.iter().enumerate().filter(|(_, h)| h.as_str() == name.trim()).map(|(i, _)| i).collect();
-            match matches.as_slice() {
-                [index] => Ok(*index),
-                [] => Err(refusal(
-                    &format!("options.columns.{field}"),
-                    format!("column {name:?} is not in the file's header (it has: {})", list(&headers)),
-                )),
-                _ => Err(refusal(
-                    &format!("options.columns.{field}"),
-                    format!("column {name:?} appears more than once in the header"),
-                )),
-            }
-        };
-        let optional = |field: &str, name: &Option<String>| name.as_deref().map(|n| find(field, n)).transpose();
-        let c = &options.columns;
-        let mut layout = Layout {
-            delimiter,
-            date_format,
-            external_id: find("external_id", &c.external_id)?,
-            amount: find("amount", &c.amount)?,
-            booking_date: find("booking_date", &c.booking_date)?,
-            value_date: optional("value_date", &c.value_date)?,
-            currency: optional("currency", &c.currency)?,
-            description: optional("description", &c.description)?,
-            counterparty_name: optional("counterparty_name", &c.counterparty_name)?,
-            reference: optional("reference", &c.reference)?,
-            headers,
-            total_rows: 0,
-        };
         let mut record = csv::StringRecord::new();
         let mut rows = 0;
         loop {
@@ -160,8 +136,35 @@ impl Layout {
         if rows == 0 {
             return Err(refusal("file", "has a header row but no rows to import"));
         }
-        layout.total_rows = rows;
-        Ok(layout)
+        Ok(Table { delimiter, date_format, headers, total_rows: rows })
+    }
+
+    /// The index of the column headed `name`, which `options.columns.{field}` maps: it must be
+    /// in the header exactly once (surrounding spaces ignored).
+    pub fn column(&self, field: &str, name: &str) -> Result<usize, Vec<FieldError>> {
+        let matches: Vec<usize> =
+            self.headers.iter().enumerate().filter(|(_, h)| h.as_str() == name.trim()).map(|(i, _)| i).collect();
+        match matches.as_slice() {
+            [index] => Ok(*index),
+            [] => Err(refusal(
+                &format!("options.columns.{field}"),
+                format!("column {name:?} is not in the file's header (it has: {})", list(&self.headers)),
+            )),
+            _ => Err(refusal(
+                &format!("options.columns.{field}"),
+                format!("column {name:?} appears more than once in the header"),
+            )),
+        }
+    }
+
+    /// [`Table::column`] for a column the mapping may leave out.
+    pub fn optional(&self, field: &str, name: &Option<String>) -> Result<Option<usize>, Vec<FieldError>> {
+        name.as_deref().map(|n| self.column(field, n)).transpose()
+    }
+
+    /// The header of column `index`.
+    pub fn header(&self, index: usize) -> &str {
+        self.headers.get(index).map_or("", String::as_str)
     }
 
     /// The data records, in order, with the row number each is reported under (the header is
@@ -176,36 +179,72 @@ impl Layout {
             .map(|(i, r)| (i32::try_from(i).unwrap_or(i32::MAX - 2) + 2, r))
     }
 
-    /// A record as a row, or why it cannot be one (a ragged row).
-    pub fn row(&self, row: i32, record: &csv::StringRecord) -> Result<RowInput, String> {
-        if record.len() != self.headers.len() {
-            return Err(format!(
+    /// Why a record cannot be a row: it has more or fewer fields than the header.
+    pub fn ragged(&self, record: &csv::StringRecord) -> Option<String> {
+        (record.len() != self.headers.len()).then(|| {
+            format!(
                 "the row has {} fields but the header has {}; check for a missing or extra {:?}",
                 record.len(),
                 self.headers.len(),
                 char::from(self.delimiter)
-            ));
-        }
-        let cell = |index: usize| record.get(index).filter(|c| !c.is_empty()).map(str::to_owned);
-        let optional = |index: Option<usize>| index.and_then(cell);
+            )
+        })
+    }
+
+    /// The record as an object of header to cell, kept with what it imports for audit.
+    pub fn raw(&self, record: &csv::StringRecord) -> Value {
         let raw: BTreeMap<&str, &str> = self.headers.iter().map(String::as_str).zip(record.iter()).collect();
+        serde_json::to_value(raw).unwrap_or(Value::Null)
+    }
+}
+
+/// The non-empty cell at `index` of a record.
+pub fn cell(record: &csv::StringRecord, index: usize) -> Option<String> {
+    record.get(index).filter(|c| !c.is_empty()).map(str::to_owned)
+}
+
+impl Layout {
+    /// Checks the options against the file: the [`Table`] checks, and every mapped column
+    /// present in the header (exactly once).
+    pub fn check(options: &CsvOptions, text: &str) -> Result<Layout, Vec<FieldError>> {
+        let table = Table::check(options.delimiter.as_deref(), options.date_format.as_deref(), text)?;
+        let c = &options.columns;
+        Ok(Layout {
+            external_id: table.column("external_id", &c.external_id)?,
+            amount: table.column("amount", &c.amount)?,
+            booking_date: table.column("booking_date", &c.booking_date)?,
+            value_date: table.optional("value_date", &c.value_date)?,
+            currency: table.optional("currency", &c.currency)?,
+            description: table.optional("description", &c.description)?,
+            counterparty_name: table.optional("counterparty_name", &c.counterparty_name)?,
+            reference: table.optional("reference", &c.reference)?,
+            table,
+        })
+    }
+
+    /// A record as a row, or why it cannot be one (a ragged row).
+    pub fn row(&self, row: i32, record: &csv::StringRecord) -> Result<RowInput, String> {
+        if let Some(reason) = self.table.ragged(record) {
+            return Err(reason);
+        }
+        let optional = |index: Option<usize>| index.and_then(|i| cell(record, i));
         Ok(RowInput {
             row,
-            external_id: cell(self.external_id),
-            amount: cell(self.amount),
+            external_id: cell(record, self.external_id),
+            amount: cell(record, self.amount),
             currency: optional(self.currency),
-            booking_date: cell(self.booking_date),
+            booking_date: cell(record, self.booking_date),
             value_date: optional(self.value_date),
             description: optional(self.description),
             counterparty_name: optional(self.counterparty_name),
             reference: optional(self.reference),
-            raw: serde_json::to_value(raw).unwrap_or(Value::Null),
+            raw: self.table.raw(record),
         })
     }
 
     /// The external id cell of a record, for reporting a rejected row.
     pub fn external_id_of(&self, record: &csv::StringRecord) -> Option<String> {
-        record.get(self.external_id).filter(|c| !c.is_empty()).map(str::to_owned)
+        cell(record, self.external_id)
     }
 }
 
@@ -248,7 +287,7 @@ mod tests {
     #[test]
     fn a_file_is_checked_as_a_whole() {
         let layout = Layout::check(&basic(), "id,date,amount\n1,2026-01-01,1.00\n2,2026-01-02,2.00\n").unwrap();
-        assert_eq!(layout.total_rows, 2);
+        assert_eq!(layout.table.total_rows, 2);
         let errors = Layout::check(&basic(), "id,day,amount\n1,2026-01-01,1\n").unwrap_err();
         assert_eq!(errors[0].field, "options.columns.booking_date");
         assert!(errors[0].message.contains("\"date\" is not in the file's header"), "{}", errors[0].message);
@@ -267,7 +306,7 @@ mod tests {
     fn ragged_rows_are_refused_one_by_one() {
         let file = "id,date,amount\n1,2026-01-01,1.00\n2,2026-01-02\n";
         let layout = Layout::check(&basic(), file).unwrap();
-        let rows: Vec<_> = layout.records(file).map(|(n, r)| (n, layout.row(n, &r.unwrap()))).collect();
+        let rows: Vec<_> = layout.table.records(file).map(|(n, r)| (n, layout.row(n, &r.unwrap()))).collect();
         assert_eq!(rows[0].0, 2);
         assert_eq!(rows[0].1.as_ref().unwrap().amount.as_deref(), Some("1.00"));
         assert!(rows[1].1.as_ref().unwrap_err().contains("2 fields but the header has 3"));

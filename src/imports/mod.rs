@@ -1,5 +1,6 @@
 //! Importing transactions into manual accounts (accounts no bank feed covers): a JSON batch of
 //! up to 1,000 rows written at once, or a CSV file processed by a background job in batches.
+//! Invoice CSV files go through the same machinery ([`invoice_csv`], [`invoice_job`]).
 //!
 //! Rows are keyed by `(account, external_id)`: importing the same rows again changes nothing
 //! (`unchanged`), a known external id with other content updates the transaction (`updated`),
@@ -7,6 +8,8 @@
 
 pub mod apply;
 pub mod csv_file;
+pub mod invoice_csv;
+pub mod invoice_job;
 pub mod job;
 pub mod rows;
 

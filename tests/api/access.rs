@@ -157,6 +157,23 @@ impl Fixtures {
             .await
             .unwrap();
         ids.insert("invoices", invoice["id"].as_str().unwrap().to_owned());
+        let form = reqwest::multipart::Form::new()
+            .text(
+                "options",
+                json!({"currency": "GBP", "columns": {"external_id": "id", "number": "no", "amount_total": "total"}})
+                    .to_string(),
+            )
+            .part("file", reqwest::multipart::Part::bytes(b"id,no,total\nx1,INV-A-2,1.00\n".to_vec()));
+        let import: Value = app
+            .as_key(Method::POST, "/api/v1/invoices/import", &a.key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("invoices/imports", import["id"].as_str().expect("tenant A has an invoice import").to_owned());
         Self { ids }
     }
 
@@ -178,6 +195,7 @@ impl Fixtures {
             format!("/api/v1/events/{}/deliveries", self.ids["events"]),
             format!("/api/v1/customers/{}", self.ids["customers"]),
             format!("/api/v1/invoices/{}", self.ids["invoices"]),
+            format!("/api/v1/invoices/imports/{}", self.ids["invoices/imports"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }

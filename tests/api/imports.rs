@@ -463,8 +463,8 @@ async fn a_job_killed_after_a_batch_resumes_where_it_stopped() {
         .await
         .unwrap();
     sqlx::query(
-        "insert into import_rows (tenant_id, import_id, row_number, external_id, status, transaction_id)
-         select tenant_id, $1, row_number, external_id, status, transaction_id from import_rows where import_id = $2",
+        "insert into import_rows (tenant_id, import_id, row_number, external_id, status, object_id)
+         select tenant_id, $1, row_number, external_id, status, object_id from import_rows where import_id = $2",
     )
     .bind(id)
     .bind(setup["id"].as_str().unwrap())

@@ -22,6 +22,7 @@ mod health;
 mod hostile_input;
 mod idempotency;
 mod imports;
+mod invoice_imports;
 mod invoices;
 mod jobs;
 mod members_admin;

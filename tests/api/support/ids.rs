@@ -25,6 +25,7 @@ pub fn placeholder_id(path: &str) -> String {
         "tenants" => TenantId::generate().to_string(),
         "customers" => payymo::domain::ids::CustomerId::generate().to_string(),
         "invoices" => payymo::domain::ids::InvoiceId::generate().to_string(),
+        "invoices/imports" => payymo::domain::ids::ImportId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }
