@@ -48,11 +48,18 @@ enum Command {
     /// Platform administration: API keys.
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCommand),
-    /// Serve the GoCardless Bank Account Data simulator alone, until SIGINT or SIGTERM.
+    /// Serve the simulators of outside services alone, until SIGINT or SIGTERM: GoCardless Bank
+    /// Account Data on `--listen`, Stripe on `--stripe-listen`.
     Sandbox {
-        /// Address to listen on.
+        /// Address the GoCardless simulator listens on.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: std::net::SocketAddr,
+        /// Address the Stripe simulator listens on (its test key: `sk_test_sandbox_payymo`).
+        #[arg(long, default_value = "127.0.0.1:12111")]
+        stripe_listen: std::net::SocketAddr,
+        /// Which simulators to run: `all`, `gocardless` or `stripe`.
+        #[arg(long, default_value = "all", value_parser = ["all", "gocardless", "stripe"])]
+        only: String,
         /// Seed for the simulator's generated ids and data.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -142,7 +149,9 @@ pub fn main() -> ExitCode {
             Command::Tenant(command) => admin(config, AdminCommand::Tenant(command)).await,
             Command::User(command) => admin(config, AdminCommand::User(command)).await,
             Command::ApiKey(command) => admin(config, AdminCommand::ApiKey(command)).await,
-            Command::Sandbox { listen, seed, x_ratelimit_headers } => sandbox(listen, seed, x_ratelimit_headers).await,
+            Command::Sandbox { listen, stripe_listen, only, seed, x_ratelimit_headers } => {
+                sandbox(SandboxArgs { listen, stripe_listen, only, seed, x_ratelimit_headers }).await
+            }
         }
     }))
 }
@@ -192,16 +201,41 @@ async fn serve(config: Config, migrate_flag: bool) -> anyhow::Result<()> {
     result
 }
 
-async fn sandbox(listen: std::net::SocketAddr, seed: u64, x_ratelimit_headers: bool) -> anyhow::Result<()> {
-    use crate::sandbox::gocardless;
+struct SandboxArgs {
+    listen: std::net::SocketAddr,
+    stripe_listen: std::net::SocketAddr,
+    only: String,
+    seed: u64,
+    x_ratelimit_headers: bool,
+}
+
+async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
+    use crate::sandbox::{gocardless, stripe};
     let shutdown = shutdown_on_signals();
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr()?;
-    tracing::info!("sandbox listening on http://{addr}");
-    let config = gocardless::SandboxConfig { x_ratelimit_headers, ..Default::default() };
-    let state = gocardless::SandboxState::with_config(seed, gocardless::Clock::system(), config);
-    gocardless::serve(listener, state, shutdown).await?;
+    let bind = |addr: std::net::SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    if args.only != "stripe" {
+        let listener = bind(args.listen).await?;
+        tracing::info!("GoCardless sandbox listening on http://{}", listener.local_addr()?);
+        let config = gocardless::SandboxConfig { x_ratelimit_headers: args.x_ratelimit_headers, ..Default::default() };
+        let state = gocardless::SandboxState::with_config(args.seed, gocardless::Clock::system(), config);
+        servers.spawn(gocardless::serve(listener, state, shutdown.clone()));
+    }
+    if args.only != "gocardless" {
+        let listener = bind(args.stripe_listen).await?;
+        tracing::info!(
+            "Stripe sandbox listening on http://{} (key {})",
+            listener.local_addr()?,
+            stripe::DEFAULT_SECRET_KEY
+        );
+        let sim = stripe::StripeSim::new(args.seed, gocardless::Clock::system());
+        servers.spawn(stripe::serve(listener, sim, shutdown.clone()));
+    }
+    while let Some(served) = servers.join_next().await {
+        served??;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -876,32 +876,12 @@ async fn suspended_requisitions_suspend_their_accounts() {
     assert_eq!(unknown.await.status(), StatusCode::NOT_FOUND);
 }
 
-/// A Python with the official client: the system's when it has `nordigen`, otherwise a private
-/// virtualenv under `target/` that this creates once (from PyPI), so `cargo test` needs no manual
-/// step on a fresh machine.
+#[path = "conformance/python.rs"]
+mod python;
+
+/// A Python with the official `nordigen` client.
 async fn python_with_nordigen() -> String {
-    let has_nordigen = |python: String| async move {
-        let probe = tokio::process::Command::new(&python).args(["-c", "import nordigen"]).output().await;
-        probe.is_ok_and(|out| out.status.success())
-    };
-    if has_nordigen("python3".to_owned()).await {
-        return "python3".to_owned();
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/conformance-venv");
-    let python = format!("{venv}/bin/python");
-    if has_nordigen(python.clone()).await {
-        return python;
-    }
-    let run = |program: String, args: Vec<&'static str>| async move {
-        let out = tokio::process::Command::new(&program).args(&args).output().await;
-        assert!(
-            out.as_ref().is_ok_and(|o| o.status.success()),
-            "installing the nordigen client failed ({program} {args:?}): {out:?}; install it by hand with pip install nordigen==1.4.2"
-        );
-    };
-    run("python3".to_owned(), vec!["-m", "venv", venv]).await;
-    run(python.clone(), vec!["-m", "pip", "install", "--quiet", "nordigen==1.4.2"]).await;
-    python
+    python::python_with(&[("nordigen", "1.4.2")]).await
 }
 
 #[tokio::test]

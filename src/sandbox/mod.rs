@@ -2,3 +2,6 @@
 
 /// The GoCardless Bank Account Data (formerly Nordigen) API v2 simulator.
 pub mod gocardless;
+
+/// The Stripe API (v1) simulator.
+pub mod stripe;

@@ -5,7 +5,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -23,6 +22,9 @@ use crate::{
     },
     webhooks::{create_endpoint, dispatch, get, verifies, wait_for_status, webhook_app},
 };
+
+#[path = "../conformance/python.rs"]
+mod python;
 
 /// The verifying libraries, pinned: what receivers install from PyPI.
 const STANDARDWEBHOOKS: &str = "1.1.0";
@@ -120,40 +122,7 @@ async fn python_with_webhook_libraries() -> &'static str {
 }
 
 async fn install_webhook_libraries() -> String {
-    let probe = format!(
-        "import importlib.metadata as m, standardwebhooks, stripe; \
-         assert (m.version('standardwebhooks'), m.version('stripe')) == ('{STANDARDWEBHOOKS}', '{STRIPE}')"
-    );
-    let has_them = |python: String| {
-        let probe = probe.clone();
-        async move {
-            let out = Command::new(&python).args(["-c", &probe]).output().await;
-            out.is_ok_and(|out| out.status.success())
-        }
-    };
-    if has_them("python3".to_owned()).await {
-        return "python3".to_owned();
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/conformance-venv");
-    let python = format!("{venv}/bin/python");
-    if has_them(python.clone()).await {
-        return python;
-    }
-    let run = |program: String, args: Vec<String>| async move {
-        let out = Command::new(&program).args(&args).output().await;
-        assert!(
-            out.as_ref().is_ok_and(|o| o.status.success()),
-            "installing the webhook libraries failed ({program} {args:?}): {out:?}; install them by hand with \
-             pip install standardwebhooks=={STANDARDWEBHOOKS} stripe=={STRIPE}"
-        );
-    };
-    if !Path::new(&python).exists() {
-        run("python3".to_owned(), vec!["-m".into(), "venv".into(), venv.into()]).await;
-    }
-    let packages = [format!("standardwebhooks=={STANDARDWEBHOOKS}"), format!("stripe=={STRIPE}")];
-    run(python.clone(), ["-m", "pip", "install", "--quiet"].map(String::from).into_iter().chain(packages).collect())
-        .await;
-    python
+    python::python_with(&[("standardwebhooks", STANDARDWEBHOOKS), ("stripe", STRIPE)]).await
 }
 
 /// One received delivery for the libraries: it must verify with every secret in `accept`, and

@@ -1,0 +1,207 @@
+//! The simulator's control API, outside `/v1` (Stripe has no such thing): advance the clock
+//! (funds become available, payouts run and arrive), create accounts and their keys, fail a
+//! payout, inject faults, revoke or expire keys, and make webhook deliveries misbehave.
+//!
+//! - `GET /_stripe/clock`, `POST /_stripe/clock/advance` `{"seconds": 86400}`
+//! - `POST /_stripe/accounts` `{"name", "country", "default_currency", "secret_key"?, "restricted_key"?}`
+//! - `POST /_stripe/payouts/{id}/fail` `{"failure_code": "account_closed"}`
+//! - `POST /_stripe/faults` `{"status": 500|429|503|0, "count", "path"?, "should_retry"?, "latency_ms"?}`,
+//!   `DELETE /_stripe/faults`
+//! - `POST /_stripe/keys/{key}/revoke`, `POST /_stripe/keys/{key}/expire`
+//! - `PUT /_stripe/webhooks/mode` `{"duplicate", "drop", "delay_ms", "reorder"}`,
+//!   `GET /_stripe/webhooks/deliveries`
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    StripeSim, api, balance,
+    error::StripeError,
+    state::{DeliveryMode, Fault},
+};
+
+pub fn router() -> Router<StripeSim> {
+    Router::new()
+        .route("/_stripe/clock", get(clock))
+        .route("/_stripe/clock/advance", post(advance))
+        .route("/_stripe/accounts", post(create_account))
+        .route("/_stripe/payouts/{id}/fail", post(fail_payout))
+        .route("/_stripe/faults", post(add_fault).delete(clear_faults))
+        .route("/_stripe/keys/{key}/{action}", post(key_action))
+        .route("/_stripe/webhooks/mode", put(delivery_mode))
+        .route("/_stripe/webhooks/deliveries", get(deliveries))
+}
+
+fn answer(result: Result<Value, StripeError>) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(error) => api::error_response(&error),
+    }
+}
+
+async fn clock(State(sim): State<StripeSim>) -> Response {
+    answer(Ok(json!({"now": sim.lock().now()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    seconds: i64,
+}
+
+async fn advance(State(sim): State<StripeSim>, Json(body): Json<Advance>) -> Response {
+    let now = {
+        let mut inner = sim.lock();
+        inner.clock.advance(body.seconds);
+        let accounts: Vec<String> = inner.accounts.keys().cloned().collect();
+        for account in accounts {
+            balance::settle(&mut inner, &account);
+        }
+        inner.now()
+    };
+    sim.wake.notify_one();
+    answer(Ok(json!({"now": now})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    name: String,
+    #[serde(default = "gb")]
+    country: String,
+    #[serde(default = "gbp")]
+    default_currency: String,
+    secret_key: Option<String>,
+    restricted_key: Option<String>,
+}
+
+fn gb() -> String {
+    "GB".into()
+}
+
+fn gbp() -> String {
+    "gbp".into()
+}
+
+async fn create_account(State(sim): State<StripeSim>, Json(body): Json<NewAccount>) -> Response {
+    let mut inner = sim.lock();
+    let suffix = inner.id("key");
+    let secret = body.secret_key.unwrap_or_else(|| format!("sk_test_{}", &suffix[4..]));
+    let restricted = body.restricted_key.unwrap_or_else(|| format!("rk_test_{}", &suffix[4..]));
+    if !secret.starts_with("sk_test_") || !restricted.starts_with("rk_test_") || inner.keys.contains_key(&secret) {
+        return answer(Err(StripeError::invalid(
+            "secret_key",
+            "parameter_invalid_string",
+            "Keys must be new sk_test_… and rk_test_… keys.",
+        )));
+    }
+    let id = inner.create_account(
+        &body.name,
+        &body.country,
+        &body.default_currency.to_ascii_lowercase(),
+        (&secret, &restricted),
+    );
+    answer(Ok(json!({"id": id, "secret_key": secret, "restricted_key": restricted})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fail {
+    #[serde(default = "account_closed")]
+    failure_code: String,
+}
+
+fn account_closed() -> String {
+    "account_closed".into()
+}
+
+async fn fail_payout(State(sim): State<StripeSim>, Path(id): Path<String>, Json(body): Json<Fail>) -> Response {
+    let result = {
+        let mut inner = sim.lock();
+        let account = inner.accounts.values().find(|a| a.get(&id).is_some()).map(|a| a.id.clone());
+        match account {
+            Some(account) => balance::fail_payout(&mut inner, &account, &id, &body.failure_code),
+            None => Err(StripeError::no_such("payout", &id, "id")),
+        }
+    };
+    sim.wake.notify_one();
+    answer(result)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewFault {
+    status: u16,
+    #[serde(default = "one")]
+    count: u32,
+    #[serde(default)]
+    path: String,
+    should_retry: Option<bool>,
+    #[serde(default)]
+    latency_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+async fn add_fault(State(sim): State<StripeSim>, Json(body): Json<NewFault>) -> Response {
+    if body.status != 0 && !(400..600).contains(&body.status) {
+        return answer(Err(StripeError::invalid(
+            "status",
+            "parameter_invalid_integer",
+            "status is 0 (latency only) or 400 to 599",
+        )));
+    }
+    sim.lock().faults.push(Fault {
+        path: body.path,
+        status: body.status,
+        should_retry: body.should_retry,
+        latency_ms: body.latency_ms,
+        remaining: body.count,
+    });
+    answer(Ok(json!({"queued": true})))
+}
+
+async fn clear_faults(State(sim): State<StripeSim>) -> Response {
+    sim.lock().faults.clear();
+    answer(Ok(json!({"cleared": true})))
+}
+
+async fn key_action(State(sim): State<StripeSim>, Path((key, action)): Path<(String, String)>) -> Response {
+    let mut inner = sim.lock();
+    let Some(found) = inner.keys.get_mut(&key) else {
+        return answer(Err(StripeError::invalid("key", "resource_missing", "No such key")));
+    };
+    match action.as_str() {
+        "revoke" => found.revoked = true,
+        "expire" => found.expired = true,
+        "restore" => {
+            found.revoked = false;
+            found.expired = false;
+        }
+        other => return answer(Err(StripeError::unknown_route("POST", &format!("/_stripe/keys/{{key}}/{other}")))),
+    }
+    answer(Ok(json!({"key": key, "action": action})))
+}
+
+async fn delivery_mode(State(sim): State<StripeSim>, Json(mode): Json<DeliveryMode>) -> Response {
+    sim.lock().delivery_mode = mode.clone();
+    answer(Ok(json!(mode)))
+}
+
+async fn deliveries(State(sim): State<StripeSim>) -> Response {
+    let inner = sim.lock();
+    let list: Vec<Value> = inner
+        .delivered
+        .iter()
+        .map(|(endpoint, event, status)| json!({"endpoint": endpoint, "event": event, "status": status}))
+        .collect();
+    answer(Ok(json!({"deliveries": list, "queued": inner.deliveries.len()})))
+}
