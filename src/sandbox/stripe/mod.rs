@@ -14,6 +14,7 @@ mod endpoints;
 mod error;
 pub mod form;
 mod list;
+mod objects;
 mod payments;
 mod state;
 
