@@ -216,12 +216,12 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
     };
     let mut servers = tokio::task::JoinSet::new();
+    let config = gocardless::SandboxConfig { x_ratelimit_headers: args.x_ratelimit_headers, ..Default::default() };
+    let bank = gocardless::SandboxState::with_config(args.seed, gocardless::Clock::system(), config);
     if args.only != "stripe" {
         let listener = bind(args.listen).await?;
         tracing::info!("GoCardless sandbox listening on http://{}", listener.local_addr()?);
-        let config = gocardless::SandboxConfig { x_ratelimit_headers: args.x_ratelimit_headers, ..Default::default() };
-        let state = gocardless::SandboxState::with_config(args.seed, gocardless::Clock::system(), config);
-        servers.spawn(gocardless::serve(listener, state, shutdown.clone()));
+        servers.spawn(gocardless::serve(listener, bank.clone(), shutdown.clone()));
     }
     if args.only != "gocardless" {
         let listener = bind(args.stripe_listen).await?;
@@ -230,7 +230,11 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             listener.local_addr()?,
             stripe::DEFAULT_SECRET_KEY
         );
-        let sim = stripe::StripeSim::new(args.seed, gocardless::Clock::system());
+        let mut sim = stripe::StripeSim::new(args.seed, gocardless::Clock::system());
+        if args.only == "all" {
+            // Payouts of linked accounts arrive in the bank simulator served beside it.
+            sim = sim.with_bank(bank);
+        }
         servers.spawn(stripe::serve(listener, sim, shutdown.clone()));
     }
     while let Some(served) = servers.join_next().await {

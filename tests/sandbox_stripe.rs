@@ -282,3 +282,111 @@ async fn official_stripe_client_conforms() {
     assert!(output.status.success(), "conformance failed ({}):\n{stdout}\n{stderr}", output.status);
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_paid_payout_arrives_in_the_linked_sandbox_bank_as_a_credit() {
+    use payymo::sandbox::gocardless::{self, SandboxState};
+    let start_at = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+    let bank = SandboxState::new(6, Clock::fixed(start_at));
+    let bank_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bank_base = format!("http://{}", bank_listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(gocardless::serve(bank_listener, bank.clone(), shutdown.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stripe = StripeSim::new(6, Clock::fixed(start_at)).with_bank(bank);
+    let account = stripe.default_account();
+    tokio::spawn(serve(listener, stripe, shutdown.clone()));
+    let http = Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let sim = Sim { base, http, shutdown };
+
+    // A bank account in GBP at the sandbox bank, through the consent flow.
+    let http = &sim.http;
+    let new_token = || async {
+        let token: Value = http
+            .post(format!("{bank_base}/api/v2/token/new/"))
+            .json(&json!({"secret_id": "sandbox-secret-id", "secret_key": "sandbox-secret-key"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        token["access"].as_str().unwrap().to_owned()
+    };
+    let token = &new_token().await;
+    let requisition: Value = http
+        .post(format!("{bank_base}/api/v2/requisitions/"))
+        .bearer_auth(token)
+        .json(&json!({"redirect": "https://app.example/cb", "institution_id": "SANDBOXFINANCE_SFIN0000"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = requisition["id"].as_str().unwrap();
+    http.post(format!("{bank_base}/_sandbox/consent/{id}/approve")).send().await.unwrap();
+    let requisition: Value = http
+        .get(format!("{bank_base}/api/v2/requisitions/{id}/"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut gbp = None;
+    for bank_account in requisition["accounts"].as_array().unwrap() {
+        let bank_account = bank_account.as_str().unwrap();
+        let meta: Value = http
+            .get(format!("{bank_base}/api/v2/accounts/{bank_account}/details/"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if meta["account"]["currency"] == "GBP" {
+            gbp = Some(bank_account.to_owned());
+        }
+    }
+    let gbp = gbp.expect("the sandbox bank has a GBP account");
+    sim.control(&format!("/_stripe/accounts/{account}/bank"), json!({"account_id": gbp})).await;
+
+    let pay = [("amount", "12345"), ("currency", "gbp"), ("payment_method", "pm_card_visa"), ("confirm", "true")];
+    sim.post("/v1/payment_intents", DEFAULT_SECRET_KEY, None, &pay).await;
+    sim.control("/_stripe/clock/advance", json!({"seconds": 5 * 86_400})).await;
+    http.post(format!("{bank_base}/_sandbox/clock/advance"))
+        .json(&json!({"seconds": 5 * 86_400}))
+        .send()
+        .await
+        .unwrap();
+    let payouts: Value = sim.get("/v1/payouts", DEFAULT_SECRET_KEY).await.json().await.unwrap();
+    let payout = &payouts["data"][0];
+    assert_eq!((payout["status"].as_str(), payout["amount"].as_i64()), (Some("paid"), Some(12345 - 388)));
+    let token = &new_token().await;
+
+    let transactions: Value = http
+        .get(format!("{bank_base}/api/v2/accounts/{gbp}/transactions/?date_from=2026-03-01"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let booked = transactions["transactions"]["booked"].as_array().unwrap_or_else(|| panic!("{transactions}"));
+    let credit = booked
+        .iter()
+        .find(|t| t["transactionId"] == format!("stripe-{}", payout["id"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("no payout credit among {booked:?}"));
+    assert_eq!(credit["transactionAmount"]["amount"], "119.57");
+    assert_eq!(credit["transactionAmount"]["currency"], "GBP");
+    let arrival = chrono::DateTime::from_timestamp(payout["arrival_date"].as_i64().unwrap(), 0).unwrap();
+    assert_eq!(credit["bookingDate"], arrival.format("%Y-%m-%d").to_string());
+    let remittance = credit["remittanceInformationUnstructured"].as_str().unwrap();
+    assert!(remittance.contains("PAYYMO SANDBOX"), "{remittance}");
+    assert!(remittance.contains(payout["trace_id"]["value"].as_str().unwrap()), "{remittance}");
+}

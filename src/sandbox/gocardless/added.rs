@@ -203,3 +203,37 @@ async fn book(
         })?;
     Ok(Json(TxnView::booked(booked, account.currency)).into_response())
 }
+
+/// A credit that another simulator (Stripe's payouts) books into an account.
+#[derive(Debug, Clone)]
+pub struct BankCredit {
+    pub booking_date: NaiveDate,
+    /// Cents of the account's currency.
+    pub cents: i64,
+    /// The currency the credit is in (ISO 4217): booked only into an account in it.
+    pub currency: String,
+    pub counterparty: String,
+    pub remittance: String,
+    pub transaction_id: String,
+}
+
+impl SandboxState {
+    /// Books `credit` into the account `account_id`, as the control API's explicit transactions
+    /// are booked. Refused when there is no such account or its currency is another.
+    pub fn book_credit(&self, account_id: &str, credit: BankCredit) -> Result<(), String> {
+        let mut inner = self.lock();
+        let account = find_account(&inner, account_id).map_err(|e| e.describe())?;
+        if !account.currency.eq_ignore_ascii_case(&credit.currency) {
+            return Err(format!("account {account_id} is in {}, not {}", account.currency, credit.currency));
+        }
+        let new = NewTransaction {
+            booking_date: credit.booking_date.format("%Y-%m-%d").to_string(),
+            amount: format!("{}.{:02}", credit.cents / 100, credit.cents % 100),
+            counterparty: Some(credit.counterparty),
+            remittance: Some(credit.remittance),
+            pending: false,
+            transaction_id: Some(credit.transaction_id),
+        };
+        add_explicit(&mut inner, &account, vec![new]).map(drop).map_err(|e| e.describe())
+    }
+}

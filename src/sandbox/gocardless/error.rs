@@ -23,6 +23,11 @@ impl ApiError {
         Self { status, summary: summary.into(), detail: detail.into(), kind: None, headers: Vec::new() }
     }
 
+    /// The summary and detail, in words.
+    pub(crate) fn describe(&self) -> String {
+        format!("{}: {}", self.summary, self.detail)
+    }
+
     /// A 400 Bad Request.
     pub(crate) fn bad_request(summary: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, summary, detail)

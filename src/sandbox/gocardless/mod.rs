@@ -21,6 +21,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use added::BankCredit;
 pub use limits::CompanyLimits;
 pub use state::{Clock, SandboxConfig, SandboxState};
 

@@ -216,10 +216,43 @@ fn progress_payouts(inner: &mut Inner, account: &str, now: i64) {
             payout["status"] = json!("paid");
             payout["reconciliation_status"] = json!("completed");
             store(inner, account, &payout);
+            arrive(inner, account, &payout);
             inner.record_event(account, "payout.updated", &payout, Some(previous), (None, None));
             inner.record_event(account, "payout.paid", &payout, None, (None, None));
             inner.record_event(account, "payout.reconciliation_completed", &payout, None, (None, None));
         }
+    }
+}
+
+/// A paid payout arrives in the linked sandbox bank account as a bank statement shows a Stripe
+/// payout: a credit of the exact amount on the arrival date, from Stripe, quoting the statement
+/// descriptor and the trace id.
+fn arrive(inner: &mut Inner, account: &str, payout: &Value) {
+    let (Some(bank), Some(bank_account)) =
+        (inner.bank.clone(), inner.accounts.get(account).and_then(|a| a.bank_account.clone()))
+    else {
+        return;
+    };
+    let currency = payout["currency"].as_str().unwrap_or_default().to_ascii_uppercase();
+    let amount = payout["amount"].as_i64().unwrap_or(0);
+    // The bank simulator keeps cents; a zero-decimal payout is whole units.
+    let cents = amount * 10_i64.pow(2_u32.saturating_sub(exponent(&currency)));
+    let arrival = payout["arrival_date"].as_i64().unwrap_or(0);
+    let Some(day) = chrono::DateTime::from_timestamp(arrival, 0).map(|at| at.date_naive()) else { return };
+    let credit = crate::sandbox::gocardless::BankCredit {
+        booking_date: day,
+        cents,
+        currency,
+        counterparty: "STRIPE PAYMENTS UK LTD".into(),
+        remittance: format!(
+            "{} {}",
+            payout["statement_descriptor"].as_str().unwrap_or("STRIPE"),
+            payout["trace_id"]["value"].as_str().unwrap_or_default()
+        ),
+        transaction_id: format!("stripe-{}", payout["id"].as_str().unwrap_or_default()),
+    };
+    if let Err(reason) = bank.book_credit(&bank_account, credit) {
+        tracing::warn!(%reason, payout = %payout["id"], "a Stripe payout could not arrive in the sandbox bank");
     }
 }
 

@@ -4,6 +4,8 @@
 //!
 //! - `GET /_stripe/clock`, `POST /_stripe/clock/advance` `{"seconds": 86400}`
 //! - `POST /_stripe/accounts` `{"name", "country", "default_currency", "secret_key"?, "restricted_key"?}`
+//! - `POST /_stripe/accounts/{id}/bank` `{"account_id": "<sandbox bank account>"}`: paid payouts
+//!   arrive there as credits
 //! - `POST /_stripe/payouts/{id}/fail` `{"failure_code": "account_closed"}`
 //! - `POST /_stripe/faults` `{"status": 500|429|503|0, "count", "path"?, "should_retry"?, "latency_ms"?}`,
 //!   `DELETE /_stripe/faults`
@@ -31,6 +33,7 @@ pub fn router() -> Router<StripeSim> {
         .route("/_stripe/clock", get(clock))
         .route("/_stripe/clock/advance", post(advance))
         .route("/_stripe/accounts", post(create_account))
+        .route("/_stripe/accounts/{id}/bank", post(link_bank))
         .route("/_stripe/payouts/{id}/fail", post(fail_payout))
         .route("/_stripe/faults", post(add_fault).delete(clear_faults))
         .route("/_stripe/keys/{key}/{action}", post(key_action))
@@ -108,6 +111,21 @@ async fn create_account(State(sim): State<StripeSim>, Json(body): Json<NewAccoun
         (&secret, &restricted),
     );
     answer(Ok(json!({"id": id, "secret_key": secret, "restricted_key": restricted})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BankLink {
+    /// The GoCardless simulator's account id (a UUID).
+    account_id: String,
+}
+
+async fn link_bank(State(sim): State<StripeSim>, Path(id): Path<String>, Json(body): Json<BankLink>) -> Response {
+    answer(
+        sim.link_bank(&id, &body.account_id)
+            .map(|()| json!({"account": id, "bank_account": body.account_id}))
+            .map_err(|reason| StripeError::invalid("account_id", "resource_missing", reason)),
+    )
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ use std::{
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
-use crate::sandbox::gocardless::Clock;
+use crate::sandbox::gocardless::{Clock, SandboxState};
 
 /// The API version the simulator answers in when the request names none.
 pub const API_VERSION: &str = "2025-09-30.clover";
@@ -92,6 +92,8 @@ pub(crate) struct Account {
     pub secrets: HashMap<String, String>,
     /// The payout each balance transaction was paid out in.
     pub payout_of: HashMap<String, String>,
+    /// The sandbox bank account (GoCardless simulator) its payouts arrive in, when linked.
+    pub bank_account: Option<String>,
 }
 
 impl Account {
@@ -133,6 +135,8 @@ pub(crate) struct Inner {
     pub delivery_mode: DeliveryMode,
     /// Deliveries made: (endpoint, event id, HTTP status or 0 when it could not connect).
     pub delivered: Vec<(String, String, u16)>,
+    /// The bank simulator linked accounts' payouts arrive in.
+    pub bank: Option<SandboxState>,
 }
 
 impl Inner {
@@ -267,6 +271,7 @@ impl StripeSim {
             deliveries: VecDeque::new(),
             delivery_mode: DeliveryMode::default(),
             delivered: Vec::new(),
+            bank: None,
         };
         inner.create_account("Payymo Sandbox Ltd", "GB", "gbp", (DEFAULT_SECRET_KEY, DEFAULT_RESTRICTED_KEY));
         let http = reqwest::Client::builder()
@@ -275,6 +280,29 @@ impl StripeSim {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self { inner: Arc::new(Mutex::new(inner)), wake: Arc::new(Notify::new()), http }
+    }
+
+    /// Lets accounts be linked to bank accounts of `bank`, where their paid payouts then arrive
+    /// as credits (`POST /_stripe/accounts/{id}/bank`).
+    pub fn with_bank(self, bank: SandboxState) -> Self {
+        self.lock().bank = Some(bank);
+        self
+    }
+
+    /// Links `account`'s payouts to the bank simulator's account `bank_account`.
+    pub fn link_bank(&self, account: &str, bank_account: &str) -> Result<(), String> {
+        let mut inner = self.lock();
+        if inner.bank.is_none() {
+            return Err("this simulator runs without a bank simulator".into());
+        }
+        let acct = inner.account(account).ok_or_else(|| format!("no such account {account}"))?;
+        acct.bank_account = Some(bank_account.to_owned());
+        Ok(())
+    }
+
+    /// The default account's id.
+    pub fn default_account(&self) -> String {
+        self.account_of(DEFAULT_SECRET_KEY).unwrap_or_default()
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
