@@ -1,22 +1,25 @@
 //! The invoice batch upsert, written set by set: every row is checked first (its fields, its
 //! customer, its number, the move it asks for), with one query per kind of check for the whole
 //! batch; then the new rows are inserted in one statement, the changed ones updated in one, and
-//! their changes and events recorded in one statement each. A row that fails a check is
+//! their changes and events recorded together in one more. A row that fails a check is
 //! reported and written nowhere; nothing is written row by row.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, types::Json};
 
 use super::{
     InvoiceError,
     batch::{BatchResult, RowOutcome, RowResult, check_size, keys, with_inline_customer},
     changes::ChangeKind,
-    invoice::{INVOICE_COLUMNS, Invoice, InvoiceSpec, NewInvoice, changes_allowed},
+    invoice::{INVOICE_COLUMNS, Invoice, InvoiceLine, InvoiceSpec, NewInvoice, changes_allowed},
     unique_violation,
 };
 use crate::{
-    domain::{ids::InvoiceId, ids::TenantId, validation::FieldError},
+    domain::{
+        ids::{EventId, InvoiceId, TenantId},
+        validation::FieldError,
+    },
     events,
 };
 
@@ -162,6 +165,13 @@ pub async fn upsert_invoices(
 }
 
 /// The stored invoices the rows name, by `(source, external_id)`, locked for the update.
+///
+/// One probe of the `(tenant_id, source, external_id)` key per row, written as a lateral
+/// subquery: its `for update` keeps the planner from flattening it, so the plan cannot turn into
+/// a nested loop that compares every key with every one of the tenant's invoices. That plan was
+/// chosen for `(source, external_id) in (select * from unnest(…))` whenever the statistics
+/// undercounted the tenant's invoices (a new tenant's first syncs, before `ANALYZE`), and took
+/// 0.3 to 1.4 s for 1,000 keys against a tenant of 5,000 invoices instead of 2 to 6 ms.
 async fn load_existing(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -170,9 +180,13 @@ async fn load_existing(
     let sources: Vec<&str> = specs.iter().map(|(_, s)| s.source.as_str()).collect();
     let external_ids: Vec<&str> = specs.iter().map(|(_, s)| s.external_id.as_deref().unwrap_or_default()).collect();
     let found: Vec<Invoice> = sqlx::query_as(&format!(
-        "select {INVOICE_COLUMNS} from invoices
-         where tenant_id = $1 and (source, external_id) in (select * from unnest($2::text[], $3::text[]))
-         for update"
+        "select {INVOICE_COLUMNS}
+         from unnest($2::text[], $3::text[]) as k(key_source, key_external_id)
+         cross join lateral (
+             select * from invoices
+             where tenant_id = $1 and source = k.key_source and external_id = k.key_external_id
+             for update
+         ) i"
     ))
     .bind(tenant.as_str())
     .bind(&sources)
@@ -226,40 +240,39 @@ async fn number_owners(
 
 /// The columns of a set of specs, as arrays for `unnest`.
 #[derive(Default)]
-struct Columns {
-    numbers: Vec<String>,
-    sources: Vec<String>,
-    external_ids: Vec<Option<String>>,
-    customers: Vec<Option<String>>,
-    currencies: Vec<String>,
+struct Columns<'a> {
+    numbers: Vec<&'a str>,
+    sources: Vec<&'a str>,
+    external_ids: Vec<Option<&'a str>>,
+    customers: Vec<Option<&'a str>>,
+    currencies: Vec<&'a str>,
     totals: Vec<i64>,
     taxes: Vec<Option<i64>>,
     issued: Vec<Option<chrono::NaiveDate>>,
     due: Vec<Option<chrono::NaiveDate>>,
     statuses: Vec<&'static str>,
-    payment_references: Vec<Option<String>>,
-    rf_references: Vec<Option<String>>,
-    lines: Vec<serde_json::Value>,
-    metadata: Vec<serde_json::Value>,
+    payment_references: Vec<Option<&'a str>>,
+    rf_references: Vec<Option<&'a str>>,
+    lines: Vec<Json<&'a [InvoiceLine]>>,
+    metadata: Vec<Json<&'a BTreeMap<String, String>>>,
 }
 
-impl Columns {
-    fn push(&mut self, spec: &InvoiceSpec) -> Result<(), sqlx::Error> {
-        self.numbers.push(spec.number.clone());
-        self.sources.push(spec.source.clone());
-        self.external_ids.push(spec.external_id.clone());
-        self.customers.push(spec.customer_id.clone());
-        self.currencies.push(spec.currency.clone());
+impl<'a> Columns<'a> {
+    fn push(&mut self, spec: &'a InvoiceSpec) {
+        self.numbers.push(&spec.number);
+        self.sources.push(&spec.source);
+        self.external_ids.push(spec.external_id.as_deref());
+        self.customers.push(spec.customer_id.as_deref());
+        self.currencies.push(&spec.currency);
         self.totals.push(spec.amount_total);
         self.taxes.push(spec.amount_tax);
         self.issued.push(spec.issue_date);
         self.due.push(spec.due_date);
         self.statuses.push(spec.status.as_str());
-        self.payment_references.push(spec.payment_reference.clone());
-        self.rf_references.push(spec.rf_reference.clone());
-        self.lines.push(events::payload(&spec.lines)?);
-        self.metadata.push(events::payload(&spec.metadata)?);
-        Ok(())
+        self.payment_references.push(spec.payment_reference.as_deref());
+        self.rf_references.push(spec.rf_reference.as_deref());
+        self.lines.push(Json(spec.lines.as_slice()));
+        self.metadata.push(Json(&spec.metadata));
     }
 }
 
@@ -279,7 +292,7 @@ async fn insert(
     let mut ids = Vec::new();
     for plan in plans {
         if let Ok(Planned::Create(spec)) = plan {
-            columns.push(spec)?;
+            columns.push(spec);
             ids.push(InvoiceId::generate().as_str().to_owned());
         }
     }
@@ -327,7 +340,7 @@ async fn update(
     let mut previous = Vec::new();
     for plan in plans {
         if let Ok(Planned::Update { current, spec, previous: changed }) = plan {
-            columns.push(spec)?;
+            columns.push(spec);
             ids.push(current.id.clone());
             previous.push(changed.clone());
         }
@@ -363,7 +376,7 @@ fn bind<'q>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, Invoice, sqlx::postgres::PgArguments>,
     tenant: &'q TenantId,
     ids: &'q [String],
-    c: &'q Columns,
+    c: &'q Columns<'_>,
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Invoice, sqlx::postgres::PgArguments> {
     query
         .bind(tenant.as_str())
@@ -384,55 +397,65 @@ fn bind<'q>(
         .bind(&c.metadata)
 }
 
-/// Records the changes and events of the created and updated invoices, one statement each.
+/// Records the changes and events of the created and updated invoices in one statement, in that
+/// order (created first, each kind in input order). Each invoice's JSON is written once, straight
+/// from the row into the statement's parameters, and parsed once by the database for both
+/// tables: the event of an update is that same JSON with `previous_attributes` added.
 async fn record(
     conn: &mut PgConnection,
     tenant: &TenantId,
     created: &[Invoice],
     updated: &[(Invoice, serde_json::Map<String, serde_json::Value>)],
 ) -> Result<(), InvoiceError> {
-    let mut object_ids = Vec::new();
-    let mut external_ids = Vec::new();
-    let mut kinds = Vec::new();
-    let mut data = Vec::new();
-    let mut created_events = Vec::new();
-    let mut updated_events = Vec::new();
-    for invoice in created {
-        let payload = events::payload(invoice)?;
-        object_ids.push(invoice.id.clone());
-        external_ids.push(invoice.external_id.clone());
-        kinds.push(ChangeKind::Created.as_str());
-        data.push(payload.clone());
-        created_events.push(payload);
-    }
-    for (invoice, previous) in updated {
-        let payload = events::payload(invoice)?;
-        object_ids.push(invoice.id.clone());
-        external_ids.push(invoice.external_id.clone());
-        kinds.push(ChangeKind::Updated.as_str());
-        data.push(payload.clone());
-        let mut event = payload;
-        event["previous_attributes"] = serde_json::Value::Object(previous.clone());
-        updated_events.push(event);
-    }
-    if object_ids.is_empty() {
+    let count = created.len() + updated.len();
+    if count == 0 {
         return Ok(());
     }
+    let announced = created.iter().map(|invoice| (invoice, ChangeKind::Created, "invoice.created", None)).chain(
+        updated.iter().map(|(invoice, previous)| (invoice, ChangeKind::Updated, "invoice.updated", Some(previous))),
+    );
+    let mut object_ids = Vec::with_capacity(count);
+    let mut external_ids = Vec::with_capacity(count);
+    let mut kinds = Vec::with_capacity(count);
+    let mut data = Vec::with_capacity(count);
+    let mut event_ids = Vec::with_capacity(count);
+    let mut event_types = Vec::with_capacity(count);
+    let mut previous = Vec::with_capacity(count);
+    for (invoice, kind, event_type, changed) in announced {
+        debug_assert!(events::EVENT_TYPES.contains(&event_type), "{event_type} is not in EVENT_TYPES");
+        object_ids.push(invoice.id.as_str());
+        external_ids.push(invoice.external_id.as_deref());
+        kinds.push(kind.as_str());
+        data.push(Json(invoice));
+        event_ids.push(EventId::generate().as_str().to_owned());
+        event_types.push(event_type);
+        previous.push(changed.map(Json));
+    }
     sqlx::query(
-        "insert into resource_changes (tenant_id, resource, object_id, external_id, change, data)
-         select $1, 'invoice', c.object_id, c.external_id, c.change, c.data
-         from unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) with ordinality
-             as c(object_id, external_id, change, data, ordinal)
-         order by c.ordinal",
+        "with changes as (
+             insert into resource_changes (tenant_id, resource, object_id, external_id, change, data)
+             select $1, 'invoice', c.object_id, c.external_id, c.change, c.data
+             from unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) with ordinality
+                 as c(object_id, external_id, change, data, ordinal)
+             order by c.ordinal
+         )
+         insert into events (tenant_id, id, event_type, data)
+         select $1, e.id, e.event_type,
+                case when e.previous is null then e.data
+                     else e.data || jsonb_build_object('previous_attributes', e.previous) end
+         from unnest($6::text[], $7::text[], $5::jsonb[], $8::jsonb[]) with ordinality
+             as e(id, event_type, data, previous, ordinal)
+         order by e.ordinal",
     )
     .bind(tenant.as_str())
     .bind(&object_ids)
     .bind(&external_ids)
     .bind(&kinds)
     .bind(&data)
+    .bind(&event_ids)
+    .bind(&event_types)
+    .bind(&previous)
     .execute(&mut *conn)
     .await?;
-    events::record_many(&mut *conn, tenant, "invoice.created", created_events).await?;
-    events::record_many(&mut *conn, tenant, "invoice.updated", updated_events).await?;
     Ok(())
 }

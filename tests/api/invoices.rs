@@ -531,6 +531,71 @@ async fn a_batch_upserts_by_external_id_reports_each_row_and_twice_is_a_no_op() 
     assert_eq!(result["results"][2]["errors"][0]["field"], "external_id");
 }
 
+/// A batch's changes and events are each invoice exactly as the API shows it: the created ones
+/// first, then the updated ones, each kind in input order, and an update's event adds the
+/// previous values of what changed.
+#[tokio::test]
+async fn a_batchs_changes_and_events_are_its_invoices_as_the_api_shows_them() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let (_, cursor) = read_feed(&app, &tenant, "invoices", None).await;
+    let full = |total: i64, tax: i64, region: &str| {
+        json!({"number": "E-1", "source": "xero", "external_id": "x-1", "currency": "eur", "amount_total": total,
+               "amount_tax": tax, "issue_date": "2026-11-20", "due_date": "2026-12-20", "payment_reference": " E-1 ",
+               "rf_reference": "rf18 5390 0754 7034", "lines": [{"description": "Widgets", "quantity": 2, "unit_amount": 5000}],
+               "metadata": {"region": region}, "customer": {"name": "Acme", "external_id": "x-c1"}})
+    };
+    let first = json_of(
+        post(&app, &tenant, "/api/v1/invoices/batch", json!({"invoices": [full(12100, 2100, "emea")]})).await,
+        200,
+    )
+    .await;
+    let id = first["results"][0]["id"].as_str().unwrap().to_owned();
+    let as_created = get(&app, &tenant, &format!("/api/v1/invoices/{id}")).await;
+
+    let minimal =
+        json!({"number": "E-2", "source": "xero", "external_id": "x-2", "currency": "GBP", "amount_total": 500});
+    let second = json!({"invoices": [full(12500, 2500, "apac"), minimal]});
+    let second = json_of(post(&app, &tenant, "/api/v1/invoices/batch", second).await, 200).await;
+    assert_eq!(second["results"][0]["status"], "updated");
+    assert_eq!(second["results"][1]["status"], "created");
+    let new_id = second["results"][1]["id"].as_str().unwrap().to_owned();
+    let as_updated = get(&app, &tenant, &format!("/api/v1/invoices/{id}")).await;
+    let new = get(&app, &tenant, &format!("/api/v1/invoices/{new_id}")).await;
+
+    let (changes, _) = read_at_least(&app, &tenant, "invoices", Some(cursor), 3).await;
+    let feed: Vec<(&str, &str, &Value)> =
+        changes.iter().map(|c| (c["change"].as_str().unwrap(), c["object_id"].as_str().unwrap(), &c["data"])).collect();
+    assert_eq!(
+        feed,
+        vec![
+            ("created", id.as_str(), &as_created),
+            ("created", new_id.as_str(), &new),
+            ("updated", id.as_str(), &as_updated)
+        ]
+    );
+
+    let events = get(&app, &tenant, "/api/v1/events?limit=10").await;
+    let events: Vec<(&str, &Value)> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| (e["event_type"].as_str().unwrap(), &e["data"]))
+        .collect();
+    let mut updated = as_updated.clone();
+    updated["previous_attributes"] = json!({"amount_total": 12100, "amount_tax": 2100, "metadata": {"region": "emea"}});
+    assert_eq!(
+        events,
+        vec![
+            ("customer.created", events[0].1),
+            ("invoice.created", &as_created),
+            ("invoice.created", &new),
+            ("invoice.updated", &updated)
+        ]
+    );
+}
+
 /// `payymo demo`'s invoices refer to the sandbox bank's payments: quoted exactly (number and
 /// amount), with a typo, two paid at once, one paid in part; re-seeding changes nothing.
 #[tokio::test]
