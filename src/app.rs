@@ -42,10 +42,24 @@ impl Application {
             None => RateLimiter::local(),
         };
         let sandbox_shutdown = CancellationToken::new();
-        let sandbox_url = match &config.sandbox_url {
-            Some(url) => url.clone(),
-            None => start_sandbox(sandbox_shutdown.clone()).await?,
+        let sandbox = match &config.sandbox_url {
+            Some(_) => None,
+            None => Some(start_sandbox(sandbox_shutdown.clone()).await?),
         };
+        let sandbox_url = match (&config.sandbox_url, &sandbox) {
+            (Some(url), _) => url.clone(),
+            (None, Some((url, _))) => url.clone(),
+            (None, None) => unreachable!("a sandbox is started when none is configured"),
+        };
+        let stripe_sandbox_url = match &config.stripe_sandbox_url {
+            Some(url) => url.clone(),
+            None => start_stripe_sandbox(sandbox.map(|(_, bank)| bank), sandbox_shutdown.clone()).await?,
+        };
+        let stripe = Arc::new(crate::providers::stripe::StripeClients::new(
+            &config.stripe_url,
+            &stripe_sandbox_url,
+            config.provider_cooldown,
+        ));
         let deployment = config
             .gocardless_credentials
             .as_ref()
@@ -69,6 +83,7 @@ impl Application {
             public_url,
             webhook_guard: crate::webhooks::ssrf::Guard::new(config.webhook_allowed_networks.clone()),
             gocardless,
+            stripe,
             keys,
             sandbox_url,
             auth: Arc::new(Authenticator::new(db.clone(), config.clone())),
@@ -120,17 +135,43 @@ impl Application {
 }
 
 /// Starts the GoCardless simulator on a free loopback port, for test-mode tenants; returns its
-/// API base URL.
-async fn start_sandbox(shutdown: CancellationToken) -> anyhow::Result<String> {
+/// API base URL and its state.
+async fn start_sandbox(
+    shutdown: CancellationToken,
+) -> anyhow::Result<(String, crate::sandbox::gocardless::SandboxState)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/api/v2", listener.local_addr()?);
     let state = crate::sandbox::gocardless::SandboxState::new(42, crate::sandbox::gocardless::Clock::system());
+    let bank = state.clone();
     tokio::spawn(async move {
         if let Err(error) = crate::sandbox::gocardless::serve(listener, state, shutdown).await {
             tracing::warn!(%error, "the in-process GoCardless sandbox stopped");
         }
     });
     tracing::info!(%url, "GoCardless sandbox for test-mode tenants started in process");
+    Ok((url, bank))
+}
+
+/// Starts the Stripe simulator on a free loopback port, for test-mode tenants (its payouts
+/// arrive in `bank`, the in-process GoCardless simulator, when an account is linked); returns
+/// its base URL.
+async fn start_stripe_sandbox(
+    bank: Option<crate::sandbox::gocardless::SandboxState>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<String> {
+    use crate::sandbox::stripe::StripeSim;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let mut sim = StripeSim::new(42, crate::sandbox::gocardless::Clock::system());
+    if let Some(bank) = bank {
+        sim = sim.with_bank(bank);
+    }
+    tokio::spawn(async move {
+        if let Err(error) = crate::sandbox::stripe::serve(listener, sim, shutdown).await {
+            tracing::warn!(%error, "the in-process Stripe sandbox stopped");
+        }
+    });
+    tracing::info!(%url, "Stripe sandbox for test-mode tenants started in process");
     Ok(url)
 }
 

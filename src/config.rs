@@ -222,6 +222,11 @@ pub struct Config {
     pub gocardless_url: String,
     pub gocardless_credentials: Option<(SecretString, SecretString)>,
     pub sandbox_url: Option<String>,
+    /// Stripe's API base for live tenants (`STRIPE_URL`, default `https://api.stripe.com`).
+    pub stripe_url: String,
+    /// Stripe's API base for test-mode tenants (`PAYYMO_STRIPE_SANDBOX_URL`); `None`: the
+    /// simulator, started in process.
+    pub stripe_sandbox_url: Option<String>,
     pub provider_cooldown: Duration,
     pub workers: bool,
     pub sync_interval: Duration,
@@ -296,6 +301,8 @@ impl Config {
             gocardless_url: env.url("GOCARDLESS_URL")?.unwrap_or_default(),
             gocardless_credentials: env.pair("GOCARDLESS_SECRET_ID", "GOCARDLESS_SECRET_KEY")?,
             sandbox_url: env.url("PAYYMO_SANDBOX_URL")?,
+            stripe_url: env.url("STRIPE_URL")?.unwrap_or_else(|| "https://api.stripe.com".to_owned()),
+            stripe_sandbox_url: env.url("PAYYMO_STRIPE_SANDBOX_URL")?,
             provider_cooldown: env.duration("PAYYMO_PROVIDER_COOLDOWN")?,
             workers: env.boolean("PAYYMO_WORKERS")?,
             sync_interval: env.duration("PAYYMO_SYNC_INTERVAL")?,

@@ -34,6 +34,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "invoice.deleted",
     "invoice.paid",
     "invoice.partially_paid",
+    "stripe_connection.connected",
+    "stripe_connection.failed",
+    "stripe_connection.disconnected",
     "webhook_endpoint.disabled",
     "ping",
 ];

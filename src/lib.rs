@@ -38,10 +38,12 @@ pub mod metrics;
 pub mod providers;
 /// Per-credential rate limiting (GCRA), in process or shared through Redis.
 pub mod ratelimit;
-/// Local simulators of third-party APIs (GoCardless Bank Account Data).
+/// Local simulators of third-party APIs (GoCardless Bank Account Data, Stripe).
 pub mod sandbox;
 /// What handlers and workers share: configuration, the pool, long-lived services.
 pub mod state;
+/// Stripe as a source of payments and payouts: the tenant's connection.
+pub mod stripe;
 /// Log subscriber set-up.
 pub mod telemetry;
 /// Tenants, users, memberships and API keys: operations shared by the API, admin API and CLI.

@@ -42,6 +42,8 @@ pub struct Shared {
     pub limiter: Arc<RateLimiter>,
     /// GoCardless clients per tenant (live API or sandbox).
     pub gocardless: Arc<GoCardlessClients>,
+    /// Stripe clients (live API, or the simulator for test-mode tenants).
+    pub stripe: Arc<crate::providers::stripe::StripeClients>,
     /// Seals what must be read back: provider credentials and tokens, webhook signing secrets.
     pub keys: Arc<LazyKeyRing>,
     /// The GoCardless API base test-mode tenants use: `PAYYMO_SANDBOX_URL`, or the in-process

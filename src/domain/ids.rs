@@ -131,6 +131,10 @@ prefixed_id!(
     /// An invoice: an amount a customer owes.
     InvoiceId, "inv"
 );
+prefixed_id!(
+    /// A tenant's connection to its Stripe account.
+    StripeConnectionId, "sc"
+);
 
 fn is_prefixed_id(value: &str, prefix: &str) -> bool {
     value

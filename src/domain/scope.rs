@@ -11,6 +11,7 @@ pub const FAMILIES: &[&str] = &[
     "transactions",
     "bank_connections",
     "invoices",
+    "stripe",
     "payments",
     "reconciliation",
     "webhooks",
@@ -171,7 +172,8 @@ impl Role {
 
     /// The scopes a user with this role holds.
     pub fn scopes(self) -> Scopes {
-        const BUSINESS: &[&str] = &["transactions", "bank_connections", "invoices", "payments", "reconciliation"];
+        const BUSINESS: &[&str] =
+            &["transactions", "bank_connections", "invoices", "stripe", "payments", "reconciliation"];
         let mut set = BTreeSet::new();
         match self {
             Role::Owner => {

@@ -144,4 +144,6 @@ scopes! {
     TransactionsWrite = Scope::write("transactions");
     InvoicesRead = Scope::read("invoices");
     InvoicesWrite = Scope::write("invoices");
+    StripeRead = Scope::read("stripe");
+    StripeWrite = Scope::write("stripe");
 }

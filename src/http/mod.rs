@@ -35,6 +35,7 @@ pub mod query;
 pub mod rate_limit;
 pub mod request_id;
 pub mod sessions;
+pub mod stripe_connection;
 pub mod transactions;
 pub mod webhook_endpoints;
 
@@ -97,6 +98,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(customers::router())
         .merge(invoices::router())
         .merge(invoice_imports::router())
+        .merge(stripe_connection::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.

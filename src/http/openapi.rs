@@ -41,6 +41,7 @@ Every response carries `X-Request-Id`.",
         (name = "bank_connections", description = "Banks, and accounts connected through open-banking consent"),
         (name = "transactions", description = "Bank transactions synced from the bank connections"),
         (name = "invoices", description = "Customers and invoices: what the money should pay, with their changes feeds"),
+        (name = "stripe", description = "Stripe: the tenant's connected account"),
         (name = "events", description = "What happened, newest first; the objects webhooks deliver"),
         (name = "webhooks", description = "Webhook endpoints, signed deliveries with retries, and re-sending what failed"),
         (name = "admin", description = "Platform administration (needs PAYYMO_ADMIN_TOKEN)"),
@@ -268,6 +269,12 @@ fn catalogue() -> Vec<WebhookEvent> {
     let client = json!({
         "id": "cli_0192f3c4d5e6478fa1b2c3d4e5f60718", "name": "Partner ERP", "scopes": ["transactions:read"],
         "revoked_at": null, "last_used_at": null, "created_at": "2026-11-21T09:30:00.120374Z"
+    });
+    let stripe_connection = json!({
+        "id": "sc_0192f3c4d5e6478fa1b2c3d4e5f60718", "status": "connected", "account_id": "acct_1PgafTB7WZ01zgkW",
+        "account_name": "Acme Widgets Ltd", "livemode": false, "key_hint": "rk_test_…Xy7Q", "key_kind": "restricted",
+        "missing_permissions": [], "error": null,
+        "created_at": "2026-12-04T09:30:00.000000Z", "updated_at": "2026-12-04T09:30:00.000000Z"
     });
     let member = json!({
         "user_id": "usr_0192f3c4d5e6478fa1b2c3d4e5f60718", "email": "jo@acme.example", "name": "Jo Bloggs",
@@ -573,6 +580,34 @@ fn catalogue() -> Vec<WebhookEvent> {
                           `partially_paid`, with what is paid and due.",
             data: component("Invoice"),
             example: with(&invoice, json!({"status": "partially_paid", "amount_paid": 50000, "amount_due": 75000})),
+        },
+        WebhookEvent {
+            event_type: "stripe_connection.connected",
+            summary: "A Stripe account was connected",
+            description: "Sent when `PUT /api/v1/stripe/connection` connects an account or replaces its key. `data` \
+                          is the connection (never the key), with the permissions a restricted key lacks.",
+            data: component("StripeConnection"),
+            example: stripe_connection.clone(),
+        },
+        WebhookEvent {
+            event_type: "stripe_connection.failed",
+            summary: "Stripe stopped accepting a connection's key",
+            description: "Sent when a connected key is refused by Stripe (revoked, expired, its permissions removed) \
+                          during sync. `data` is the connection, `failed`, with `error`. `PUT` a working key to \
+                          reconnect.",
+            data: component("StripeConnection"),
+            example: with(
+                &stripe_connection,
+                json!({"status": "failed", "error": "Stripe refused the key: Expired API Key provided."}),
+            ),
+        },
+        WebhookEvent {
+            event_type: "stripe_connection.disconnected",
+            summary: "A Stripe account was disconnected",
+            description: "Sent on `DELETE /api/v1/stripe/connection`. `data` is the connection, `disconnected`; its \
+                          key is forgotten.",
+            data: component("StripeConnection"),
+            example: with(&stripe_connection, json!({"status": "disconnected"})),
         },
         WebhookEvent {
             event_type: "webhook_endpoint.disabled",

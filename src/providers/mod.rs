@@ -5,5 +5,6 @@
 pub mod breaker;
 pub mod gocardless;
 pub mod headers;
+pub mod stripe;
 
 pub use breaker::Breaker;

@@ -34,6 +34,7 @@ mod rate_limits;
 mod rls;
 mod sessions;
 mod states;
+mod stripe;
 mod transactions;
 mod webhook_guarantees;
 mod webhooks;

@@ -216,6 +216,10 @@ async fn run(
         if found.restricted && method != Method::GET {
             return Err(StripeError::forbidden("write access"));
         }
+        let resource = path.trim_start_matches("/v1/").split('/').next().unwrap_or_default();
+        if found.restricted && found.without.iter().any(|w| w == resource) {
+            return Err(StripeError::forbidden(&format!("read access to {resource}")));
+        }
         let account = match header(headers, "stripe-account") {
             Some(connected) if inner.accounts.contains_key(connected) => connected.to_owned(),
             Some(connected) => {

@@ -82,6 +82,9 @@ struct NewAccount {
     default_currency: String,
     secret_key: Option<String>,
     restricted_key: Option<String>,
+    /// Resources the restricted key may not read (`payouts`, `events`).
+    #[serde(default)]
+    restricted_without: Vec<String>,
 }
 
 fn gb() -> String {
@@ -110,6 +113,9 @@ async fn create_account(State(sim): State<StripeSim>, Json(body): Json<NewAccoun
         &body.default_currency.to_ascii_lowercase(),
         (&secret, &restricted),
     );
+    if let Some(key) = inner.keys.get_mut(&restricted) {
+        key.without = body.restricted_without;
+    }
     answer(Ok(json!({"id": id, "secret_key": secret, "restricted_key": restricted})))
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct Key {
     pub account: String,
     /// `rk_…`: reads only.
     pub restricted: bool,
+    /// Resources (`payouts`, `events`) a restricted key may not read.
+    pub without: Vec<String>,
     pub revoked: bool,
     pub expired: bool,
 }
@@ -190,8 +192,9 @@ impl Inner {
                 ..Account::default()
             },
         );
-        for (key, restricted) in [(keys.0, false), (keys.1, true)] {
-            self.keys.insert(key.to_owned(), Key { account: id.clone(), restricted, revoked: false, expired: false });
+        for (text, restricted) in [(keys.0, false), (keys.1, true)] {
+            let key = Key { account: id.clone(), restricted, without: Vec::new(), revoked: false, expired: false };
+            self.keys.insert(text.to_owned(), key);
         }
         id
     }

@@ -1,0 +1,270 @@
+//! A tenant's Stripe connection: a key checked against Stripe before it is kept (the account it
+//! opens, and which of the reads Payymo needs a restricted key lacks), sealed with the key ring
+//! and never shown again. One connection per tenant; replacing the key keeps its id.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection};
+use utoipa::ToSchema;
+
+use super::StripeError;
+use crate::{
+    auth::Environment,
+    domain::ids::{StripeConnectionId, TenantId},
+    events,
+    providers::stripe::{Stripe, StripeCallError, StripeClients},
+};
+
+/// The reads Payymo makes, as Stripe's restricted-key permissions name them, with the call that
+/// proves each.
+pub const READ_PERMISSIONS: &[(&str, &str)] = &[
+    ("charges:read", "charges"),
+    ("refunds:read", "refunds"),
+    ("payment_intents:read", "payment_intents"),
+    ("balance:read", "balance_transactions"),
+    ("payouts:read", "payouts"),
+    ("events:read", "events"),
+];
+
+crate::domain::states::states! {
+    /// Where a Stripe connection stands.
+    StripeConnectionStatus {
+        /// The key works.
+        Connected = "connected",
+        /// Stripe refused the key since it was connected (revoked, expired); see `error`.
+        Failed = "failed",
+        /// The tenant disconnected the account; the key is gone.
+        Disconnected = "disconnected",
+    }
+}
+
+/// A tenant's connection to its Stripe account. The key itself is never shown.
+#[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
+#[schema(example = json!({
+    "id": "sc_0192f3c4d5e6478fa1b2c3d4e5f60718", "status": "connected", "account_id": "acct_1PgafTB7WZ01zgkW",
+    "account_name": "Acme Widgets Ltd", "livemode": false, "key_hint": "rk_test_…Xy7Q", "key_kind": "restricted",
+    "missing_permissions": [], "error": null,
+    "created_at": "2026-12-04T09:30:00.000000Z", "updated_at": "2026-12-04T09:30:00.000000Z"
+}))]
+pub struct StripeConnection {
+    /// `sc_…`
+    pub id: String,
+    pub status: StripeConnectionStatus,
+    /// The Stripe account (`acct_…`).
+    pub account_id: String,
+    /// The account's business name, as Stripe has it.
+    pub account_name: Option<String>,
+    /// Whether the key is a live key.
+    pub livemode: bool,
+    /// The key's kind and mode with its last four characters (`rk_live_…Xy7Q`).
+    pub key_hint: String,
+    /// `restricted` (`rk_…`, recommended) or `secret` (`sk_…`).
+    pub key_kind: String,
+    /// Reads a restricted key lacks (`payouts:read`): grant them in the Stripe Dashboard, then
+    /// `PUT` the key again.
+    pub missing_permissions: Vec<String>,
+    /// Why a `failed` connection failed.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, status, account_id, account_name, livemode, key_hint, key_kind, missing_permissions, \
+                       error, created_at, updated_at";
+
+/// A key's kind and mode, read from its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyShape {
+    pub restricted: bool,
+    pub live: bool,
+}
+
+/// Checks a key's form and that its mode is the tenant's: test-mode tenants take test keys,
+/// live tenants live keys.
+pub fn check_key(key: &str, environment: Environment) -> Result<KeyShape, StripeError> {
+    let live_tenant = environment == Environment::Live;
+    if key.starts_with("pk_") {
+        return Err(StripeError::invalid(
+            "api_key",
+            "is a publishable key; give a restricted key (rk_…) or a secret key (sk_…) from the Dashboard's API keys",
+        ));
+    }
+    let shape = match key.get(..8) {
+        Some("sk_test_") => KeyShape { restricted: false, live: false },
+        Some("rk_test_") => KeyShape { restricted: true, live: false },
+        Some("sk_live_") => KeyShape { restricted: false, live: true },
+        Some("rk_live_") => KeyShape { restricted: true, live: true },
+        _ => {
+            return Err(StripeError::invalid(
+                "api_key",
+                "must be a Stripe restricted key (rk_test_… or rk_live_…, recommended) or secret key (sk_…)",
+            ));
+        }
+    };
+    if !(16..=255).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(StripeError::invalid("api_key", "is not a well-formed Stripe key"));
+    }
+    match (shape.live, live_tenant) {
+        (true, false) => Err(StripeError::invalid(
+            "api_key",
+            "is a live key, but this is a test-mode tenant: give a test key (rk_test_… or sk_test_…)",
+        )),
+        (false, true) => Err(StripeError::invalid(
+            "api_key",
+            "is a test key, but this is a live tenant: give a live key (rk_live_… or sk_live_…)",
+        )),
+        _ => Ok(shape),
+    }
+}
+
+/// `rk_test_…Xy7Q`.
+fn hint(key: &str) -> String {
+    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{}…{tail}", &key[..8])
+}
+
+/// What Stripe said about a key: its account and the reads it lacks.
+pub struct Checked {
+    pub shape: KeyShape,
+    pub account_id: String,
+    pub account_name: Option<String>,
+    pub missing: Vec<String>,
+}
+
+/// Asks Stripe whose account `key` opens and which of [`READ_PERMISSIONS`] it lacks.
+pub async fn check_with_stripe(clients: &StripeClients, key: &str, shape: KeyShape) -> Result<Checked, StripeError> {
+    let stripe = clients.client(shape.live, SecretString::from(key.to_owned()), &hint(key));
+    let refused = |error: StripeCallError| match error {
+        StripeCallError::Unauthorized(message) => {
+            StripeError::invalid("api_key", format!("Stripe refused the key: {message}"))
+        }
+        StripeCallError::Forbidden(message) => StripeError::invalid(
+            "api_key",
+            format!("the key cannot read its own account ({message}); give it the Account: read permission"),
+        ),
+        other => other.into(),
+    };
+    let account = stripe.get("account", &[]).await.map_err(refused)?;
+    let account_id = account["id"].as_str().unwrap_or_default().to_owned();
+    if account_id.is_empty() {
+        return Err(StripeError::Unavailable("Stripe answered GET /v1/account without an id".into()));
+    }
+    let account_name = account["business_profile"]["name"]
+        .as_str()
+        .or_else(|| account["settings"]["dashboard"]["display_name"].as_str())
+        .map(str::to_owned);
+    let missing = if shape.restricted { missing_reads(&stripe).await? } else { Vec::new() };
+    Ok(Checked { shape, account_id, account_name, missing })
+}
+
+async fn missing_reads(stripe: &Stripe) -> Result<Vec<String>, StripeError> {
+    let mut missing = Vec::new();
+    for (permission, path) in READ_PERMISSIONS {
+        match stripe.get(path, &[("limit", "1")]).await {
+            Ok(_) => {}
+            Err(StripeCallError::Forbidden(_)) => missing.push((*permission).to_owned()),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(missing)
+}
+
+/// The tenant's connection, unless it was disconnected.
+pub async fn current(conn: &mut PgConnection, tenant: &TenantId) -> Result<Option<StripeConnection>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from stripe_connections where tenant_id = $1 and status <> 'disconnected' for update"
+    ))
+    .bind(tenant.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Stores a checked key as the tenant's connection, new or replacing the key of the current one,
+/// and records `stripe_connection.connected`. Returns it and whether it is new.
+pub async fn save(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    key: &str,
+    sealed: &str,
+    checked: &Checked,
+) -> Result<(StripeConnection, bool), StripeError> {
+    let existing = current(conn, tenant).await?;
+    let kind = if checked.shape.restricted { "restricted" } else { "secret" };
+    let update = format!(
+        "update stripe_connections set status = 'connected', account_id = $3, account_name = $4, livemode = $5,
+             key_hint = $6, key_kind = $7, key_sealed = $8, missing_permissions = $9, error = null
+         where tenant_id = $1 and id = $2
+         returning {COLUMNS}"
+    );
+    let insert = format!(
+        "insert into stripe_connections (tenant_id, id, account_id, account_name, livemode, key_hint, key_kind,
+             key_sealed, missing_permissions)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         returning {COLUMNS}"
+    );
+    let id = existing.as_ref().map_or_else(|| StripeConnectionId::generate().as_str().to_owned(), |c| c.id.clone());
+    let saved: StripeConnection = sqlx::query_as(if existing.is_some() { &update } else { &insert })
+        .bind(tenant.as_str())
+        .bind(&id)
+        .bind(&checked.account_id)
+        .bind(&checked.account_name)
+        .bind(checked.shape.live)
+        .bind(hint(key))
+        .bind(kind)
+        .bind(sealed)
+        .bind(&checked.missing)
+        .fetch_one(&mut *conn)
+        .await?;
+    events::record(conn, tenant, "stripe_connection.connected", &saved).await?;
+    Ok((saved, existing.is_none()))
+}
+
+/// Disconnects the tenant's account: the key is dropped and `stripe_connection.disconnected`
+/// recorded.
+pub async fn disconnect(conn: &mut PgConnection, tenant: &TenantId) -> Result<StripeConnection, StripeError> {
+    let current = current(conn, tenant).await?.ok_or(StripeError::NotConnected)?;
+    let gone: StripeConnection = sqlx::query_as(&format!(
+        "update stripe_connections set status = 'disconnected', key_sealed = '', error = null
+         where tenant_id = $1 and id = $2 returning {COLUMNS}"
+    ))
+    .bind(tenant.as_str())
+    .bind(&current.id)
+    .fetch_one(&mut *conn)
+    .await?;
+    events::record(conn, tenant, "stripe_connection.disconnected", &gone).await?;
+    Ok(gone)
+}
+
+/// The context a connection's key is sealed under.
+pub fn seal_context(tenant: &TenantId) -> String {
+    format!("stripe_connection:{tenant}")
+}
+
+/// The key of a stored connection, opened.
+pub fn key_of(sealed: &str, keys: &crate::crypto::KeyRing, tenant: &TenantId) -> Result<SecretString, StripeError> {
+    let opened = keys.open(&seal_context(tenant), sealed).map_err(|e| StripeError::Keys(e.to_string()))?;
+    String::from_utf8(opened).map(SecretString::from).map_err(|e| StripeError::Keys(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_be_secret_or_restricted_and_of_the_tenants_mode() {
+        let test = Environment::Test;
+        assert_eq!(check_key("rk_test_51AbCdEfGh12345678", test).unwrap(), KeyShape { restricted: true, live: false });
+        assert_eq!(check_key("sk_test_51AbCdEfGh12345678", test).unwrap(), KeyShape { restricted: false, live: false });
+        let refusal = |key: &str, environment| match check_key(key, environment) {
+            Err(StripeError::Invalid(errors)) => errors[0].message.clone(),
+            other => panic!("{key}: {other:?}"),
+        };
+        assert!(refusal("sk_live_51AbCdEfGh12345678", test).contains("test-mode tenant"));
+        assert!(refusal("rk_test_51AbCdEfGh12345678", Environment::Live).contains("live tenant"));
+        assert!(refusal("pk_test_51AbCdEfGh12345678", test).contains("publishable"));
+        assert!(refusal("whsec_51AbCdEfGh12345678", test).contains("restricted key"));
+        assert!(refusal("sk_test_a b", test).contains("well-formed"));
+        assert_eq!(hint("rk_test_51AbCdEfGh1234Xy7Q"), "rk_test_…Xy7Q");
+    }
+}

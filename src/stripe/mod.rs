@@ -1,0 +1,43 @@
+//! Stripe as a source of payments and payouts: a tenant connects its Stripe account with a key
+//! ([`connection`]). Calls go through the defended client in `providers::stripe`.
+
+pub mod connection;
+
+use crate::{domain::validation::FieldError, providers::stripe::StripeCallError};
+
+/// Why a Stripe operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StripeError {
+    /// The input breaks a rule; each entry names the field.
+    #[error("invalid input: {0:?}")]
+    Invalid(Vec<FieldError>),
+    /// The tenant has no Stripe account connected.
+    #[error("no Stripe account is connected")]
+    NotConnected,
+    /// Stripe could not be reached or kept failing: try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Stripe refused what we asked in a way that needs the caller to change something.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("the key ring: {0}")]
+    Keys(String),
+}
+
+impl StripeError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<StripeCallError> for StripeError {
+    fn from(error: StripeCallError) -> Self {
+        match error {
+            StripeCallError::Unavailable(detail) => Self::Unavailable(format!("Stripe is unavailable: {detail}")),
+            StripeCallError::Malformed(detail) => Self::Unavailable(format!("Stripe answered strangely: {detail}")),
+            other => Self::Refused(other.to_string()),
+        }
+    }
+}

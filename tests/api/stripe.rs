@@ -1,0 +1,132 @@
+//! Connecting a tenant's Stripe account, over the real server against the in-process Stripe
+//! simulator: the key checked with Stripe before it is kept, permissions a restricted key lacks,
+//! keys of the wrong kind or mode refused, Stripe outages, sealing, events, scopes, isolation.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, json_of, problem, tenants::TestTenant};
+
+async fn put(app: &TestApp, key: &str, api_key: &str) -> reqwest::Response {
+    app.as_key(Method::PUT, "/api/v1/stripe/connection", key).json(&json!({"api_key": api_key})).send().await.unwrap()
+}
+
+/// The in-process simulator's control API.
+async fn control(app: &TestApp, path: &str, body: Value) -> Value {
+    let base = app.state.stripe.base(false).to_owned();
+    let response = reqwest::Client::new().post(format!("{base}{path}")).json(&body).send().await.unwrap();
+    assert!(response.status().is_success(), "{path}");
+    response.json().await.unwrap()
+}
+
+async fn count_events(app: &TestApp, tenant: &TestTenant, event_type: &str) -> i64 {
+    let db = app.superuser_pool().await;
+    sqlx::query_scalar("select count(*) from events where tenant_id = $1 and event_type = $2")
+        .bind(&tenant.id)
+        .bind(event_type)
+        .fetch_one(&db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stripe_account_is_connected_with_a_checked_key_that_is_never_shown_again() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let account = control(
+        &app,
+        "/_stripe/accounts",
+        json!({"name": "Acme Widgets Ltd", "secret_key": format!("sk_test_{}", tenant.id.replace('_', "")),
+               "restricted_key": format!("rk_test_{}", tenant.id.replace('_', "")),
+               "restricted_without": ["payouts", "events"]}),
+    )
+    .await;
+    let (secret, restricted) =
+        (account["secret_key"].as_str().unwrap().to_owned(), account["restricted_key"].as_str().unwrap().to_owned());
+    problem(app.as_key(Method::GET, "/api/v1/stripe/connection", &tenant.key).send().await.unwrap(), 404, "not_found")
+        .await;
+
+    let connected = json_of(put(&app, &tenant.key, &restricted).await, 201).await;
+    assert!(connected["id"].as_str().unwrap().starts_with("sc_"));
+    assert_eq!(connected["account_id"], account["id"]);
+    assert_eq!(connected["account_name"], "Acme Widgets Ltd");
+    assert_eq!((connected["livemode"].as_bool(), connected["key_kind"].as_str()), (Some(false), Some("restricted")));
+    assert_eq!(connected["missing_permissions"], json!(["payouts:read", "events:read"]));
+    assert!(connected["key_hint"].as_str().unwrap().starts_with("rk_test_…"));
+    assert!(!connected.to_string().contains(&restricted), "the key is never shown");
+
+    // A secret key replaces it: same connection, nothing missing.
+    let replaced = json_of(put(&app, &tenant.key, &secret).await, 200).await;
+    assert_eq!(replaced["id"], connected["id"]);
+    assert_eq!((replaced["key_kind"].as_str(), replaced["missing_permissions"].clone()), (Some("secret"), json!([])));
+    let shown =
+        json_of(app.as_key(Method::GET, "/api/v1/stripe/connection", &tenant.key).send().await.unwrap(), 200).await;
+    assert_eq!(shown, replaced);
+    let db = app.superuser_pool().await;
+    let sealed: String = sqlx::query_scalar("select key_sealed from stripe_connections where tenant_id = $1")
+        .bind(&tenant.id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(!sealed.is_empty() && !sealed.contains(&secret), "the key is sealed at rest");
+    assert_eq!(count_events(&app, &tenant, "stripe_connection.connected").await, 2);
+
+    // Another tenant sees no connection, and cannot disconnect this one.
+    let other = app.tenant().await;
+    for method in [Method::GET, Method::DELETE] {
+        let response = app.as_key(method, "/api/v1/stripe/connection", &other.key).send().await.unwrap();
+        problem(response, 404, "not_found").await;
+    }
+
+    let gone = app.as_key(Method::DELETE, "/api/v1/stripe/connection", &tenant.key).send().await.unwrap();
+    let gone = json_of(gone, 200).await;
+    assert_eq!((gone["id"].clone(), gone["status"].as_str()), (connected["id"].clone(), Some("disconnected")));
+    problem(app.as_key(Method::GET, "/api/v1/stripe/connection", &tenant.key).send().await.unwrap(), 404, "not_found")
+        .await;
+    let sealed: String = sqlx::query_scalar("select key_sealed from stripe_connections where tenant_id = $1")
+        .bind(&tenant.id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(sealed, "", "a disconnected key is forgotten");
+    assert_eq!(count_events(&app, &tenant, "stripe_connection.disconnected").await, 1);
+    // Connecting again makes a new connection.
+    let again = json_of(put(&app, &tenant.key, &secret).await, 201).await;
+    assert_ne!(again["id"], connected["id"]);
+}
+
+#[tokio::test]
+async fn keys_of_the_wrong_kind_mode_or_that_stripe_refuses_are_422_and_outages_503() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    for (key, says) in [
+        ("sk_live_51AbCdEfGhIjKlMnOp", "test-mode tenant"),
+        ("pk_test_51AbCdEfGhIjKlMnOp", "publishable"),
+        ("whsec_51AbCdEfGhIjKlMnOp", "restricted key"),
+        ("sk_test_51NoSuchKeyAtStripe", "Stripe refused the key"),
+    ] {
+        let body = problem(put(&app, &tenant.key, key).await, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "api_key", "{key}");
+        assert!(body["errors"][0]["message"].as_str().unwrap().contains(says), "{key}: {body}");
+    }
+    let account = control(&app, "/_stripe/accounts", json!({"name": "Revoked Ltd"})).await;
+    let secret = account["secret_key"].as_str().unwrap();
+    control(&app, &format!("/_stripe/keys/{secret}/revoke"), json!({})).await;
+    problem(put(&app, &tenant.key, secret).await, 422, "validation_failed").await;
+    control(&app, &format!("/_stripe/keys/{secret}/restore"), json!({})).await;
+
+    control(&app, "/_stripe/faults", json!({"status": 503, "count": 3, "path": "/v1/account"})).await;
+    let body = problem(put(&app, &tenant.key, secret).await, 503, "provider_unavailable").await;
+    assert!(body["detail"].as_str().unwrap().contains("Stripe is unavailable"), "{body}");
+    problem(app.as_key(Method::GET, "/api/v1/stripe/connection", &tenant.key).send().await.unwrap(), 404, "not_found")
+        .await;
+    assert_eq!(count_events(&app, &tenant, "stripe_connection.connected").await, 0, "nothing was kept");
+    // Once Stripe answers again, the same key connects.
+    json_of(put(&app, &tenant.key, secret).await, 201).await;
+
+    let reader = app.key(&tenant, &["stripe:read"]).await;
+    json_of(app.as_key(Method::GET, "/api/v1/stripe/connection", &reader).send().await.unwrap(), 200).await;
+    problem(put(&app, &reader, secret).await, 403, "insufficient_scope").await;
+    let response = app.as_key(Method::DELETE, "/api/v1/stripe/connection", &reader).send().await.unwrap();
+    problem(response, 403, "insufficient_scope").await;
+}
