@@ -46,6 +46,8 @@ pub struct Metrics {
     in_flight: Gauge,
     /// Webhook delivery metrics, in the same registry.
     pub webhooks: crate::webhooks::metrics::WebhookMetrics,
+    /// Inbound Stripe deliveries refused for their signature.
+    pub stripe_signature_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -64,7 +66,13 @@ impl Default for Metrics {
         registry.register("http_requests_in_flight", "HTTP requests being served now", in_flight.clone());
         registry.register("payymo_build_info", "The running build", build);
         let webhooks = crate::webhooks::metrics::WebhookMetrics::register(&mut registry);
-        Self { registry, requests, duration, in_flight, webhooks }
+        let stripe_signature_failures = Counter::default();
+        registry.register(
+            "payymo_stripe_webhook_signature_failures",
+            "Inbound Stripe webhook deliveries refused because their signature did not verify",
+            stripe_signature_failures.clone(),
+        );
+        Self { registry, requests, duration, in_flight, webhooks, stripe_signature_failures }
     }
 }
 

@@ -36,6 +36,7 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod sessions;
 pub mod stripe_connection;
+pub mod stripe_webhooks;
 pub mod transactions;
 pub mod webhook_endpoints;
 
@@ -76,6 +77,7 @@ fn public_v1_routes() -> OpenApiRouter<AppState> {
         .merge(oauth::public_router())
         .merge(sessions::public_router())
         .merge(bank_connections::public_router())
+        .merge(stripe_webhooks::public_router())
 }
 
 /// `/api/v1` routes that act for a tenant: every one authenticates, is rate limited, audited

@@ -25,7 +25,7 @@ use crate::{
     db::tenant::{begin_tenant, end_read},
     state::AppState,
     stripe::{
-        StripeError,
+        StripeError, connect,
         connection::{self, StripeConnection},
     },
 };
@@ -47,6 +47,7 @@ impl From<StripeError> for ApiError {
                     .with_header(axum::http::header::RETRY_AFTER, "30")
             }
             StripeError::Refused(detail) => ApiError::new(ErrorCode::ProviderError, detail),
+            StripeError::Conflict(detail) => ApiError::new(ErrorCode::Conflict, detail),
             StripeError::Database(error) => error.into(),
             StripeError::Keys(detail) => {
                 tracing::error!(%detail, "the key ring failed");
@@ -72,7 +73,9 @@ pub struct ConnectStripe {
 /// Checks the key with Stripe before keeping it: `GET /v1/account` must answer (a key Stripe
 /// refuses is a 422 naming `api_key`), and for a restricted key each read Payymo needs is tried;
 /// the ones it lacks are listed in `missing_permissions` (grant them in the Dashboard and `PUT`
-/// the key again). The key is sealed with the deployment's key ring and never shown again.
+/// the key again). Registers Payymo's webhook endpoint at the account (`webhook_status`; a key
+/// that may not create endpoints leaves it `not_registered`, with the reason). The key and the
+/// endpoint's signing secret are sealed with the deployment's key ring and never shown again.
 /// Replaces the key of an existing connection (same id). Records `stripe_connection.connected`.
 /// 201 when the connection is new, 200 when it replaced a key.
 #[utoipa::path(
@@ -95,16 +98,8 @@ async fn put_connection(
     _: Needs<StripeWrite>,
     ApiJson(body): ApiJson<ConnectStripe>,
 ) -> Result<Response, ApiError> {
-    let tenant = &principal.tenant.id;
-    let key = body.api_key.trim().to_owned();
-    let shape = connection::check_key(&key, principal.tenant.environment)?;
-    let checked = connection::check_with_stripe(&state.stripe, &key, shape).await?;
-    let keys = state.keys.get().await.map_err(|e| StripeError::Keys(e.to_string()))?;
-    let sealed =
-        keys.seal(&connection::seal_context(tenant), key.as_bytes()).map_err(|e| StripeError::Keys(e.to_string()))?;
-    let mut tx = begin_tenant(&state.db, tenant).await?;
-    let (saved, new) = connection::save(&mut tx, tenant, &key, &sealed, &checked).await?;
-    tx.commit().await?;
+    let key = body.api_key.trim();
+    let (saved, new) = connect::connect(&state, &principal.tenant.id, principal.tenant.environment, key).await?;
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Extension(AuditResource::new("stripe_connection", &saved.id)), ApiJson(saved)).into_response())
 }
@@ -136,8 +131,9 @@ async fn get_connection(
 
 /// Disconnect the Stripe account
 ///
-/// Forgets the key and records `stripe_connection.disconnected`; answers with the connection,
-/// now `disconnected`. 404 when no account is connected.
+/// Removes Payymo's webhook endpoint at Stripe, forgets the key and records
+/// `stripe_connection.disconnected`; answers with the connection, now `disconnected`. 404 when
+/// no account is connected.
 #[utoipa::path(
     delete,
     path = "/stripe/connection",
@@ -153,8 +149,6 @@ async fn delete_connection(
     principal: Principal,
     _: Needs<StripeWrite>,
 ) -> Result<Response, ApiError> {
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
-    let gone = connection::disconnect(&mut tx, &principal.tenant.id).await?;
-    tx.commit().await?;
+    let gone = connect::disconnect(&state, &principal.tenant.id).await?;
     Ok((Extension(AuditResource::new("stripe_connection", &gone.id)), ApiJson(gone)).into_response())
 }

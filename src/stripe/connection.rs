@@ -9,12 +9,9 @@ use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
 
 use super::StripeError;
-use crate::{
-    auth::Environment,
-    domain::ids::{StripeConnectionId, TenantId},
-    events,
-    providers::stripe::{Stripe, StripeCallError, StripeClients},
-};
+use crate::{auth::Environment, domain::ids::TenantId, events};
+
+pub use super::account::Checked;
 
 /// The reads Payymo makes, as Stripe's restricted-key permissions name them, with the call that
 /// proves each.
@@ -44,7 +41,7 @@ crate::domain::states::states! {
 #[schema(example = json!({
     "id": "sc_0192f3c4d5e6478fa1b2c3d4e5f60718", "status": "connected", "account_id": "acct_1PgafTB7WZ01zgkW",
     "account_name": "Acme Widgets Ltd", "livemode": false, "key_hint": "rk_test_…Xy7Q", "key_kind": "restricted",
-    "missing_permissions": [], "error": null,
+    "missing_permissions": [], "error": null, "webhook_status": "registered", "webhook_error": null,
     "created_at": "2026-12-04T09:30:00.000000Z", "updated_at": "2026-12-04T09:30:00.000000Z"
 }))]
 pub struct StripeConnection {
@@ -66,12 +63,17 @@ pub struct StripeConnection {
     pub missing_permissions: Vec<String>,
     /// Why a `failed` connection failed.
     pub error: Option<String>,
+    /// `registered`: Stripe sends the account's events to Payymo's endpoint. `not_registered`:
+    /// the key may not create webhook endpoints (see `webhook_error`); changes are still caught
+    /// by polling.
+    pub webhook_status: String,
+    pub webhook_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, status, account_id, account_name, livemode, key_hint, key_kind, missing_permissions, \
-                       error, created_at, updated_at";
+                       error, webhook_status, webhook_error, created_at, updated_at";
 
 /// A key's kind and mode, read from its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,55 +121,9 @@ pub fn check_key(key: &str, environment: Environment) -> Result<KeyShape, Stripe
 }
 
 /// `rk_test_…Xy7Q`.
-fn hint(key: &str) -> String {
+pub(super) fn hint(key: &str) -> String {
     let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
     format!("{}…{tail}", &key[..8])
-}
-
-/// What Stripe said about a key: its account and the reads it lacks.
-pub struct Checked {
-    pub shape: KeyShape,
-    pub account_id: String,
-    pub account_name: Option<String>,
-    pub missing: Vec<String>,
-}
-
-/// Asks Stripe whose account `key` opens and which of [`READ_PERMISSIONS`] it lacks.
-pub async fn check_with_stripe(clients: &StripeClients, key: &str, shape: KeyShape) -> Result<Checked, StripeError> {
-    let stripe = clients.client(shape.live, SecretString::from(key.to_owned()), &hint(key));
-    let refused = |error: StripeCallError| match error {
-        StripeCallError::Unauthorized(message) => {
-            StripeError::invalid("api_key", format!("Stripe refused the key: {message}"))
-        }
-        StripeCallError::Forbidden(message) => StripeError::invalid(
-            "api_key",
-            format!("the key cannot read its own account ({message}); give it the Account: read permission"),
-        ),
-        other => other.into(),
-    };
-    let account = stripe.get("account", &[]).await.map_err(refused)?;
-    let account_id = account["id"].as_str().unwrap_or_default().to_owned();
-    if account_id.is_empty() {
-        return Err(StripeError::Unavailable("Stripe answered GET /v1/account without an id".into()));
-    }
-    let account_name = account["business_profile"]["name"]
-        .as_str()
-        .or_else(|| account["settings"]["dashboard"]["display_name"].as_str())
-        .map(str::to_owned);
-    let missing = if shape.restricted { missing_reads(&stripe).await? } else { Vec::new() };
-    Ok(Checked { shape, account_id, account_name, missing })
-}
-
-async fn missing_reads(stripe: &Stripe) -> Result<Vec<String>, StripeError> {
-    let mut missing = Vec::new();
-    for (permission, path) in READ_PERMISSIONS {
-        match stripe.get(path, &[("limit", "1")]).await {
-            Ok(_) => {}
-            Err(StripeCallError::Forbidden(_)) => missing.push((*permission).to_owned()),
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(missing)
 }
 
 /// The tenant's connection, unless it was disconnected.
@@ -180,33 +136,42 @@ pub async fn current(conn: &mut PgConnection, tenant: &TenantId) -> Result<Optio
     .await
 }
 
-/// Stores a checked key as the tenant's connection, new or replacing the key of the current one,
-/// and records `stripe_connection.connected`. Returns it and whether it is new.
+/// Stores a checked key (and the webhook endpoint registered for it) as the connection `id`,
+/// new or replacing the key of the current one, and records `stripe_connection.connected`.
+/// Returns it and whether it is new.
 pub async fn save(
     conn: &mut PgConnection,
     tenant: &TenantId,
+    id: &str,
     key: &str,
     sealed: &str,
     checked: &Checked,
+    webhook: &Webhook,
 ) -> Result<(StripeConnection, bool), StripeError> {
     let existing = current(conn, tenant).await?;
     let kind = if checked.shape.restricted { "restricted" } else { "secret" };
     let update = format!(
         "update stripe_connections set status = 'connected', account_id = $3, account_name = $4, livemode = $5,
-             key_hint = $6, key_kind = $7, key_sealed = $8, missing_permissions = $9, error = null
+             key_hint = $6, key_kind = $7, key_sealed = $8, missing_permissions = $9, error = null,
+             webhook_endpoint_id = $10, webhook_secret_sealed = $11, webhook_status = $12, webhook_error = $13
          where tenant_id = $1 and id = $2
          returning {COLUMNS}"
     );
     let insert = format!(
         "insert into stripe_connections (tenant_id, id, account_id, account_name, livemode, key_hint, key_kind,
-             key_sealed, missing_permissions)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             key_sealed, missing_permissions, webhook_endpoint_id, webhook_secret_sealed, webhook_status, webhook_error)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          returning {COLUMNS}"
     );
-    let id = existing.as_ref().map_or_else(|| StripeConnectionId::generate().as_str().to_owned(), |c| c.id.clone());
+    let (endpoint, secret, status, error) = match webhook {
+        Webhook::Registered { endpoint_id, secret_sealed } => {
+            (Some(endpoint_id.as_str()), Some(secret_sealed.as_str()), "registered", None)
+        }
+        Webhook::NotRegistered(reason) => (None, None, "not_registered", Some(reason.as_str())),
+    };
     let saved: StripeConnection = sqlx::query_as(if existing.is_some() { &update } else { &insert })
         .bind(tenant.as_str())
-        .bind(&id)
+        .bind(id)
         .bind(&checked.account_id)
         .bind(&checked.account_name)
         .bind(checked.shape.live)
@@ -214,10 +179,67 @@ pub async fn save(
         .bind(kind)
         .bind(sealed)
         .bind(&checked.missing)
+        .bind(endpoint)
+        .bind(secret)
+        .bind(status)
+        .bind(error)
         .fetch_one(&mut *conn)
-        .await?;
+        .await
+        .map_err(|error| match &error {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => StripeError::Conflict(
+                "another request connected a Stripe account at the same moment; send this one again".into(),
+            ),
+            _ => error.into(),
+        })?;
     events::record(conn, tenant, "stripe_connection.connected", &saved).await?;
     Ok((saved, existing.is_none()))
+}
+
+/// The webhook endpoint Payymo registered at the account, or why there is none.
+#[derive(Debug, Clone)]
+pub enum Webhook {
+    Registered { endpoint_id: String, secret_sealed: String },
+    NotRegistered(String),
+}
+
+/// What a stored connection keeps sealed, for calling Stripe and checking its deliveries.
+#[derive(Debug, Clone, FromRow)]
+pub struct Sealed {
+    pub tenant_id: String,
+    pub id: String,
+    pub livemode: bool,
+    pub account_id: String,
+    pub key_sealed: String,
+    pub webhook_endpoint_id: Option<String>,
+    pub webhook_secret_sealed: Option<String>,
+}
+
+/// The sealed parts of a connection found by its id alone, whatever its tenant (the inbound
+/// webhook route knows only the id): for a platform-scoped connection.
+pub async fn sealed_by_id(conn: &mut PgConnection, id: &str) -> Result<Option<Sealed>, sqlx::Error> {
+    sqlx::query_as(
+        "select tenant_id, id, livemode, account_id, key_sealed, webhook_endpoint_id, webhook_secret_sealed
+         from stripe_connections where id = $1 and status <> 'disconnected'",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The sealed parts of the tenant's current connection.
+pub async fn sealed_of(conn: &mut PgConnection, tenant: &TenantId) -> Result<Option<Sealed>, sqlx::Error> {
+    sqlx::query_as(
+        "select tenant_id, id, livemode, account_id, key_sealed, webhook_endpoint_id, webhook_secret_sealed
+         from stripe_connections where tenant_id = $1 and status <> 'disconnected'",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+/// The context a connection's webhook secret is sealed under.
+pub fn webhook_seal_context(tenant: &TenantId, connection_id: &str) -> String {
+    format!("stripe_webhook:{tenant}/{connection_id}")
 }
 
 /// Disconnects the tenant's account: the key is dropped and `stripe_connection.disconnected`
@@ -225,7 +247,8 @@ pub async fn save(
 pub async fn disconnect(conn: &mut PgConnection, tenant: &TenantId) -> Result<StripeConnection, StripeError> {
     let current = current(conn, tenant).await?.ok_or(StripeError::NotConnected)?;
     let gone: StripeConnection = sqlx::query_as(&format!(
-        "update stripe_connections set status = 'disconnected', key_sealed = '', error = null
+        "update stripe_connections set status = 'disconnected', key_sealed = '', error = null,
+             webhook_secret_sealed = null, webhook_endpoint_id = null, webhook_status = 'not_registered'
          where tenant_id = $1 and id = $2 returning {COLUMNS}"
     ))
     .bind(tenant.as_str())

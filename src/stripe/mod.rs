@@ -1,7 +1,10 @@
 //! Stripe as a source of payments and payouts: a tenant connects its Stripe account with a key
 //! ([`connection`]). Calls go through the defended client in `providers::stripe`.
 
+pub mod account;
+pub mod connect;
 pub mod connection;
+pub mod inbox;
 
 use crate::{domain::validation::FieldError, providers::stripe::StripeCallError};
 
@@ -17,6 +20,9 @@ pub enum StripeError {
     /// Stripe could not be reached or kept failing: try again later.
     #[error("{0}")]
     Unavailable(String),
+    /// Another request changed the connection at the same moment: try again.
+    #[error("{0}")]
+    Conflict(String),
     /// Stripe refused what we asked in a way that needs the caller to change something.
     #[error("{0}")]
     Refused(String),

@@ -211,8 +211,10 @@ async fn another_tenants_object_is_404_on_every_id_path_and_method() {
     let before = fixtures.snapshot(&app, &a).await;
 
     let mut checked = Vec::new();
-    for (method, path, _) in operations(&spec()) {
-        if !path.contains('{') {
+    for (method, path, op) in operations(&spec()) {
+        // Public operations take no credential: the inbound Stripe webhook is authenticated by
+        // its signature, which another connection's secret cannot make (tests/api/stripe.rs).
+        if !path.contains('{') || op.get("security").is_none() {
             continue;
         }
         let id = fixtures.ids.get(collection(&path)).unwrap_or_else(|| {

@@ -130,3 +130,129 @@ async fn keys_of_the_wrong_kind_mode_or_that_stripe_refuses_are_422_and_outages_
     let response = app.as_key(Method::DELETE, "/api/v1/stripe/connection", &reader).send().await.unwrap();
     problem(response, 403, "insufficient_scope").await;
 }
+
+/// A new simulated account for `tenant`; returns (secret key, restricted key).
+async fn new_account(app: &TestApp, tenant: &TestTenant, name: &str) -> (String, String) {
+    let suffix = tenant.id.replace('_', "");
+    let account = control(
+        app,
+        "/_stripe/accounts",
+        json!({"name": name, "secret_key": format!("sk_test_{suffix}"), "restricted_key": format!("rk_test_{suffix}")}),
+    )
+    .await;
+    (account["secret_key"].as_str().unwrap().to_owned(), account["restricted_key"].as_str().unwrap().to_owned())
+}
+
+/// A call to the simulator's API with `key`.
+async fn at_stripe(app: &TestApp, method: Method, path: &str, key: &str, form: &[(&str, &str)]) -> Value {
+    let base = app.state.stripe.base(false).to_owned();
+    let request = reqwest::Client::new().request(method, format!("{base}{path}")).bearer_auth(key);
+    let request = if form.is_empty() { request } else { request.form(form) };
+    let response = request.send().await.unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    response.json().await.unwrap()
+}
+
+/// The ids and types of the connection's kept Stripe events, waiting (10 s at most) for `count`.
+async fn kept_events(app: &TestApp, tenant: &TestTenant, count: usize) -> Vec<(String, String)> {
+    let db = app.superuser_pool().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("select id, event_type from stripe_events where tenant_id = $1 order by created, id")
+                .bind(&tenant.id)
+                .fetch_all(&db)
+                .await
+                .unwrap();
+        if rows.len() >= count || std::time::Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn stripe_events_arrive_at_the_registered_endpoint_signed_and_are_kept_once() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let (secret, _) = new_account(&app, &tenant, "Events Ltd").await;
+    let connected = json_of(put(&app, &tenant.key, &secret).await, 201).await;
+    assert_eq!(
+        (connected["webhook_status"].as_str(), connected["webhook_error"].clone()),
+        (Some("registered"), Value::Null)
+    );
+    let id = connected["id"].as_str().unwrap().to_owned();
+    let endpoints = at_stripe(&app, Method::GET, "/v1/webhook_endpoints", &secret, &[]).await;
+    let endpoints = endpoints["data"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert!(endpoints[0]["url"].as_str().unwrap().ends_with(&format!("/api/v1/stripe/webhooks/{id}")));
+
+    let pay = [("amount", "2500"), ("currency", "gbp"), ("payment_method", "pm_card_visa"), ("confirm", "true")];
+    let intent = at_stripe(&app, Method::POST, "/v1/payment_intents", &secret, &pay).await;
+    let kept = kept_events(&app, &tenant, 2).await;
+    let types: Vec<&str> = kept.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(types, ["charge.succeeded", "payment_intent.succeeded"], "only subscribed events, each once");
+
+    // Deliveries sent twice are kept once.
+    let base = app.state.stripe.base(false).to_owned();
+    reqwest::Client::new()
+        .put(format!("{base}/_stripe/webhooks/mode"))
+        .json(&json!({"duplicate": 1}))
+        .send()
+        .await
+        .unwrap();
+    at_stripe(&app, Method::POST, "/v1/refunds", &secret, &[("payment_intent", intent["id"].as_str().unwrap())]).await;
+    let kept = kept_events(&app, &tenant, 4).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(kept_events(&app, &tenant, 5).await.len(), 4, "{kept:?}");
+
+    // Forged, stale, or for no such connection: refused, never kept.
+    let body = json!({"id": "evt_forged", "object": "event", "type": "payout.paid", "created": 1}).to_string();
+    let now = chrono::Utc::now().timestamp();
+    let failures = app.state.metrics.stripe_signature_failures.get();
+    for (signature, why) in [
+        (payymo::sandbox::stripe::signature("whsec_not_the_secret", now, &body), "no v1 signature matches"),
+        (format!("t={now}"), "missing"),
+        (payymo::sandbox::stripe::signature("whsec_not_the_secret", now - 3_600, &body), "300 s"),
+    ] {
+        let response = app
+            .client
+            .post(app.url(&format!("/api/v1/stripe/webhooks/{id}")))
+            .header("Stripe-Signature", signature)
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let refused = problem(response, 400, "invalid_request").await;
+        assert!(refused["detail"].as_str().unwrap().contains(why), "{refused}");
+    }
+    assert_eq!(app.state.metrics.stripe_signature_failures.get(), failures + 3);
+    let response = app
+        .client
+        .post(app.url("/api/v1/stripe/webhooks/sc_0192f3c4d5e6478fa1b2c3d4e5f60718"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    problem(response, 404, "not_found").await;
+    assert_eq!(kept_events(&app, &tenant, 0).await.len(), 4);
+
+    // Disconnecting removes the endpoint at Stripe.
+    json_of(app.as_key(Method::DELETE, "/api/v1/stripe/connection", &tenant.key).send().await.unwrap(), 200).await;
+    let endpoints = at_stripe(&app, Method::GET, "/v1/webhook_endpoints", &secret, &[]).await;
+    assert_eq!(endpoints["data"], json!([]));
+}
+
+#[tokio::test]
+async fn a_key_that_may_not_create_webhook_endpoints_connects_without_one_and_says_why() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let (_, restricted) = new_account(&app, &tenant, "Read Only Ltd").await;
+    let connected = json_of(put(&app, &tenant.key, &restricted).await, 201).await;
+    assert_eq!(connected["webhook_status"], "not_registered");
+    assert!(connected["webhook_error"].as_str().unwrap().contains("Webhook Endpoints: write"), "{connected}");
+    let id = connected["id"].as_str().unwrap();
+    let response = app.client.post(app.url(&format!("/api/v1/stripe/webhooks/{id}"))).body("{}").send().await.unwrap();
+    problem(response, 404, "not_found").await;
+}

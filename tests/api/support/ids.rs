@@ -26,6 +26,7 @@ pub fn placeholder_id(path: &str) -> String {
         "customers" => payymo::domain::ids::CustomerId::generate().to_string(),
         "invoices" => payymo::domain::ids::InvoiceId::generate().to_string(),
         "invoices/imports" => payymo::domain::ids::ImportId::generate().to_string(),
+        "stripe/webhooks" => payymo::domain::ids::StripeConnectionId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }

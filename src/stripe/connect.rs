@@ -1,0 +1,76 @@
+//! Connecting and disconnecting a tenant's Stripe account end to end: the key checked with
+//! Stripe, Payymo's webhook endpoint registered at the account (and the one it replaces
+//! removed), the key and the endpoint's secret sealed, the connection stored; on disconnect the
+//! endpoint removed before the key is forgotten.
+
+use secrecy::ExposeSecret;
+
+use super::{
+    StripeError, account,
+    connection::{self, StripeConnection, Webhook},
+};
+use crate::{
+    auth::Environment,
+    db::tenant::{begin_tenant, end_read},
+    domain::ids::{StripeConnectionId, TenantId},
+    state::AppState,
+};
+
+/// Connects `key` as the tenant's Stripe account; returns the connection and whether it is new.
+pub async fn connect(
+    state: &AppState,
+    tenant: &TenantId,
+    environment: Environment,
+    key: &str,
+) -> Result<(StripeConnection, bool), StripeError> {
+    let shape = connection::check_key(key, environment)?;
+    let (checked, stripe) = account::check_with_stripe(&state.stripe, key, shape).await?;
+    let keys = state.keys.get().await.map_err(|e| StripeError::Keys(e.to_string()))?;
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let previous = connection::sealed_of(&mut tx, tenant).await?;
+    end_read(tx);
+    let id = previous.as_ref().map_or_else(|| StripeConnectionId::generate().as_str().to_owned(), |p| p.id.clone());
+    if let Some(previous) = &previous
+        && previous.account_id == checked.account_id
+        && let Some(endpoint) = &previous.webhook_endpoint_id
+        && let Err(error) = account::unregister_endpoint(&stripe, endpoint).await
+    {
+        tracing::warn!(%error, endpoint, "could not remove the webhook endpoint a new key replaces");
+    }
+    let url = format!("{}/api/v1/stripe/webhooks/{id}", state.public_url);
+    let webhook = match account::register_endpoint(&stripe, &url, &id).await? {
+        Ok(registered) => Webhook::Registered {
+            endpoint_id: registered.endpoint_id,
+            secret_sealed: keys
+                .seal(&connection::webhook_seal_context(tenant, &id), registered.secret.expose_secret().as_bytes())
+                .map_err(|e| StripeError::Keys(e.to_string()))?,
+        },
+        Err(reason) => Webhook::NotRegistered(reason),
+    };
+    let sealed =
+        keys.seal(&connection::seal_context(tenant), key.as_bytes()).map_err(|e| StripeError::Keys(e.to_string()))?;
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let saved = connection::save(&mut tx, tenant, &id, key, &sealed, &checked, &webhook).await?;
+    tx.commit().await?;
+    Ok(saved)
+}
+
+/// Disconnects the tenant's account: Payymo's webhook endpoint is removed at Stripe (best
+/// effort: a key Stripe no longer takes cannot remove it), then the key is forgotten.
+pub async fn disconnect(state: &AppState, tenant: &TenantId) -> Result<StripeConnection, StripeError> {
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let sealed = connection::sealed_of(&mut tx, tenant).await?.ok_or(StripeError::NotConnected)?;
+    end_read(tx);
+    if let Some(endpoint) = &sealed.webhook_endpoint_id {
+        let keys = state.keys.get().await.map_err(|e| StripeError::Keys(e.to_string()))?;
+        let key = connection::key_of(&sealed.key_sealed, keys, tenant)?;
+        let stripe = state.stripe.client(sealed.livemode, key, &sealed.account_id);
+        if let Err(error) = account::unregister_endpoint(&stripe, endpoint).await {
+            tracing::warn!(%error, endpoint, "could not remove Payymo's webhook endpoint at Stripe on disconnect");
+        }
+    }
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let gone = connection::disconnect(&mut tx, tenant).await?;
+    tx.commit().await?;
+    Ok(gone)
+}
