@@ -70,6 +70,13 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                 async move { crate::imports::invoice_job::handle(&state, &job).await }
             }
         })
+        .register(crate::stripe::apply::APPLY_JOB, {
+            let state = state.clone();
+            move |job: Job| {
+                let state = state.clone();
+                async move { crate::stripe::apply::handle(&state, &job).await }
+            }
+        })
         .register(crate::webhooks::retention::PRUNE_JOB, {
             let state = state.clone();
             move |_job: Job| {

@@ -138,6 +138,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "GoCardless base URL for test-mode tenants, e.g. a `payymo sandbox` at http://127.0.0.1:8081/api/v2 shared by all instances. Unset: each `serve` starts the simulator in-process on a free loopback port.",
     },
     Variable {
+        name: "STRIPE_URL",
+        default: "https://api.stripe.com",
+        help: "Stripe API base URL, used for live-mode tenants.",
+    },
+    Variable {
+        name: "PAYYMO_STRIPE_SANDBOX_URL",
+        default: "",
+        help: "Stripe base URL for test-mode tenants, e.g. a `payymo sandbox` at http://127.0.0.1:12111 shared by all instances. Unset: each `serve` starts the Stripe simulator in-process on a free loopback port.",
+    },
+    Variable {
         name: "PAYYMO_PROVIDER_COOLDOWN",
         default: "30s",
         help: "After 5 consecutive failed calls to a provider, calls stop (failing fast) for this long, then one probe is let through.",
@@ -301,7 +311,7 @@ impl Config {
             gocardless_url: env.url("GOCARDLESS_URL")?.unwrap_or_default(),
             gocardless_credentials: env.pair("GOCARDLESS_SECRET_ID", "GOCARDLESS_SECRET_KEY")?,
             sandbox_url: env.url("PAYYMO_SANDBOX_URL")?,
-            stripe_url: env.url("STRIPE_URL")?.unwrap_or_else(|| "https://api.stripe.com".to_owned()),
+            stripe_url: env.url("STRIPE_URL")?.unwrap_or_default(),
             stripe_sandbox_url: env.url("PAYYMO_STRIPE_SANDBOX_URL")?,
             provider_cooldown: env.duration("PAYYMO_PROVIDER_COOLDOWN")?,
             workers: env.boolean("PAYYMO_WORKERS")?,

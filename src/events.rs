@@ -37,6 +37,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "stripe_connection.connected",
     "stripe_connection.failed",
     "stripe_connection.disconnected",
+    "stripe_payment.succeeded",
+    "stripe_payment.failed",
+    "stripe_payment.refunded",
+    "stripe_payment.disputed",
     "webhook_endpoint.disabled",
     "ping",
 ];

@@ -105,6 +105,7 @@ pub enum Probe {
     WebhookEndpoints,
     Customers,
     Invoices,
+    StripePayments,
 }
 
 impl Probe {
@@ -124,6 +125,7 @@ impl Probe {
             Probe::WebhookEndpoints => "select tenant_id from webhook_endpoints where id = $1 limit 1",
             Probe::Customers => "select tenant_id from customers where id = $1 limit 1",
             Probe::Invoices => "select tenant_id from invoices where id = $1 limit 1",
+            Probe::StripePayments => "select tenant_id from stripe_payments where id = $1 limit 1",
         }
     }
 
@@ -143,6 +145,7 @@ impl Probe {
             Probe::WebhookEndpoints => "webhook_endpoint",
             Probe::Customers => "customer",
             Probe::Invoices => "invoice",
+            Probe::StripePayments => "stripe_payment",
         }
     }
 }

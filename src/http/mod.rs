@@ -36,6 +36,7 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod sessions;
 pub mod stripe_connection;
+pub mod stripe_payments;
 pub mod stripe_webhooks;
 pub mod transactions;
 pub mod webhook_endpoints;
@@ -101,6 +102,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(invoices::router())
         .merge(invoice_imports::router())
         .merge(stripe_connection::router())
+        .merge(stripe_payments::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.

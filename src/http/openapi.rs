@@ -276,6 +276,13 @@ fn catalogue() -> Vec<WebhookEvent> {
         "missing_permissions": [], "error": null,
         "created_at": "2026-12-04T09:30:00.000000Z", "updated_at": "2026-12-04T09:30:00.000000Z"
     });
+    let stripe_payment = json!({
+        "id": "ch_3PgafuB7WZ01zgkWXYmPNZs8", "connection_id": "sc_0192f3c4d5e6478fa1b2c3d4e5f60718",
+        "payment_intent_id": "pi_3PgafuB7WZ01zgkW1aBcDeFg", "status": "succeeded", "amount": 2000, "currency": "EUR",
+        "fee": 88, "net": 1912, "amount_refunded": 0, "disputed": false, "customer": "cus_QXg1o8vcGmoR32",
+        "description": "Order 1042", "metadata": {"order": "1042"}, "balance_transaction_id": "txn_3PgafuB7WZ01zgkW",
+        "failure_code": null, "created": "2026-12-04T09:30:00Z", "updated_at": "2026-12-04T09:30:01.120374Z"
+    });
     let member = json!({
         "user_id": "usr_0192f3c4d5e6478fa1b2c3d4e5f60718", "email": "jo@acme.example", "name": "Jo Bloggs",
         "role": "admin", "created_at": "2026-11-20T15:02:11.402913Z"
@@ -608,6 +615,41 @@ fn catalogue() -> Vec<WebhookEvent> {
                           key is forgotten.",
             data: component("StripeConnection"),
             example: with(&stripe_connection, json!({"status": "disconnected"})),
+        },
+        WebhookEvent {
+            event_type: "stripe_payment.succeeded",
+            summary: "A Stripe payment succeeded",
+            description: "Sent when a card payment at the connected Stripe account is first seen succeeded. `data` is \
+                          the payment, with Stripe's `fee` and the `net` that reaches the balance.",
+            data: component("StripePayment"),
+            example: stripe_payment.clone(),
+        },
+        WebhookEvent {
+            event_type: "stripe_payment.failed",
+            summary: "A Stripe payment failed",
+            description: "Sent when a card payment is declined. `data` is the payment, `failed`, with its \
+                          `failure_code`.",
+            data: component("StripePayment"),
+            example: with(
+                &stripe_payment,
+                json!({"status": "failed", "fee": null, "net": null, "failure_code": "card_declined"}),
+            ),
+        },
+        WebhookEvent {
+            event_type: "stripe_payment.refunded",
+            summary: "A Stripe payment was refunded",
+            description: "Sent each time more of a payment is refunded. `data` is the payment with the \
+                          `amount_refunded` so far.",
+            data: component("StripePayment"),
+            example: with(&stripe_payment, json!({"amount_refunded": 500})),
+        },
+        WebhookEvent {
+            event_type: "stripe_payment.disputed",
+            summary: "A Stripe payment was disputed",
+            description: "Sent when the card holder disputes a payment (a chargeback). `data` is the payment, \
+                          `disputed: true`.",
+            data: component("StripePayment"),
+            example: with(&stripe_payment, json!({"disputed": true})),
         },
         WebhookEvent {
             event_type: "webhook_endpoint.disabled",

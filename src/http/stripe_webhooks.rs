@@ -2,12 +2,7 @@
 //! credential: the `Stripe-Signature` is checked against the connection's secret before anything
 //! else, then the event is kept in the durable inbox and answered 2xx at once.
 
-use axum::{
-    Json,
-    body::Bytes,
-    extract::State,
-    http::HeaderMap,
-};
+use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -22,7 +17,7 @@ use crate::{
     domain::ids::{StripeConnectionId, TenantId},
     state::AppState,
     stripe::{
-        StripeError, connection,
+        StripeError, apply, connection,
         inbox::{self, Source},
     },
 };
@@ -95,6 +90,9 @@ async fn receive(
     }
     let mut tx = begin_tenant(&state.db, &tenant).await?;
     let kept = inbox::keep(&mut tx, &tenant, &found.id, &event, Source::Webhook).await?;
+    if kept {
+        apply::enqueue(&mut tx, &tenant, &found.id, event["id"].as_str().unwrap_or_default()).await?;
+    }
     tx.commit().await?;
     Ok(Json(Received { received: true, duplicate: !kept }))
 }

@@ -2,9 +2,11 @@
 //! ([`connection`]). Calls go through the defended client in `providers::stripe`.
 
 pub mod account;
+pub mod apply;
 pub mod connect;
 pub mod connection;
 pub mod inbox;
+pub mod payments;
 
 use crate::{domain::validation::FieldError, providers::stripe::StripeCallError};
 
@@ -30,6 +32,12 @@ pub enum StripeError {
     Database(#[from] sqlx::Error),
     #[error("the key ring: {0}")]
     Keys(String),
+}
+
+impl From<crate::crypto::CryptoError> for StripeError {
+    fn from(error: crate::crypto::CryptoError) -> Self {
+        Self::Keys(error.to_string())
+    }
 }
 
 impl StripeError {

@@ -174,6 +174,7 @@ impl Fixtures {
             .await
             .unwrap();
         ids.insert("invoices/imports", import["id"].as_str().expect("tenant A has an invoice import").to_owned());
+        ids.insert("stripe/payments", stripe_payment(app, a).await);
         Self { ids }
     }
 
@@ -196,11 +197,48 @@ impl Fixtures {
             format!("/api/v1/customers/{}", self.ids["customers"]),
             format!("/api/v1/invoices/{}", self.ids["invoices"]),
             format!("/api/v1/invoices/imports/{}", self.ids["invoices/imports"]),
+            format!("/api/v1/stripe/payments/{}", self.ids["stripe/payments"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }
         out
     }
+}
+
+/// A Stripe payment of tenant A's: its own simulated account connected, a card payment there,
+/// its events delivered and applied.
+async fn stripe_payment(app: &TestApp, a: &TestTenant) -> String {
+    let base = app.state.stripe.base(false).to_owned();
+    let http = reqwest::Client::new();
+    let suffix = a.id.replace('_', "");
+    let secret = format!("sk_test_{suffix}");
+    let created = http
+        .post(format!("{base}/_stripe/accounts"))
+        .json(&json!({"name": "Tenant A Ltd", "secret_key": secret, "restricted_key": format!("rk_test_{suffix}")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    let connected = app
+        .as_key(Method::PUT, "/api/v1/stripe/connection", &a.key)
+        .json(&json!({"api_key": secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connected.status(), 201);
+    let pay = [("amount", "1500"), ("currency", "gbp"), ("payment_method", "pm_card_visa"), ("confirm", "true")];
+    let paid = http.post(format!("{base}/v1/payment_intents")).bearer_auth(&secret).form(&pay).send().await.unwrap();
+    assert!(paid.status().is_success());
+    for _ in 0..200 {
+        crate::support::bank::drain(app).await;
+        let page: Value =
+            app.as_key(Method::GET, "/api/v1/stripe/payments", &a.key).send().await.unwrap().json().await.unwrap();
+        if let Some(id) = page["data"][0]["id"].as_str() {
+            return id.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("tenant A's Stripe payment never arrived");
 }
 
 #[tokio::test]

@@ -256,3 +256,106 @@ async fn a_key_that_may_not_create_webhook_endpoints_connects_without_one_and_sa
     let response = app.client.post(app.url(&format!("/api/v1/stripe/webhooks/{id}"))).body("{}").send().await.unwrap();
     problem(response, 404, "not_found").await;
 }
+
+/// The tenant's Stripe payments, as the API lists them.
+async fn listed_payments(app: &TestApp, key: &str) -> Vec<Value> {
+    let page =
+        json_of(app.as_key(Method::GET, "/api/v1/stripe/payments?limit=100", key).send().await.unwrap(), 200).await;
+    page["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn stripe_payments_follow_stripes_events_with_fees_refunds_declines_and_disputes() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let (secret, _) = new_account(&app, &tenant, "Payments Ltd").await;
+    json_of(put(&app, &tenant.key, &secret).await, 201).await;
+
+    let pay = |pm: &'static str, amount: &'static str| {
+        [("amount", amount), ("currency", "gbp"), ("payment_method", pm), ("confirm", "true")]
+    };
+    let paid = at_stripe(&app, Method::POST, "/v1/payment_intents", &secret, &pay("pm_card_visa", "2500")).await;
+    let base = app.state.stripe.base(false).to_owned();
+    let declined = reqwest::Client::new()
+        .post(format!("{base}/v1/payment_intents"))
+        .bearer_auth(&secret)
+        .form(&pay("pm_card_chargeDeclined", "700"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), 402);
+    at_stripe(&app, Method::POST, "/v1/payment_intents", &secret, &pay("pm_card_createDispute", "4000")).await;
+    at_stripe(
+        &app,
+        Method::POST,
+        "/v1/refunds",
+        &secret,
+        &[("payment_intent", paid["id"].as_str().unwrap()), ("amount", "500")],
+    )
+    .await;
+    // charge.succeeded ×2, payment_intent.succeeded ×2, charge.failed, payment_intent.payment_failed,
+    // charge.dispute.created, refund.created, charge.refunded.
+    assert_eq!(kept_events(&app, &tenant, 9).await.len(), 9);
+    crate::support::bank::drain(&app).await;
+
+    let payments = listed_payments(&app, &tenant.key).await;
+    assert_eq!(payments.len(), 3, "{payments:?}");
+    let by_amount = |amount: i64| payments.iter().find(|p| p["amount"] == amount).unwrap().clone();
+    let card = by_amount(2500);
+    assert_eq!((card["status"].as_str(), card["currency"].as_str()), (Some("succeeded"), Some("GBP")));
+    assert_eq!(
+        (card["fee"].as_i64(), card["net"].as_i64(), card["amount_refunded"].as_i64()),
+        (Some(103), Some(2397), Some(500))
+    );
+    assert_eq!(card["payment_intent_id"], paid["id"]);
+    let failed = by_amount(700);
+    assert_eq!(
+        (failed["status"].as_str(), failed["failure_code"].as_str(), failed["fee"].clone()),
+        (Some("failed"), Some("card_declined"), Value::Null)
+    );
+    assert_eq!(by_amount(4000)["disputed"], true);
+    let one =
+        app.as_key(Method::GET, &format!("/api/v1/stripe/payments/{}", card["id"].as_str().unwrap()), &tenant.key);
+    assert_eq!(json_of(one.send().await.unwrap(), 200).await, card);
+    let failed_only =
+        app.as_key(Method::GET, "/api/v1/stripe/payments?status=failed", &tenant.key).send().await.unwrap();
+    assert_eq!(json_of(failed_only, 200).await["data"].as_array().unwrap().len(), 1);
+    problem(
+        app.as_key(Method::GET, "/api/v1/stripe/payments?status=lost", &tenant.key).send().await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+
+    for (event_type, count) in [
+        ("stripe_payment.succeeded", 2),
+        ("stripe_payment.failed", 1),
+        ("stripe_payment.refunded", 1),
+        ("stripe_payment.disputed", 1),
+    ] {
+        assert_eq!(count_events(&app, &tenant, event_type).await, count, "{event_type}");
+    }
+    // Applying again (a redelivered event, a re-run job) changes nothing and emits nothing.
+    let db = app.superuser_pool().await;
+    sqlx::query("update stripe_events set applied_at = null where tenant_id = $1")
+        .bind(&tenant.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    let tenant_id = payymo::domain::ids::TenantId::parse(&tenant.id).unwrap();
+    let connection: String = sqlx::query_scalar("select id from stripe_connections where tenant_id = $1")
+        .bind(&tenant.id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    payymo::stripe::apply::run(&app.state, &tenant_id, &connection).await.unwrap();
+    assert_eq!(listed_payments(&app, &tenant.key).await, payments);
+    assert_eq!(count_events(&app, &tenant, "stripe_payment.succeeded").await, 2);
+
+    // Another tenant sees none of them.
+    let other = app.tenant().await;
+    assert!(listed_payments(&app, &other.key).await.is_empty());
+    let response =
+        app.as_key(Method::GET, &format!("/api/v1/stripe/payments/{}", card["id"].as_str().unwrap()), &other.key);
+    problem(response.send().await.unwrap(), 404, "not_found").await;
+}

@@ -27,6 +27,9 @@ pub fn placeholder_id(path: &str) -> String {
         "invoices" => payymo::domain::ids::InvoiceId::generate().to_string(),
         "invoices/imports" => payymo::domain::ids::ImportId::generate().to_string(),
         "stripe/webhooks" => payymo::domain::ids::StripeConnectionId::generate().to_string(),
+        "stripe/payments" => {
+            format!("ch_{}", payymo::domain::ids::StripeConnectionId::generate().as_str()[3..].to_owned())
+        }
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }
