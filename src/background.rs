@@ -70,6 +70,20 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                 async move { crate::imports::invoice_job::handle(&state, &job).await }
             }
         })
+        .register(crate::stripe::poll::SCHEDULE_JOB, {
+            let state = state.clone();
+            move |_job: Job| {
+                let state = state.clone();
+                async move { crate::stripe::poll::schedule(&state).await }
+            }
+        })
+        .register(crate::stripe::poll::POLL_JOB, {
+            let state = state.clone();
+            move |job: Job| {
+                let state = state.clone();
+                async move { crate::stripe::poll::handle(&state, &job).await }
+            }
+        })
         .register(crate::stripe::apply::APPLY_JOB, {
             let state = state.clone();
             move |job: Job| {
@@ -111,9 +125,11 @@ pub async fn claim_period(state: &AppState, name: &str, period: Duration) -> Res
     Ok(claimed.rows_affected() == 1)
 }
 
-/// The periodic tasks, each queued once per period fleet-wide: bank scheduling, event retention.
+/// The periodic tasks, each queued once per period fleet-wide: bank scheduling, Stripe polling,
+/// event retention.
 const PERIODIC: &[(&str, Duration)] = &[
     (bank::schedule::SCHEDULE_JOB, bank::schedule::SCHEDULE_PERIOD),
+    (crate::stripe::poll::SCHEDULE_JOB, crate::stripe::poll::SCHEDULE_PERIOD),
     (crate::webhooks::retention::PRUNE_JOB, crate::webhooks::retention::PRUNE_PERIOD),
 ];
 

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod connection;
 pub mod inbox;
 pub mod payments;
+pub mod poll;
 
 use crate::{domain::validation::FieldError, providers::stripe::StripeCallError};
 
