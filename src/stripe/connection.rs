@@ -259,6 +259,24 @@ pub async fn disconnect(conn: &mut PgConnection, tenant: &TenantId) -> Result<St
     Ok(gone)
 }
 
+/// Marks a connected account `failed` because Stripe refused its key, and records
+/// `stripe_connection.failed` (once: a connection already failed is left as it is).
+pub async fn fail(conn: &mut PgConnection, tenant: &TenantId, id: &str, reason: &str) -> Result<(), sqlx::Error> {
+    let failed: Option<StripeConnection> = sqlx::query_as(&format!(
+        "update stripe_connections set status = 'failed', error = $3
+         where tenant_id = $1 and id = $2 and status = 'connected' returning {COLUMNS}"
+    ))
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(reason)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(failed) = failed {
+        events::record(conn, tenant, "stripe_connection.failed", &failed).await?;
+    }
+    Ok(())
+}
+
 /// The context a connection's key is sealed under.
 pub fn seal_context(tenant: &TenantId) -> String {
     format!("stripe_connection:{tenant}")

@@ -1,7 +1,8 @@
 //! Polling as the safety net for webhooks: every minute each connected account's events are
 //! read from where the last poll stopped (`GET /v1/events` with `ending_before`, newest first,
 //! the types Payymo subscribes to) into the same inbox, so a missed webhook is caught within
-//! minutes and an event that also arrived by webhook is not kept twice.
+//! minutes and an event that also arrived by webhook is not kept twice. A key Stripe refuses
+//! marks the connection `failed` (`stripe_connection.failed`).
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::{
     db::tenant::{begin_platform, begin_tenant},
     domain::ids::TenantId,
     jobs::{Job, NewJob, queue},
-    providers::stripe::Stripe,
+    providers::stripe::{Stripe, StripeCallError},
     state::AppState,
 };
 
@@ -87,13 +88,56 @@ pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> an
     };
     let key = connection::key_of(&sealed, state.keys.get().await?, tenant)?;
     let stripe = state.stripe.client(livemode, key, &account);
+    let new = match read_new(state, &stripe, tenant, connection_id, polled_to, connected_at).await {
+        Ok(new) => new,
+        Err(StripeCallError::Unauthorized(message)) => {
+            let mut tx = begin_tenant(&state.db, tenant).await?;
+            let reason = format!("Stripe refused the key: {message}; PUT a working key to reconnect");
+            connection::fail(&mut tx, tenant, connection_id, &reason).await?;
+            tx.commit().await?;
+            return Ok(0);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    // Events left unapplied (a job that gave up while Stripe was down) get another chance.
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let waiting: bool = sqlx::query_scalar(
+        "select exists (select 1 from stripe_events
+                        where tenant_id = $1 and connection_id = $2 and applied_at is null)",
+    )
+    .bind(tenant.as_str())
+    .bind(connection_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if waiting {
+        apply::enqueue(&mut tx, tenant, connection_id, "poll").await?;
+    }
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// Reads the events newer than `polled_to` (or, the first time, all since the connection was
+/// made) into the inbox.
+async fn read_new(
+    state: &AppState,
+    stripe: &Stripe,
+    tenant: &TenantId,
+    connection_id: &str,
+    polled_to: Option<String>,
+    connected_at: DateTime<Utc>,
+) -> Result<usize, StripeCallError> {
     let mut new = 0;
+    let store = |events: Value, mark: String| async move {
+        keep(state, tenant, connection_id, &events, &mark)
+            .await
+            .map_err(|e| StripeCallError::Unavailable(format!("keeping polled events: {e}")))
+    };
     match polled_to {
         // Later polls: the pages just newer than where the last one stopped, oldest page first.
         Some(mut cursor) => loop {
-            let page = list(&stripe, &[("ending_before", cursor.as_str())]).await?;
+            let page = list(stripe, &[("ending_before", cursor.as_str())]).await?;
             let Some(newest) = page["data"][0]["id"].as_str().map(str::to_owned) else { return Ok(new) };
-            new += keep(state, tenant, connection_id, &page["data"], &newest).await?;
+            new += store(page["data"].clone(), newest.clone()).await?;
             cursor = newest;
             if page["has_more"] != true {
                 return Ok(new);
@@ -109,12 +153,11 @@ pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> an
                 if let Some(after) = &after {
                     params.push(("starting_after", after.as_str()));
                 }
-                let page = list(&stripe, &params).await?;
+                let page = list(stripe, &params).await?;
                 let data = page["data"].as_array().cloned().unwrap_or_default();
                 let Some(last) = data.last().and_then(|e| e["id"].as_str()).map(str::to_owned) else { break };
                 newest.get_or_insert_with(|| data[0]["id"].as_str().unwrap_or_default().to_owned());
-                let mark = newest.clone().unwrap_or_default();
-                new += keep(state, tenant, connection_id, &page["data"], &mark).await?;
+                new += store(page["data"].clone(), newest.clone().unwrap_or_default()).await?;
                 if page["has_more"] != true {
                     break;
                 }
@@ -125,11 +168,11 @@ pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> an
     }
 }
 
-async fn list(stripe: &Stripe, extra: &[(&str, &str)]) -> anyhow::Result<Value> {
+async fn list(stripe: &Stripe, extra: &[(&str, &str)]) -> Result<Value, StripeCallError> {
     let mut params: Vec<(&str, &str)> = vec![("limit", "100")];
     params.extend(WEBHOOK_EVENTS.iter().map(|t| ("types[]", *t)));
     params.extend_from_slice(extra);
-    Ok(stripe.get("events", &params).await?)
+    stripe.get("events", &params).await
 }
 
 /// Keeps a page of events, queues their application, and moves the poll's mark, in one

@@ -402,3 +402,29 @@ async fn polling_catches_the_events_whose_webhooks_were_lost_and_keeps_none_twic
     assert_eq!(listed_payments(&app, &tenant.key).await.len(), 2);
     assert_eq!(count_events(&app, &tenant, "stripe_payment.succeeded").await, 2);
 }
+
+#[tokio::test]
+async fn a_key_stripe_stops_taking_fails_the_connection_once_until_a_working_key_is_put() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let (secret, _) = new_account(&app, &tenant, "Revoked Later Ltd").await;
+    let connected = json_of(put(&app, &tenant.key, &secret).await, 201).await;
+    let connection = connected["id"].as_str().unwrap().to_owned();
+    control(&app, &format!("/_stripe/keys/{secret}/revoke"), json!({})).await;
+    let tenant_id = payymo::domain::ids::TenantId::parse(&tenant.id).unwrap();
+    for _ in 0..2 {
+        assert_eq!(payymo::stripe::poll::run(&app.state, &tenant_id, &connection).await.unwrap(), 0);
+    }
+    let shown =
+        json_of(app.as_key(Method::GET, "/api/v1/stripe/connection", &tenant.key).send().await.unwrap(), 200).await;
+    assert_eq!(shown["status"], "failed");
+    assert!(shown["error"].as_str().unwrap().starts_with("Stripe refused the key"), "{shown}");
+    assert_eq!(count_events(&app, &tenant, "stripe_connection.failed").await, 1, "once");
+
+    control(&app, &format!("/_stripe/keys/{secret}/restore"), json!({})).await;
+    let again = json_of(put(&app, &tenant.key, &secret).await, 200).await;
+    assert_eq!(
+        (again["id"].as_str(), again["status"].as_str(), again["error"].clone()),
+        (Some(connection.as_str()), Some("connected"), Value::Null)
+    );
+}
