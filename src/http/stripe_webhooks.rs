@@ -3,6 +3,7 @@
 //! else, then the event is kept in the durable inbox and answered 2xx at once.
 
 use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -17,7 +18,7 @@ use crate::{
     domain::ids::{StripeConnectionId, TenantId},
     state::AppState,
     stripe::{
-        StripeError, apply, connection,
+        self, apply, connection,
         inbox::{self, Source},
     },
 };
@@ -69,13 +70,12 @@ async fn receive(
     let found = found.ok_or_else(unknown)?;
     let sealed_secret = found.webhook_secret_sealed.as_deref().ok_or_else(unknown)?;
     let tenant = TenantId::from_db(found.tenant_id.clone());
-    let keys = state.keys.get().await.map_err(|e| StripeError::Keys(e.to_string()))?;
-    let secret = keys
-        .open(&connection::webhook_seal_context(&tenant, &found.id), sealed_secret)
-        .map_err(|e| StripeError::Keys(e.to_string()))?;
-    let secret = String::from_utf8(secret).map_err(|e| StripeError::Keys(e.to_string()))?;
+    let keys = stripe::key_ring(&state).await?;
+    let secret = connection::webhook_secret_of(sealed_secret, keys, &tenant, &found.id)?;
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if let Err(error) = inbox::verify(signature, &body, &[secret], chrono::Utc::now().timestamp()) {
+    if let Err(error) =
+        inbox::verify(signature, &body, &[secret.expose_secret().to_owned()], chrono::Utc::now().timestamp())
+    {
         state.metrics.stripe_signature_failures.inc();
         tracing::warn!(%error, connection = %found.id, "refused a Stripe delivery");
         return Err(ApiError::new(ErrorCode::InvalidRequest, format!("Stripe-Signature: {error}")));

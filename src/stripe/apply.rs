@@ -57,8 +57,7 @@ pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> an
         return Ok(());
     };
     tx.commit().await?;
-    let keys = state.keys.get().await?;
-    let key = connection::key_of(&sealed.key_sealed, keys, tenant)?;
+    let key = connection::key_of(&sealed.key_sealed, super::key_ring(state).await?, tenant)?;
     let stripe = state.stripe.client(sealed.livemode, key, &sealed.account_id);
     loop {
         let mut tx = begin_tenant(&state.db, tenant).await?;

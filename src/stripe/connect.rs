@@ -25,7 +25,7 @@ pub async fn connect(
 ) -> Result<(StripeConnection, bool), StripeError> {
     let shape = connection::check_key(key, environment)?;
     let (checked, stripe) = account::check_with_stripe(&state.stripe, key, shape).await?;
-    let keys = state.keys.get().await.map_err(|e| StripeError::Keys(e.to_string()))?;
+    let keys = super::key_ring(state).await?;
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let previous = connection::sealed_of(&mut tx, tenant).await?;
     end_read(tx);
@@ -42,13 +42,11 @@ pub async fn connect(
         Ok(registered) => Webhook::Registered {
             endpoint_id: registered.endpoint_id,
             secret_sealed: keys
-                .seal(&connection::webhook_seal_context(tenant, &id), registered.secret.expose_secret().as_bytes())
-                .map_err(|e| StripeError::Keys(e.to_string()))?,
+                .seal(&connection::webhook_seal_context(tenant, &id), registered.secret.expose_secret().as_bytes())?,
         },
         Err(reason) => Webhook::NotRegistered(reason),
     };
-    let sealed =
-        keys.seal(&connection::seal_context(tenant), key.as_bytes()).map_err(|e| StripeError::Keys(e.to_string()))?;
+    let sealed = keys.seal(&connection::seal_context(tenant), key.as_bytes())?;
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let saved = connection::save(&mut tx, tenant, &id, key, &sealed, &checked, &webhook).await?;
     tx.commit().await?;
@@ -62,7 +60,7 @@ pub async fn disconnect(state: &AppState, tenant: &TenantId) -> Result<StripeCon
     let sealed = connection::sealed_of(&mut tx, tenant).await?.ok_or(StripeError::NotConnected)?;
     end_read(tx);
     if let Some(endpoint) = &sealed.webhook_endpoint_id {
-        let keys = state.keys.get().await.map_err(|e| StripeError::Keys(e.to_string()))?;
+        let keys = super::key_ring(state).await?;
         let key = connection::key_of(&sealed.key_sealed, keys, tenant)?;
         let stripe = state.stripe.client(sealed.livemode, key, &sealed.account_id);
         if let Err(error) = account::unregister_endpoint(&stripe, endpoint).await {

@@ -9,7 +9,7 @@ use sqlx::{FromRow, PgConnection};
 use utoipa::ToSchema;
 
 use super::StripeError;
-use crate::{auth::Environment, domain::ids::TenantId, events};
+use crate::{auth::Environment, crypto::KeyRing, domain::ids::TenantId, events};
 
 pub use super::account::Checked;
 
@@ -202,25 +202,32 @@ pub enum Webhook {
     NotRegistered(String),
 }
 
-/// What a stored connection keeps sealed, for calling Stripe and checking its deliveries.
+/// What a stored connection keeps sealed, for calling Stripe and checking its deliveries, with
+/// what the workers need besides.
 #[derive(Debug, Clone, FromRow)]
 pub struct Sealed {
     pub tenant_id: String,
     pub id: String,
+    pub status: StripeConnectionStatus,
     pub livemode: bool,
     pub account_id: String,
     pub key_sealed: String,
     pub webhook_endpoint_id: Option<String>,
     pub webhook_secret_sealed: Option<String>,
+    /// The newest event id a poll has seen.
+    pub events_polled_to: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
+
+const SEALED_COLUMNS: &str = "tenant_id, id, status, livemode, account_id, key_sealed, webhook_endpoint_id, \
+                              webhook_secret_sealed, events_polled_to, created_at";
 
 /// The sealed parts of a connection found by its id alone, whatever its tenant (the inbound
 /// webhook route knows only the id): for a platform-scoped connection.
 pub async fn sealed_by_id(conn: &mut PgConnection, id: &str) -> Result<Option<Sealed>, sqlx::Error> {
-    sqlx::query_as(
-        "select tenant_id, id, livemode, account_id, key_sealed, webhook_endpoint_id, webhook_secret_sealed
-         from stripe_connections where id = $1 and status <> 'disconnected'",
-    )
+    sqlx::query_as(&format!(
+        "select {SEALED_COLUMNS} from stripe_connections where id = $1 and status <> 'disconnected'"
+    ))
     .bind(id)
     .fetch_optional(conn)
     .await
@@ -228,10 +235,9 @@ pub async fn sealed_by_id(conn: &mut PgConnection, id: &str) -> Result<Option<Se
 
 /// The sealed parts of the tenant's current connection.
 pub async fn sealed_of(conn: &mut PgConnection, tenant: &TenantId) -> Result<Option<Sealed>, sqlx::Error> {
-    sqlx::query_as(
-        "select tenant_id, id, livemode, account_id, key_sealed, webhook_endpoint_id, webhook_secret_sealed
-         from stripe_connections where tenant_id = $1 and status <> 'disconnected'",
-    )
+    sqlx::query_as(&format!(
+        "select {SEALED_COLUMNS} from stripe_connections where tenant_id = $1 and status <> 'disconnected'"
+    ))
     .bind(tenant.as_str())
     .fetch_optional(conn)
     .await
@@ -283,9 +289,23 @@ pub fn seal_context(tenant: &TenantId) -> String {
 }
 
 /// The key of a stored connection, opened.
-pub fn key_of(sealed: &str, keys: &crate::crypto::KeyRing, tenant: &TenantId) -> Result<SecretString, StripeError> {
-    let opened = keys.open(&seal_context(tenant), sealed).map_err(|e| StripeError::Keys(e.to_string()))?;
-    String::from_utf8(opened).map(SecretString::from).map_err(|e| StripeError::Keys(e.to_string()))
+pub fn key_of(sealed: &str, keys: &KeyRing, tenant: &TenantId) -> Result<SecretString, StripeError> {
+    open_text(keys, &seal_context(tenant), sealed)
+}
+
+/// The signing secret of the webhook endpoint registered for connection `id`, opened.
+pub fn webhook_secret_of(
+    sealed: &str,
+    keys: &KeyRing,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<SecretString, StripeError> {
+    open_text(keys, &webhook_seal_context(tenant, id), sealed)
+}
+
+/// A text sealed under `context`, opened.
+fn open_text(keys: &KeyRing, context: &str, sealed: &str) -> Result<SecretString, StripeError> {
+    String::from_utf8(keys.open(context, sealed)?).map(SecretString::from).map_err(|e| StripeError::Keys(e.to_string()))
 }
 
 #[cfg(test)]

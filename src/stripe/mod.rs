@@ -35,6 +35,11 @@ pub enum StripeError {
     Keys(String),
 }
 
+/// The key ring that seals keys and secrets; unavailable while the database is.
+pub(crate) async fn key_ring(state: &crate::state::AppState) -> Result<&crate::crypto::KeyRing, StripeError> {
+    state.keys.get().await.map_err(|e| StripeError::Keys(e.to_string()))
+}
+
 impl From<crate::crypto::CryptoError> for StripeError {
     fn from(error: crate::crypto::CryptoError) -> Self {
         Self::Keys(error.to_string())

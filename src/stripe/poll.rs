@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::{
     account::WEBHOOK_EVENTS,
-    apply, connection,
+    apply,
+    connection::{self, StripeConnectionStatus},
     inbox::{self, Source},
 };
 use crate::{
@@ -54,41 +55,17 @@ pub async fn handle(state: &AppState, job: &Job) -> anyhow::Result<()> {
     run(state, &tenant, id).await.map(drop)
 }
 
-/// What a poll starts from.
-#[derive(sqlx::FromRow)]
-struct Polled {
-    key_sealed: String,
-    livemode: bool,
-    account_id: String,
-    events_polled_to: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
 /// Reads the connection's new events into its inbox; returns how many were new to it.
 pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> anyhow::Result<usize> {
     let mut tx = begin_tenant(&state.db, tenant).await?;
-    let found: Option<Polled> = sqlx::query_as(
-        "select key_sealed, livemode, account_id, events_polled_to, created_at from stripe_connections
-         where tenant_id = $1 and id = $2 and status = 'connected'",
-    )
-    .bind(tenant.as_str())
-    .bind(connection_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let found = connection::sealed_of(&mut tx, tenant).await?;
     tx.commit().await?;
-    let Some(Polled {
-        key_sealed: sealed,
-        livemode,
-        account_id: account,
-        events_polled_to: polled_to,
-        created_at: connected_at,
-    }) = found
-    else {
+    let Some(found) = found.filter(|c| c.id == connection_id && c.status == StripeConnectionStatus::Connected) else {
         return Ok(0);
     };
-    let key = connection::key_of(&sealed, state.keys.get().await?, tenant)?;
-    let stripe = state.stripe.client(livemode, key, &account);
-    let new = match read_new(state, &stripe, tenant, connection_id, polled_to, connected_at).await {
+    let key = connection::key_of(&found.key_sealed, super::key_ring(state).await?, tenant)?;
+    let stripe = state.stripe.client(found.livemode, key, &found.account_id);
+    let new = match read_new(state, &stripe, tenant, connection_id, found.events_polled_to, found.created_at).await {
         Ok(new) => new,
         Err(StripeCallError::Unauthorized(message)) => {
             let mut tx = begin_tenant(&state.db, tenant).await?;
