@@ -41,6 +41,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "stripe_payment.failed",
     "stripe_payment.refunded",
     "stripe_payment.disputed",
+    "stripe_payout.paid",
+    "stripe_payout.failed",
     "webhook_endpoint.disabled",
     "ping",
 ];

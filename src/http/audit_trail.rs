@@ -106,6 +106,7 @@ pub enum Probe {
     Customers,
     Invoices,
     StripePayments,
+    StripePayouts,
 }
 
 impl Probe {
@@ -126,6 +127,7 @@ impl Probe {
             Probe::Customers => "select tenant_id from customers where id = $1 limit 1",
             Probe::Invoices => "select tenant_id from invoices where id = $1 limit 1",
             Probe::StripePayments => "select tenant_id from stripe_payments where id = $1 limit 1",
+            Probe::StripePayouts => "select tenant_id from stripe_payouts where id = $1 limit 1",
         }
     }
 
@@ -146,6 +148,7 @@ impl Probe {
             Probe::Customers => "customer",
             Probe::Invoices => "invoice",
             Probe::StripePayments => "stripe_payment",
+            Probe::StripePayouts => "stripe_payout",
         }
     }
 }

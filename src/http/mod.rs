@@ -37,6 +37,7 @@ pub mod request_id;
 pub mod sessions;
 pub mod stripe_connection;
 pub mod stripe_payments;
+pub mod stripe_payouts;
 pub mod stripe_webhooks;
 pub mod transactions;
 pub mod webhook_endpoints;
@@ -103,6 +104,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(invoice_imports::router())
         .merge(stripe_connection::router())
         .merge(stripe_payments::router())
+        .merge(stripe_payouts::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.

@@ -281,7 +281,17 @@ fn catalogue() -> Vec<WebhookEvent> {
         "payment_intent_id": "pi_3PgafuB7WZ01zgkW1aBcDeFg", "status": "succeeded", "amount": 2000, "currency": "EUR",
         "fee": 88, "net": 1912, "amount_refunded": 0, "disputed": false, "customer": "cus_QXg1o8vcGmoR32",
         "description": "Order 1042", "metadata": {"order": "1042"}, "balance_transaction_id": "txn_3PgafuB7WZ01zgkW",
-        "failure_code": null, "created": "2026-12-04T09:30:00Z", "updated_at": "2026-12-04T09:30:01.120374Z"
+        "payout_id": null, "failure_code": null, "created": "2026-12-04T09:30:00Z",
+        "updated_at": "2026-12-04T09:30:01.120374Z"
+    });
+    let stripe_payout = json!({
+        "id": "po_1PgafuB7WZ01zgkWq2x4HmVb", "connection_id": "sc_0192f3c4d5e6478fa1b2c3d4e5f60718",
+        "status": "paid", "amount": 9536, "currency": "EUR", "arrival_date": "2026-12-06", "automatic": true,
+        "method": "standard", "statement_descriptor": "PAYYMO SANDBOX", "trace_id": "4821907735120046",
+        "failure_code": null, "failure_message": null, "balance_transaction_id": "txn_1PgafuB7WZ01zgkWs0aPb3Ld",
+        "summary": {"gross": 10000, "refunds": 0, "adjustments": 0, "fees": 464, "net": 9536,
+                    "transaction_count": 5, "adds_up": true, "difference": 0},
+        "created": "2026-12-04T00:00:00Z", "updated_at": "2026-12-06T00:00:01.120374Z"
     });
     let member = json!({
         "user_id": "usr_0192f3c4d5e6478fa1b2c3d4e5f60718", "email": "jo@acme.example", "name": "Jo Bloggs",
@@ -650,6 +660,28 @@ fn catalogue() -> Vec<WebhookEvent> {
                           `disputed: true`.",
             data: component("StripePayment"),
             example: with(&stripe_payment, json!({"disputed": true})),
+        },
+        WebhookEvent {
+            event_type: "stripe_payout.paid",
+            summary: "A Stripe payout reached the bank",
+            description: "Sent when a payout of the connected account is `paid`: the bank has it, on its \
+                          `arrival_date`, quoting its `statement_descriptor` and `trace_id`. `data` is the payout \
+                          with its `summary` (its balance transactions summed, and whether they add up).",
+            data: component("StripePayout"),
+            example: stripe_payout.clone(),
+        },
+        WebhookEvent {
+            event_type: "stripe_payout.failed",
+            summary: "A Stripe payout failed",
+            description: "Sent when the bank returned a payout. `data` is the payout, `failed`, with Stripe's \
+                          `failure_code` and `failure_message`; the amount went back to the Stripe balance and a \
+                          later payout carries it again.",
+            data: component("StripePayout"),
+            example: with(
+                &stripe_payout,
+                json!({"status": "failed", "failure_code": "account_closed",
+                       "failure_message": "The bank account has been closed."}),
+            ),
         },
         WebhookEvent {
             event_type: "webhook_endpoint.disabled",

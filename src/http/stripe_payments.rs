@@ -39,6 +39,14 @@ pub struct PaymentParams {
     pub created_from: Option<DateTime<Utc>>,
     /// Created before (RFC 3339).
     pub created_to: Option<DateTime<Utc>>,
+    /// At least this `amount`, minor units.
+    pub amount_min: Option<i64>,
+    /// At most this `amount`, minor units.
+    pub amount_max: Option<i64>,
+    /// Only the payments this payout carried (`po_…`).
+    pub payout_id: Option<String>,
+    /// Only payments created or changed at or after this instant (RFC 3339).
+    pub updated_since: Option<DateTime<Utc>>,
     /// Page size, 1 to 100 (default 25).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<pagination::Limit>,
@@ -59,6 +67,16 @@ impl QueryParams for PaymentParams {
         {
             problems.push(FieldError::new("currency", "must be an ISO 4217 code such as EUR"));
         }
+        if let (Some(min), Some(max)) = (self.amount_min, self.amount_max)
+            && min > max
+        {
+            problems.push(FieldError::new("amount_min", "must not be greater than amount_max"));
+        }
+        if let Some(payout) = &self.payout_id
+            && !super::stripe_payouts::is_stripe_id(payout, &["po_"])
+        {
+            problems.push(FieldError::new("payout_id", "must be a Stripe payout id such as po_1PgafuB7WZ01zgkW"));
+        }
         problems
     }
 }
@@ -67,7 +85,8 @@ impl QueryParams for PaymentParams {
 ///
 /// The connected account's card payments (Stripe charges), newest first, kept up to date from
 /// Stripe's events: amount, fee and net (from the charge's balance transaction), status, what
-/// was refunded, whether it is disputed. Filter by `status`, `currency` and creation time.
+/// was refunded, whether it is disputed, the payout that carried it. Filter by `status`,
+/// `currency`, creation time, amount, `payout_id` (what one payout carried) and `updated_since`.
 #[utoipa::path(
     get,
     path = "/stripe/payments",
@@ -93,6 +112,10 @@ async fn list(
         currency: params.currency,
         created_from: params.created_from,
         created_to: params.created_to,
+        amount_min: params.amount_min,
+        amount_max: params.amount_max,
+        payout_id: params.payout_id,
+        updated_since: params.updated_since,
     };
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
     let rows = payments::list(&mut tx, &principal.tenant.id, &filters, after, i64::from(limit) + 1).await?;
@@ -119,10 +142,7 @@ async fn get(
 ) -> Result<ApiJson<StripePayment>, ApiError> {
     // A path that is not even text names nothing: the same 404 as a missing id.
     let Ok(Path(id)) = path else { return Err(ApiError::not_found()) };
-    let well_formed = (id.starts_with("ch_") || id.starts_with("py_"))
-        && id.len() <= 255
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !well_formed {
+    if !super::stripe_payouts::is_stripe_id(&id, &["ch_", "py_"]) {
         return Err(ApiError::not_found());
     }
     let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;

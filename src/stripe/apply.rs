@@ -2,7 +2,9 @@
 //! each marked applied in the transaction that applies it, so a crash re-applies at most what
 //! was not committed, and applying twice changes nothing. A charge event writes the payment as
 //! Stripe has it now (fetched, with its balance transaction's fee), so out-of-order and
-//! duplicated events converge, and emits `stripe_payment.*` to the outbox when it changed.
+//! duplicated events converge, and emits `stripe_payment.*` to the outbox when it changed. A
+//! payout event likewise writes the payout as it is now, reads the balance transactions it
+//! carries into its summary, and emits `stripe_payout.paid` / `.failed`.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -11,6 +13,7 @@ use sqlx::PgConnection;
 use super::{
     StripeError, connection,
     payments::{self, Applied},
+    payouts,
 };
 use crate::{
     db::tenant::begin_tenant,
@@ -100,6 +103,11 @@ async fn apply(
     version: DateTime<Utc>,
 ) -> Result<(), StripeError> {
     let object = &event["data"]["object"];
+    if object["object"] == "payout"
+        && let Some(id) = object["id"].as_str()
+    {
+        return apply_payout(tx, stripe, tenant, connection_id, id, version).await;
+    }
     // A charge event carries the charge; a dispute or refund event names it.
     let charge_id = match object["object"].as_str() {
         Some("charge") => object["id"].as_str(),
@@ -132,4 +140,54 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// Applies a payout event: the payout as Stripe has it now, its balance transactions (read when
+/// they were not yet, or when it reaches a final state), and its outbox events.
+async fn apply_payout(
+    tx: &mut PgConnection,
+    stripe: &Stripe,
+    tenant: &TenantId,
+    connection_id: &str,
+    id: &str,
+    version: DateTime<Utc>,
+) -> Result<(), StripeError> {
+    let payout = stripe.get(&format!("payouts/{id}"), &[]).await?;
+    let version = version.max(Utc::now());
+    let Some((mut now, before)) = payouts::apply_payout(tx, tenant, connection_id, &payout, version).await? else {
+        return Ok(());
+    };
+    let settled = matches!(now.status.as_str(), "paid" | "failed");
+    if now.summary.is_none() || settled {
+        let transactions = transactions_of(stripe, id).await?;
+        if let Some(summed) = payouts::keep_transactions(tx, tenant, connection_id, id, &transactions).await? {
+            now = summed;
+        }
+    }
+    let newly = |status: &str| now.status == status && before.as_ref().is_none_or(|b| b.status != status);
+    for (event_type, happened) in [("stripe_payout.paid", newly("paid")), ("stripe_payout.failed", newly("failed"))] {
+        if happened {
+            events::record(tx, tenant, event_type, &now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Every balance transaction the payout carries, page by page.
+async fn transactions_of(stripe: &Stripe, payout: &str) -> Result<Vec<Value>, StripeError> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut params = vec![("payout", payout), ("limit", "100")];
+        if let Some(after) = &after {
+            params.push(("starting_after", after.as_str()));
+        }
+        let page = stripe.get("balance_transactions", &params).await?;
+        let data = page["data"].as_array().cloned().unwrap_or_default();
+        after = data.last().and_then(|t| t["id"].as_str()).map(str::to_owned);
+        all.extend(data);
+        if page["has_more"] != true || after.is_none() {
+            return Ok(all);
+        }
+    }
 }

@@ -3,10 +3,13 @@
 
 pub mod account;
 pub mod apply;
+pub mod balance;
+pub mod balance_transactions;
 pub mod connect;
 pub mod connection;
 pub mod inbox;
 pub mod payments;
+pub mod payouts;
 pub mod poll;
 
 use crate::{domain::validation::FieldError, providers::stripe::StripeCallError};
@@ -60,4 +63,25 @@ impl From<StripeCallError> for StripeError {
             other => Self::Refused(other.to_string()),
         }
     }
+}
+
+/// The tenant's connected account and a client for it, to call Stripe on the tenant's behalf:
+/// [`StripeError::NotConnected`] when there is none, or when it failed (its key must be
+/// replaced first).
+pub(crate) async fn client_for(
+    state: &crate::state::AppState,
+    tenant: &crate::domain::ids::TenantId,
+) -> Result<(connection::Sealed, crate::providers::stripe::Stripe), StripeError> {
+    let mut tx = crate::db::tenant::begin_tenant(&state.db, tenant).await?;
+    let sealed = connection::sealed_of(&mut tx, tenant).await?;
+    crate::db::tenant::end_read(tx);
+    let sealed = sealed.ok_or(StripeError::NotConnected)?;
+    if sealed.status != connection::StripeConnectionStatus::Connected {
+        return Err(StripeError::Refused(
+            "the Stripe connection has failed; PUT a working key to /api/v1/stripe/connection first".into(),
+        ));
+    }
+    let key = connection::key_of(&sealed.key_sealed, key_ring(state).await?, tenant)?;
+    let stripe = state.stripe.client(sealed.livemode, key, &sealed.account_id);
+    Ok((sealed, stripe))
 }

@@ -16,7 +16,7 @@ use crate::domain::ids::TenantId;
     "payment_intent_id": "pi_3PgafuB7WZ01zgkW1aBcDeFg", "status": "succeeded", "amount": 2000, "currency": "EUR",
     "fee": 88, "net": 1912, "amount_refunded": 0, "disputed": false, "customer": "cus_QXg1o8vcGmoR32",
     "description": "Order 1042", "metadata": {"order": "1042"}, "balance_transaction_id": "txn_3PgafuB7WZ01zgkW",
-    "failure_code": null, "created": "2026-12-04T09:30:00Z", "updated_at": "2026-12-04T09:30:01.120374Z"
+    "payout_id": "po_1PgafuB7WZ01zgkWq2x4HmVb", "failure_code": null, "created": "2026-12-04T09:30:00Z", "updated_at": "2026-12-04T09:30:01.120374Z"
 }))]
 pub struct StripePayment {
     /// Stripe's charge id (`ch_…`).
@@ -42,6 +42,8 @@ pub struct StripePayment {
     #[schema(value_type = std::collections::HashMap<String, String>)]
     pub metadata: Value,
     pub balance_transaction_id: Option<String>,
+    /// The payout that carried it to the bank (`po_…`), once Payymo has read that payout.
+    pub payout_id: Option<String>,
     pub failure_code: Option<String>,
     /// When Stripe created the charge.
     pub created: DateTime<Utc>,
@@ -49,7 +51,8 @@ pub struct StripePayment {
 }
 
 const COLUMNS: &str = "id, connection_id, payment_intent_id, status, amount, currency, fee, net, amount_refunded, \
-                       disputed, customer, description, metadata, balance_transaction_id, failure_code, created, updated_at";
+                       disputed, customer, description, metadata, balance_transaction_id, payout_id, failure_code, created, \
+                       updated_at";
 
 /// What applying a charge did.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,15 +86,18 @@ pub async fn apply_charge(
     let text = |name: &str| charge[name].as_str().map(str::to_owned);
     let now: Option<StripePayment> = sqlx::query_as(&format!(
         "insert into stripe_payments (tenant_id, connection_id, id, payment_intent_id, status, amount, currency, fee, net,
-             amount_refunded, disputed, customer, description, metadata, balance_transaction_id, failure_code, created,
-             version)
-         values ($1, $2, $3, $4, $5, $6, upper($7), $8, $6 - $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             amount_refunded, disputed, customer, description, metadata, balance_transaction_id, payout_id, failure_code,
+             created, version)
+         values ($1, $2, $3, $4, $5, $6, upper($7), $8, $6 - $8, $9, $10, $11, $12, $13, $14,
+                 (select payout_id from stripe_balance_transactions where tenant_id = $1 and id = $14),
+                 $15, $16, $17)
          on conflict (tenant_id, id) do update set payment_intent_id = excluded.payment_intent_id,
              status = excluded.status, amount = excluded.amount, currency = excluded.currency, fee = excluded.fee,
              net = excluded.net, amount_refunded = excluded.amount_refunded, disputed = excluded.disputed,
              customer = excluded.customer, description = excluded.description, metadata = excluded.metadata,
-             balance_transaction_id = excluded.balance_transaction_id, failure_code = excluded.failure_code,
-             version = excluded.version
+             balance_transaction_id = excluded.balance_transaction_id,
+             payout_id = coalesce(excluded.payout_id, stripe_payments.payout_id),
+             failure_code = excluded.failure_code, version = excluded.version
          where stripe_payments.version <= excluded.version
            and (stripe_payments.payment_intent_id, stripe_payments.status, stripe_payments.amount,
                 stripe_payments.currency, stripe_payments.fee, stripe_payments.amount_refunded,
@@ -136,6 +142,10 @@ pub struct PaymentFilters {
     pub currency: Option<String>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    pub amount_min: Option<i64>,
+    pub amount_max: Option<i64>,
+    pub payout_id: Option<String>,
+    pub updated_since: Option<DateTime<Utc>>,
 }
 
 /// Newest first, after the `(created, id)` position `after`.
@@ -152,6 +162,8 @@ pub async fn list(
          where tenant_id = $1 and ($2::text is null or status = $2) and ($3::text is null or currency = upper($3))
            and ($4::timestamptz is null or created >= $4) and ($5::timestamptz is null or created < $5)
            and ($6::timestamptz is null or (created, id) < ($6, $7))
+           and ($9::bigint is null or amount >= $9) and ($10::bigint is null or amount <= $10)
+           and ($11::text is null or payout_id = $11) and ($12::timestamptz is null or updated_at >= $12)
          order by created desc, id desc limit $8"
     ))
     .bind(tenant.as_str())
@@ -162,6 +174,10 @@ pub async fn list(
     .bind(after_created)
     .bind(after_id)
     .bind(limit)
+    .bind(filters.amount_min)
+    .bind(filters.amount_max)
+    .bind(&filters.payout_id)
+    .bind(filters.updated_since)
     .fetch_all(conn)
     .await
 }

@@ -175,6 +175,7 @@ impl Fixtures {
             .unwrap();
         ids.insert("invoices/imports", import["id"].as_str().expect("tenant A has an invoice import").to_owned());
         ids.insert("stripe/payments", stripe_payment(app, a).await);
+        ids.insert("stripe/payouts", stripe_payout(app, a).await);
         Self { ids }
     }
 
@@ -198,6 +199,7 @@ impl Fixtures {
             format!("/api/v1/invoices/{}", self.ids["invoices"]),
             format!("/api/v1/invoices/imports/{}", self.ids["invoices/imports"]),
             format!("/api/v1/stripe/payments/{}", self.ids["stripe/payments"]),
+            format!("/api/v1/stripe/payouts/{}", self.ids["stripe/payouts"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }
@@ -239,6 +241,29 @@ async fn stripe_payment(app: &TestApp, a: &TestTenant) -> String {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("tenant A's Stripe payment never arrived");
+}
+
+/// A Stripe payout of tenant A's: the simulated clock moved three days on, so the payment above
+/// was paid out, and the payout's events applied.
+async fn stripe_payout(app: &TestApp, a: &TestTenant) -> String {
+    let base = app.state.stripe.base(false).to_owned();
+    let advance = reqwest::Client::new()
+        .post(format!("{base}/_stripe/clock/advance"))
+        .json(&json!({"seconds": 3 * 86_400}))
+        .send()
+        .await
+        .unwrap();
+    assert!(advance.status().is_success());
+    for _ in 0..200 {
+        crate::support::bank::drain(app).await;
+        let page: Value =
+            app.as_key(Method::GET, "/api/v1/stripe/payouts", &a.key).send().await.unwrap().json().await.unwrap();
+        if let Some(id) = page["data"][0]["id"].as_str() {
+            return id.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("tenant A's Stripe payout never arrived");
 }
 
 #[tokio::test]

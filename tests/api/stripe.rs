@@ -7,19 +7,19 @@ use serde_json::{Value, json};
 
 use crate::support::{TestApp, json_of, problem, tenants::TestTenant};
 
-async fn put(app: &TestApp, key: &str, api_key: &str) -> reqwest::Response {
+pub(crate) async fn put(app: &TestApp, key: &str, api_key: &str) -> reqwest::Response {
     app.as_key(Method::PUT, "/api/v1/stripe/connection", key).json(&json!({"api_key": api_key})).send().await.unwrap()
 }
 
 /// The in-process simulator's control API.
-async fn control(app: &TestApp, path: &str, body: Value) -> Value {
+pub(crate) async fn control(app: &TestApp, path: &str, body: Value) -> Value {
     let base = app.state.stripe.base(false).to_owned();
     let response = reqwest::Client::new().post(format!("{base}{path}")).json(&body).send().await.unwrap();
     assert!(response.status().is_success(), "{path}");
     response.json().await.unwrap()
 }
 
-async fn count_events(app: &TestApp, tenant: &TestTenant, event_type: &str) -> i64 {
+pub(crate) async fn count_events(app: &TestApp, tenant: &TestTenant, event_type: &str) -> i64 {
     let db = app.superuser_pool().await;
     sqlx::query_scalar("select count(*) from events where tenant_id = $1 and event_type = $2")
         .bind(&tenant.id)
@@ -132,7 +132,7 @@ async fn keys_of_the_wrong_kind_mode_or_that_stripe_refuses_are_422_and_outages_
 }
 
 /// A new simulated account for `tenant`; returns (secret key, restricted key).
-async fn new_account(app: &TestApp, tenant: &TestTenant, name: &str) -> (String, String) {
+pub(crate) async fn new_account(app: &TestApp, tenant: &TestTenant, name: &str) -> (String, String) {
     let suffix = tenant.id.replace('_', "");
     let account = control(
         app,
@@ -144,7 +144,7 @@ async fn new_account(app: &TestApp, tenant: &TestTenant, name: &str) -> (String,
 }
 
 /// A call to the simulator's API with `key`.
-async fn at_stripe(app: &TestApp, method: Method, path: &str, key: &str, form: &[(&str, &str)]) -> Value {
+pub(crate) async fn at_stripe(app: &TestApp, method: Method, path: &str, key: &str, form: &[(&str, &str)]) -> Value {
     let base = app.state.stripe.base(false).to_owned();
     let request = reqwest::Client::new().request(method, format!("{base}{path}")).bearer_auth(key);
     let request = if form.is_empty() { request } else { request.form(form) };
@@ -154,7 +154,7 @@ async fn at_stripe(app: &TestApp, method: Method, path: &str, key: &str, form: &
 }
 
 /// The ids and types of the connection's kept Stripe events, waiting (10 s at most) for `count`.
-async fn kept_events(app: &TestApp, tenant: &TestTenant, count: usize) -> Vec<(String, String)> {
+pub(crate) async fn kept_events(app: &TestApp, tenant: &TestTenant, count: usize) -> Vec<(String, String)> {
     let db = app.superuser_pool().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -258,7 +258,7 @@ async fn a_key_that_may_not_create_webhook_endpoints_connects_without_one_and_sa
 }
 
 /// The tenant's Stripe payments, as the API lists them.
-async fn listed_payments(app: &TestApp, key: &str) -> Vec<Value> {
+pub(crate) async fn listed_payments(app: &TestApp, key: &str) -> Vec<Value> {
     let page =
         json_of(app.as_key(Method::GET, "/api/v1/stripe/payments?limit=100", key).send().await.unwrap(), 200).await;
     page["data"].as_array().unwrap().clone()

@@ -30,6 +30,9 @@ pub fn placeholder_id(path: &str) -> String {
         "stripe/payments" => {
             format!("ch_{}", payymo::domain::ids::StripeConnectionId::generate().as_str()[3..].to_owned())
         }
+        "stripe/payouts" => {
+            format!("po_{}", payymo::domain::ids::StripeConnectionId::generate().as_str()[3..].to_owned())
+        }
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }
