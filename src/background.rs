@@ -84,6 +84,13 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                 async move { crate::stripe::poll::handle(&state, &job).await }
             }
         })
+        .register(crate::stripe::backfill::BACKFILL_JOB, {
+            let state = state.clone();
+            move |job: Job| {
+                let state = state.clone();
+                async move { crate::stripe::backfill::handle(&state, &job).await }
+            }
+        })
         .register(crate::stripe::apply::APPLY_JOB, {
             let state = state.clone();
             move |job: Job| {

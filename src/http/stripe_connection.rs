@@ -66,6 +66,10 @@ pub struct ConnectStripe {
     /// intents, balance, payouts and events; or a secret key (`sk_…`). Test-mode tenants take test
     /// keys, live tenants live keys. Never shown again.
     pub api_key: String,
+    /// Read the account's history (charges, refunds, payouts and their balance transactions)
+    /// from this day on. Default: 90 days ago when the connection is new; given again on a key
+    /// replacement, the history is read again from there.
+    pub backfill_from: Option<chrono::NaiveDate>,
 }
 
 /// Connect the tenant's Stripe account
@@ -77,6 +81,8 @@ pub struct ConnectStripe {
 /// that may not create endpoints leaves it `not_registered`, with the reason). The key and the
 /// endpoint's signing secret are sealed with the deployment's key ring and never shown again.
 /// Replaces the key of an existing connection (same id). Records `stripe_connection.connected`.
+/// A new connection starts reading the account's history (`backfill_from`, default 90 days
+/// back) on the job queue; `backfill` on the connection shows how far it has come.
 /// 201 when the connection is new, 200 when it replaced a key.
 #[utoipa::path(
     put,
@@ -99,7 +105,8 @@ async fn put_connection(
     ApiJson(body): ApiJson<ConnectStripe>,
 ) -> Result<Response, ApiError> {
     let key = body.api_key.trim();
-    let (saved, new) = connect::connect(&state, &principal.tenant.id, principal.tenant.environment, key).await?;
+    let (saved, new) =
+        connect::connect(&state, &principal.tenant.id, principal.tenant.environment, key, body.backfill_from).await?;
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Extension(AuditResource::new("stripe_connection", &saved.id)), ApiJson(saved)).into_response())
 }

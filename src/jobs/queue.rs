@@ -30,6 +30,22 @@ pub async fn enqueue(db: impl PgExecutor<'_>, job: &NewJob) -> Result<Option<Job
     .await
 }
 
+/// Like [`enqueue`], but when a job of the same kind and dedup key is queued for later (a retry
+/// waiting out its backoff), it is made due now: for work the caller wants started at once.
+pub async fn enqueue_now(db: &mut sqlx::PgConnection, job: &NewJob) -> Result<(), sqlx::Error> {
+    if enqueue(&mut *db, job).await?.is_none() {
+        sqlx::query(
+            "update jobs set run_at = now()
+             where kind = $1 and dedup_key = $2 and status = 'queued' and run_at > now()",
+        )
+        .bind(&job.kind)
+        .bind(&job.dedup_key)
+        .execute(db)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Claims up to `limit` jobs of `kinds` for `worker_id` for `lease`: queued jobs that are due,
 /// and running jobs whose lease expired (their worker died). Rows other workers are claiming are
 /// skipped, not waited for. A job whose lease expired on its last attempt is declared dead here

@@ -174,7 +174,7 @@ async fn apply_payout(
 }
 
 /// Every balance transaction the payout carries, page by page.
-async fn transactions_of(stripe: &Stripe, payout: &str) -> Result<Vec<Value>, StripeError> {
+pub(crate) async fn transactions_of(stripe: &Stripe, payout: &str) -> Result<Vec<Value>, StripeError> {
     let mut all = Vec::new();
     let mut after: Option<String> = None;
     loop {

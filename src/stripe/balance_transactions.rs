@@ -53,6 +53,73 @@ pub struct StripeBalanceTransaction {
     pub created: DateTime<Utc>,
 }
 
+/// Keeps balance transactions (Stripe `balance_transaction` objects), carried by `payout_id`
+/// when known (a transaction kept without one keeps the payout it had), in one statement.
+pub async fn keep(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    connection_id: &str,
+    payout_id: Option<&str>,
+    transactions: &[Value],
+) -> Result<(), sqlx::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let rows: Vec<&Value> =
+        transactions.iter().filter(|t| t["id"].as_str().is_some_and(|id| seen.insert(id.to_owned()))).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let text =
+        |name: &str| -> Vec<Option<String>> { rows.iter().map(|t| t[name].as_str().map(str::to_owned)).collect() };
+    let int = |name: &str| -> Vec<i64> { rows.iter().map(|t| t[name].as_i64().unwrap_or(0)).collect() };
+    let at = |name: &str| -> Vec<Option<DateTime<Utc>>> {
+        rows.iter().map(|t| t[name].as_i64().and_then(|s| DateTime::from_timestamp(s, 0))).collect()
+    };
+    let sources: Vec<Option<String>> =
+        rows.iter().map(|t| t["source"].as_str().or_else(|| t["source"]["id"].as_str()).map(str::to_owned)).collect();
+    let fee_details: Vec<Value> = rows
+        .iter()
+        .map(|t| if t["fee_details"].is_array() { t["fee_details"].clone() } else { Value::Array(Vec::new()) })
+        .collect();
+    let rates: Vec<Option<String>> = rows.iter().map(|t| t["exchange_rate"].as_f64().map(|r| r.to_string())).collect();
+    sqlx::query(
+        "insert into stripe_balance_transactions (tenant_id, connection_id, id, payout_id, type, reporting_category,
+             amount, fee, net, currency, source, status, description, fee_details, exchange_rate, available_on,
+             created)
+         select $1, $2, t.id, $3, t.type, coalesce(t.reporting_category, t.type), t.amount, t.fee, t.net,
+                upper(t.currency), t.source, coalesce(t.status, 'pending'), t.description, t.fee_details,
+                t.exchange_rate::numeric, coalesce(t.available_on, t.created, now()), coalesce(t.created, now())
+         from unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[],
+                     $11::text[], $12::text[], $13::text[], $14::jsonb[], $15::text[], $16::timestamptz[],
+                     $17::timestamptz[])
+              as t(id, type, reporting_category, amount, fee, net, currency, source, status, description,
+                   fee_details, exchange_rate, available_on, created)
+         on conflict (tenant_id, id) do update set payout_id = coalesce(excluded.payout_id,
+                stripe_balance_transactions.payout_id), status = excluded.status, description = excluded.description
+         where (stripe_balance_transactions.payout_id, stripe_balance_transactions.status)
+               is distinct from (coalesce(excluded.payout_id, stripe_balance_transactions.payout_id), excluded.status)",
+    )
+    .bind(tenant.as_str())
+    .bind(connection_id)
+    .bind(payout_id)
+    .bind(text("id"))
+    .bind(text("type"))
+    .bind(text("reporting_category"))
+    .bind(int("amount"))
+    .bind(int("fee"))
+    .bind(int("net"))
+    .bind(text("currency"))
+    .bind(sources)
+    .bind(text("status"))
+    .bind(text("description"))
+    .bind(fee_details)
+    .bind(rates)
+    .bind(at("available_on"))
+    .bind(at("created"))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 /// `payout_id`'s balance transactions, newest first, after the `(created, id)` position `after`.
 pub async fn of_payout(
     conn: &mut PgConnection,

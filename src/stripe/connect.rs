@@ -3,10 +3,11 @@
 //! removed), the key and the endpoint's secret sealed, the connection stored; on disconnect the
 //! endpoint removed before the key is forgotten.
 
+use chrono::{Duration, NaiveDate, Utc};
 use secrecy::ExposeSecret;
 
 use super::{
-    StripeError, account,
+    StripeError, account, backfill,
     connection::{self, StripeConnection, Webhook},
 };
 use crate::{
@@ -17,12 +18,19 @@ use crate::{
 };
 
 /// Connects `key` as the tenant's Stripe account; returns the connection and whether it is new.
+/// The account's history is read from `backfill_from` (default [`backfill::DEFAULT_DAYS`] ago)
+/// when the connection is new, when `backfill_from` is given, or when it has no backfill yet.
 pub async fn connect(
     state: &AppState,
     tenant: &TenantId,
     environment: Environment,
     key: &str,
+    backfill_from: Option<NaiveDate>,
 ) -> Result<(StripeConnection, bool), StripeError> {
+    let since = match backfill_from {
+        Some(day) => Some(backfill_start(day)?),
+        None => None,
+    };
     let shape = connection::check_key(key, environment)?;
     let (checked, stripe) = account::check_with_stripe(&state.stripe, key, shape).await?;
     let keys = super::key_ring(state).await?;
@@ -47,10 +55,16 @@ pub async fn connect(
         Err(reason) => Webhook::NotRegistered(reason),
     };
     let sealed = keys.seal(&connection::seal_context(tenant), key.as_bytes())?;
+    let until = backfill::stripe_now(&stripe).await;
     let mut tx = begin_tenant(&state.db, tenant).await?;
-    let saved = connection::save(&mut tx, tenant, &id, key, &sealed, &checked, &webhook).await?;
+    let (saved, new) = connection::save(&mut tx, tenant, &id, key, &sealed, &checked, &webhook).await?;
+    if new || since.is_some() || saved.backfill.is_none() {
+        let since = since.unwrap_or_else(|| Utc::now() - Duration::days(backfill::DEFAULT_DAYS));
+        backfill::start(&mut tx, tenant, &saved.id, since, until).await?;
+    }
+    let saved = connection::current(&mut tx, tenant).await?.unwrap_or(saved);
     tx.commit().await?;
-    Ok(saved)
+    Ok((saved, new))
 }
 
 /// Disconnects the tenant's account: Payymo's webhook endpoint is removed at Stripe (best
@@ -71,4 +85,16 @@ pub async fn disconnect(state: &AppState, tenant: &TenantId) -> Result<StripeCon
     let gone = connection::disconnect(&mut tx, tenant).await?;
     tx.commit().await?;
     Ok(gone)
+}
+
+/// The instant a backfill from `day` starts at: a day in the past, not before Stripe existed.
+fn backfill_start(day: NaiveDate) -> Result<chrono::DateTime<Utc>, StripeError> {
+    let earliest = NaiveDate::from_ymd_opt(2010, 1, 1).unwrap_or_default();
+    if day > Utc::now().date_naive() {
+        return Err(StripeError::invalid("backfill_from", "must not be in the future"));
+    }
+    if day < earliest {
+        return Err(StripeError::invalid("backfill_from", "must be 2010-01-01 or later"));
+    }
+    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
 }

@@ -42,6 +42,10 @@ crate::domain::states::states! {
     "id": "sc_0192f3c4d5e6478fa1b2c3d4e5f60718", "status": "connected", "account_id": "acct_1PgafTB7WZ01zgkW",
     "account_name": "Acme Widgets Ltd", "livemode": false, "key_hint": "rk_test_…Xy7Q", "key_kind": "restricted",
     "missing_permissions": [], "error": null, "webhook_status": "registered", "webhook_error": null,
+    "backfill": {"status": "completed", "since": "2026-09-05T00:00:00Z",
+                 "until": "2026-12-04T09:30:00.120374Z", "phase": "done", "charges": 1842,
+                 "refunds": 12, "payouts": 61, "balance_transactions": 3770, "error": null,
+                 "started_at": "2026-12-04T09:30:00.120374Z", "completed_at": "2026-12-04T09:31:12.503921Z"},
     "created_at": "2026-12-04T09:30:00.000000Z", "updated_at": "2026-12-04T09:30:00.000000Z"
 }))]
 pub struct StripeConnection {
@@ -68,12 +72,17 @@ pub struct StripeConnection {
     /// by polling.
     pub webhook_status: String,
     pub webhook_error: Option<String>,
+    /// How far reading the account's history has come (null before it started).
+    #[schema(value_type = Option<super::backfill::BackfillProgress>)]
+    pub backfill: Option<sqlx::types::Json<super::backfill::BackfillProgress>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, status, account_id, account_name, livemode, key_hint, key_kind, missing_permissions, \
-                       error, webhook_status, webhook_error, created_at, updated_at";
+                       error, webhook_status, webhook_error, (select to_jsonb(b) from stripe_backfills b \
+                       where b.tenant_id = stripe_connections.tenant_id and b.connection_id = stripe_connections.id) \
+                       as backfill, created_at, updated_at";
 
 /// A key's kind and mode, read from its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

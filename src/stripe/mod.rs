@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod apply;
+pub mod backfill;
 pub mod balance;
 pub mod balance_transactions;
 pub mod connect;

@@ -80,20 +80,66 @@ pub async fn apply_charge(
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;
-    let amount = charge["amount"].as_i64().unwrap_or(0);
-    let created = charge["created"].as_i64().and_then(|s| DateTime::from_timestamp(s, 0)).unwrap_or(version);
-    let fee = fee.or(before.as_ref().and_then(|b| b.fee));
-    let text = |name: &str| charge[name].as_str().map(str::to_owned);
-    let now: Option<StripePayment> = sqlx::query_as(&format!(
+    let now = upsert(conn, tenant, connection_id, &[(charge, fee)], version).await?.pop();
+    // Nothing returned: an older event, or one that changes nothing (no write, no event).
+    Ok(match now {
+        Some(now) => Applied::Changed { now: Box::new(now), before: before.map(Box::new) },
+        None => Applied::Unchanged,
+    })
+}
+
+/// Writes charges (each with its balance transaction's `fee` when known; a charge without one
+/// keeps the fee it had) as of `version`, in one statement: each unless what is stored is newer
+/// or the same. Returns the payments written.
+pub async fn upsert(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    connection_id: &str,
+    charges: &[(&Value, Option<i64>)],
+    version: DateTime<Utc>,
+) -> Result<Vec<StripePayment>, sqlx::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let rows: Vec<&(&Value, Option<i64>)> =
+        charges.iter().filter(|(c, _)| c["id"].as_str().is_some_and(|id| seen.insert(id.to_owned()))).collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text =
+        |name: &str| -> Vec<Option<String>> { rows.iter().map(|(c, _)| c[name].as_str().map(str::to_owned)).collect() };
+    let int = |name: &str| -> Vec<i64> { rows.iter().map(|(c, _)| c[name].as_i64().unwrap_or(0)).collect() };
+    let fees: Vec<Option<i64>> = rows.iter().map(|(_, fee)| *fee).collect();
+    let disputed: Vec<bool> = rows.iter().map(|(c, _)| c["disputed"].as_bool().unwrap_or(false)).collect();
+    let metadata: Vec<Value> = rows
+        .iter()
+        .map(|(c, _)| if c["metadata"].is_object() { c["metadata"].clone() } else { Value::Object(Default::default()) })
+        .collect();
+    // An expanded `balance_transaction` or `payment_intent` is an object: keep its id.
+    let id_of = |name: &str| -> Vec<Option<String>> {
+        rows.iter().map(|(c, _)| c[name].as_str().or_else(|| c[name]["id"].as_str()).map(str::to_owned)).collect()
+    };
+    let created: Vec<DateTime<Utc>> = rows
+        .iter()
+        .map(|(c, _)| c["created"].as_i64().and_then(|s| DateTime::from_timestamp(s, 0)).unwrap_or(version))
+        .collect();
+    sqlx::query_as(&format!(
         "insert into stripe_payments (tenant_id, connection_id, id, payment_intent_id, status, amount, currency, fee, net,
              amount_refunded, disputed, customer, description, metadata, balance_transaction_id, payout_id, failure_code,
              created, version)
-         values ($1, $2, $3, $4, $5, $6, upper($7), $8, $6 - $8, $9, $10, $11, $12, $13, $14,
-                 (select payout_id from stripe_balance_transactions where tenant_id = $1 and id = $14),
-                 $15, $16, $17)
+         select $1, $2, c.id, c.payment_intent_id, coalesce(c.status, 'pending'), c.amount, upper(c.currency), c.fee,
+                c.amount - c.fee, c.amount_refunded, c.disputed, c.customer, c.description, c.metadata,
+                c.balance_transaction_id,
+                (select b.payout_id from stripe_balance_transactions b
+                 where b.tenant_id = $1 and b.id = c.balance_transaction_id),
+                c.failure_code, c.created, $3
+         from unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[],
+                     $11::bool[], $12::text[], $13::text[], $14::jsonb[], $15::text[], $16::text[], $17::timestamptz[])
+              as c(id, payment_intent_id, status, amount, currency, fee, amount_refunded, disputed, customer,
+                   description, metadata, balance_transaction_id, failure_code, created)
          on conflict (tenant_id, id) do update set payment_intent_id = excluded.payment_intent_id,
-             status = excluded.status, amount = excluded.amount, currency = excluded.currency, fee = excluded.fee,
-             net = excluded.net, amount_refunded = excluded.amount_refunded, disputed = excluded.disputed,
+             status = excluded.status, amount = excluded.amount, currency = excluded.currency,
+             fee = coalesce(excluded.fee, stripe_payments.fee),
+             net = excluded.amount - coalesce(excluded.fee, stripe_payments.fee),
+             amount_refunded = excluded.amount_refunded, disputed = excluded.disputed,
              customer = excluded.customer, description = excluded.description, metadata = excluded.metadata,
              balance_transaction_id = excluded.balance_transaction_id,
              payout_id = coalesce(excluded.payout_id, stripe_payments.payout_id),
@@ -102,37 +148,34 @@ pub async fn apply_charge(
            and (stripe_payments.payment_intent_id, stripe_payments.status, stripe_payments.amount,
                 stripe_payments.currency, stripe_payments.fee, stripe_payments.amount_refunded,
                 stripe_payments.disputed, stripe_payments.customer, stripe_payments.description,
-                stripe_payments.metadata, stripe_payments.balance_transaction_id, stripe_payments.failure_code)
+                stripe_payments.metadata, stripe_payments.balance_transaction_id, stripe_payments.payout_id,
+                stripe_payments.failure_code)
                is distinct from
-               (excluded.payment_intent_id, excluded.status, excluded.amount, excluded.currency, excluded.fee,
-                excluded.amount_refunded, excluded.disputed, excluded.customer, excluded.description,
-                excluded.metadata, excluded.balance_transaction_id, excluded.failure_code)
+               (excluded.payment_intent_id, excluded.status, excluded.amount, excluded.currency,
+                coalesce(excluded.fee, stripe_payments.fee), excluded.amount_refunded, excluded.disputed,
+                excluded.customer, excluded.description, excluded.metadata, excluded.balance_transaction_id,
+                coalesce(excluded.payout_id, stripe_payments.payout_id), excluded.failure_code)
          returning {COLUMNS}"
     ))
     .bind(tenant.as_str())
     .bind(connection_id)
-    .bind(id)
-    .bind(text("payment_intent"))
-    .bind(text("status").unwrap_or_else(|| "pending".into()))
-    .bind(amount)
-    .bind(text("currency").unwrap_or_default())
-    .bind(fee)
-    .bind(charge["amount_refunded"].as_i64().unwrap_or(0))
-    .bind(charge["disputed"].as_bool().unwrap_or(false))
+    .bind(version)
+    .bind(text("id"))
+    .bind(id_of("payment_intent"))
+    .bind(text("status"))
+    .bind(int("amount"))
+    .bind(text("currency"))
+    .bind(fees)
+    .bind(int("amount_refunded"))
+    .bind(disputed)
     .bind(text("customer"))
     .bind(text("description"))
-    .bind(if charge["metadata"].is_object() { charge["metadata"].clone() } else { Value::Object(Default::default()) })
-    .bind(text("balance_transaction"))
+    .bind(metadata)
+    .bind(id_of("balance_transaction"))
     .bind(text("failure_code"))
     .bind(created)
-    .bind(version)
-    .fetch_optional(&mut *conn)
-    .await?;
-    // Nothing returned: an older event, or one that changes nothing (no write, no event).
-    Ok(match now {
-        Some(now) => Applied::Changed { now: Box::new(now), before: before.map(Box::new) },
-        None => Applied::Unchanged,
-    })
+    .fetch_all(conn)
+    .await
 }
 
 /// Filters of the payments list.

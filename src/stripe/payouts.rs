@@ -225,9 +225,7 @@ pub async fn keep_transactions(
     payout_id: &str,
     transactions: &[Value],
 ) -> Result<Option<StripePayout>, sqlx::Error> {
-    for txn in transactions {
-        keep_transaction(conn, tenant, connection_id, Some(payout_id), txn).await?;
-    }
+    super::balance_transactions::keep(conn, tenant, connection_id, Some(payout_id), transactions).await?;
     sqlx::query(
         "update stripe_payments p set payout_id = $2
          from stripe_balance_transactions b
@@ -259,49 +257,6 @@ pub async fn keep_transactions(
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.map(Into::into))
-}
-
-/// Keeps one balance transaction (a Stripe `balance_transaction` object), carried by `payout_id`
-/// when known.
-pub async fn keep_transaction(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    connection_id: &str,
-    payout_id: Option<&str>,
-    txn: &Value,
-) -> Result<(), sqlx::Error> {
-    let text = |name: &str| txn[name].as_str().map(str::to_owned);
-    let created = timestamp(&txn["created"]).unwrap_or_else(Utc::now);
-    sqlx::query(
-        "insert into stripe_balance_transactions (tenant_id, connection_id, id, payout_id, type, reporting_category,
-             amount, fee, net, currency, source, status, description, fee_details, exchange_rate, available_on,
-             created)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, upper($10), $11, $12, $13, $14, $15::numeric, $16, $17)
-         on conflict (tenant_id, id) do update set payout_id = coalesce(excluded.payout_id,
-                stripe_balance_transactions.payout_id), status = excluded.status, description = excluded.description
-         where (stripe_balance_transactions.payout_id, stripe_balance_transactions.status)
-               is distinct from (coalesce(excluded.payout_id, stripe_balance_transactions.payout_id), excluded.status)",
-    )
-    .bind(tenant.as_str())
-    .bind(connection_id)
-    .bind(text("id").unwrap_or_default())
-    .bind(payout_id)
-    .bind(text("type").unwrap_or_default())
-    .bind(text("reporting_category").or_else(|| text("type")).unwrap_or_default())
-    .bind(txn["amount"].as_i64().unwrap_or(0))
-    .bind(txn["fee"].as_i64().unwrap_or(0))
-    .bind(txn["net"].as_i64().unwrap_or(0))
-    .bind(text("currency").unwrap_or_default())
-    .bind(id_of(&txn["source"]))
-    .bind(text("status").unwrap_or_else(|| "pending".into()))
-    .bind(text("description"))
-    .bind(if txn["fee_details"].is_array() { txn["fee_details"].clone() } else { Value::Array(Vec::new()) })
-    .bind(txn["exchange_rate"].as_f64().map(|rate| rate.to_string()))
-    .bind(timestamp(&txn["available_on"]).unwrap_or(created))
-    .bind(created)
-    .execute(conn)
-    .await
-    .map(drop)
 }
 
 async fn get_locked(conn: &mut PgConnection, tenant: &TenantId, id: &str) -> Result<Option<StripePayout>, sqlx::Error> {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{
     account::WEBHOOK_EVENTS,
-    apply,
+    apply, backfill,
     connection::{self, StripeConnectionStatus},
     inbox::{self, Source},
 };
@@ -88,6 +88,10 @@ pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> an
     .await?;
     if waiting {
         apply::enqueue(&mut tx, tenant, connection_id, "poll").await?;
+    }
+    // A backfill whose job gave up (Stripe down for long) carries on from where it stopped.
+    if backfill::is_running(&mut tx, tenant, connection_id).await? {
+        backfill::enqueue(&mut tx, tenant, connection_id).await?;
     }
     tx.commit().await?;
     Ok(new)

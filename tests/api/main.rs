@@ -35,6 +35,7 @@ mod rls;
 mod sessions;
 mod states;
 mod stripe;
+mod stripe_backfill;
 mod stripe_payouts;
 mod transactions;
 mod webhook_guarantees;
