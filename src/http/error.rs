@@ -60,6 +60,8 @@ pub enum ErrorCode {
     ValidationFailed,
     /// 422: this `Idempotency-Key` was used with different parameters.
     IdempotencyKeyReused,
+    /// 402: the card was declined; `detail` says why in the card network's words.
+    PaymentDeclined,
     /// 429: too many requests for this credential; wait `Retry-After` seconds.
     RateLimited,
     /// 500: something failed on our side; the cause is logged under the request id.
@@ -97,6 +99,7 @@ impl ErrorCode {
         Self::ProviderUnavailable,
         Self::ValidationFailed,
         Self::IdempotencyKeyReused,
+        Self::PaymentDeclined,
         Self::RateLimited,
         Self::InternalError,
         Self::DatabaseUnavailable,
@@ -127,6 +130,7 @@ impl ErrorCode {
             Self::ProviderUnavailable => "provider_unavailable",
             Self::ValidationFailed => "validation_failed",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::PaymentDeclined => "payment_declined",
             Self::RateLimited => "rate_limited",
             Self::InternalError => "internal_error",
             Self::DatabaseUnavailable => "database_unavailable",
@@ -155,6 +159,7 @@ impl ErrorCode {
             Self::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::ValidationFailed | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::DatabaseUnavailable | Self::MigrationsPending | Self::RequestTimeout | Self::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -184,6 +189,7 @@ impl ErrorCode {
             Self::ProviderUnavailable => "Provider unavailable",
             Self::ValidationFailed => "Validation failed",
             Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::PaymentDeclined => "Payment declined",
             Self::RateLimited => "Rate limited",
             Self::InternalError => "Internal error",
             Self::DatabaseUnavailable => "Database unavailable",

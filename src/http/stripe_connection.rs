@@ -47,6 +47,12 @@ impl From<StripeError> for ApiError {
                     .with_header(axum::http::header::RETRY_AFTER, "30")
             }
             StripeError::Refused(detail) => ApiError::new(ErrorCode::ProviderError, detail),
+            StripeError::Declined { code, message } => {
+                ApiError::new(ErrorCode::PaymentDeclined, format!("{message} (decline code: {code})"))
+            }
+            StripeError::IdempotencyReused(detail) => {
+                ApiError::new(ErrorCode::IdempotencyKeyReused, format!("Stripe: {detail}"))
+            }
             StripeError::Conflict(detail) => ApiError::new(ErrorCode::Conflict, detail),
             StripeError::Database(error) => error.into(),
             StripeError::Keys(detail) => {

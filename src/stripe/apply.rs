@@ -124,20 +124,8 @@ async fn apply(
     }
     let version = version.max(Utc::now());
     let applied = payments::apply_charge(tx, tenant, connection_id, &charge, fee, version).await?;
-    let Applied::Changed { now, before } = applied else { return Ok(()) };
-    let before = before.as_deref();
-    let newly = |was: fn(&payments::StripePayment) -> bool| was(&now) && before.is_none_or(|b| !was(b));
-    let refunded_more = now.amount_refunded > before.map_or(0, |b| b.amount_refunded);
-    let outbox = [
-        ("stripe_payment.succeeded", newly(|p| p.status == "succeeded")),
-        ("stripe_payment.failed", newly(|p| p.status == "failed")),
-        ("stripe_payment.refunded", refunded_more),
-        ("stripe_payment.disputed", newly(|p| p.disputed)),
-    ];
-    for (event_type, happened) in outbox {
-        if happened {
-            events::record(tx, tenant, event_type, now.as_ref()).await?;
-        }
+    if let Applied::Changed { now, before } = applied {
+        payments::announce(tx, tenant, &now, before.as_deref()).await?;
     }
     Ok(())
 }

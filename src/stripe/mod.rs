@@ -6,6 +6,7 @@ pub mod apply;
 pub mod backfill;
 pub mod balance;
 pub mod balance_transactions;
+pub mod charge;
 pub mod connect;
 pub mod connection;
 pub mod inbox;
@@ -30,6 +31,12 @@ pub enum StripeError {
     /// Another request changed the connection at the same moment: try again.
     #[error("{0}")]
     Conflict(String),
+    /// The card was declined (Stripe's `card_error`): `code` is Stripe's decline code.
+    #[error("{message}")]
+    Declined { code: String, message: String },
+    /// Stripe holds another request under the same idempotency key.
+    #[error("{0}")]
+    IdempotencyReused(String),
     /// Stripe refused what we asked in a way that needs the caller to change something.
     #[error("{0}")]
     Refused(String),

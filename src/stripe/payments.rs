@@ -88,6 +88,30 @@ pub async fn apply_charge(
     })
 }
 
+/// Records the outbox events a change of payment calls for: `stripe_payment.succeeded`,
+/// `.failed` and `.disputed` when first so, `.refunded` each time more is refunded.
+pub async fn announce(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    now: &StripePayment,
+    before: Option<&StripePayment>,
+) -> Result<(), sqlx::Error> {
+    let newly = |was: fn(&StripePayment) -> bool| was(now) && before.is_none_or(|b| !was(b));
+    let refunded_more = now.amount_refunded > before.map_or(0, |b| b.amount_refunded);
+    let outbox = [
+        ("stripe_payment.succeeded", newly(|p| p.status == "succeeded")),
+        ("stripe_payment.failed", newly(|p| p.status == "failed")),
+        ("stripe_payment.refunded", refunded_more),
+        ("stripe_payment.disputed", newly(|p| p.disputed)),
+    ];
+    for (event_type, happened) in outbox {
+        if happened {
+            crate::events::record(&mut *conn, tenant, event_type, now).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes charges (each with its balance transaction's `fee` when known; a charge without one
 /// keeps the fee it had) as of `version`, in one statement: each unless what is stored is newer
 /// or the same. Returns the payments written.

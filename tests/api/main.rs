@@ -36,6 +36,7 @@ mod sessions;
 mod states;
 mod stripe;
 mod stripe_backfill;
+mod stripe_charges;
 mod stripe_payouts;
 mod transactions;
 mod webhook_guarantees;
