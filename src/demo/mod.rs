@@ -4,6 +4,7 @@
 //! seconds, and customers and open invoices those payments refer to ([`invoices`]).
 
 pub mod invoices;
+mod stripe;
 
 use std::time::Duration;
 
@@ -41,8 +42,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         Clock::system(),
         SandboxConfig { daily_account_limit: 100_000, ..SandboxConfig::default() },
     );
+    let stripe_origin = stripe::start(sandbox.clone(), shutdown.clone()).await?;
     tokio::spawn(crate::sandbox::gocardless::serve(listener, sandbox, shutdown.clone()));
     config.sandbox_url = Some(format!("{sandbox_origin}/api/v2"));
+    config.stripe_sandbox_url = Some(stripe_origin.clone());
     config.workers = true;
     config.sync_interval = ARRIVALS;
 
@@ -55,13 +58,15 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         let state = app.state().clone();
         let server = tokio::spawn(app.run_until(shutdown.clone()));
         let (tenant, key) = demo_tenant(&pool).await?;
-        link_bank(&state, &tenant, &sandbox_origin).await?;
+        let bank_account = link_bank(&state, &tenant, &sandbox_origin).await?;
+        let stripe = stripe::connect(&state, &tenant, &stripe_origin, &bank_account).await?;
         let invoices = seed_invoices(&state, &tenant).await?;
         let base = format!("http://{addr}");
         println!(
-            "\nPayymo demo is running (Ctrl-C to stop).\n\n  API      {base}/api/v1\n  Docs     {base}/docs\n  Sandbox  {sandbox_origin} (GoCardless simulator)\n  Tenant   {tenant} (test mode)\n  API key  {key}\n\nA sandbox bank is linked; its transactions sync now and new ones arrive every {}s. Try:\n\n  curl -s -H 'Authorization: Bearer {key}' {base}/api/v1/bank_connections\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/transactions?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/events?type=transaction.created&limit=3'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/invoices?status=open&limit=5'\n\n{invoices}\n",
+            "\nPayymo demo is running (Ctrl-C to stop).\n\n  API      {base}/api/v1\n  Docs     {base}/docs\n  Sandbox  {sandbox_origin} (GoCardless simulator), {stripe_origin} (Stripe simulator)\n  Tenant   {tenant} (test mode)\n  API key  {key}\n\nA sandbox bank is linked; its transactions sync now and new ones arrive every {}s. Try:\n\n  curl -s -H 'Authorization: Bearer {key}' {base}/api/v1/bank_connections\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/transactions?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/events?type=transaction.created&limit=3'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/invoices?status=open&limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/stripe/payouts'\n\n{invoices}\n{stripe}\n",
             ARRIVALS.as_secs()
         );
+        tokio::spawn(stripe::keep_payments_arriving(base.clone(), key.clone(), shutdown.clone(), ARRIVALS));
         tokio::spawn(keep_transactions_arriving(state, tenant, sandbox_origin, shutdown.clone()));
         server.await??;
         anyhow::Ok(())
@@ -114,8 +119,9 @@ async fn demo_tenant(pool: &sqlx::PgPool) -> anyhow::Result<(TenantId, String)> 
     Ok((tenant, secret))
 }
 
-/// Creates a sandbox bank connection and walks its consent like a browser would.
-async fn link_bank(state: &AppState, tenant: &TenantId, sandbox_origin: &str) -> anyhow::Result<()> {
+/// Creates a sandbox bank connection and walks its consent like a browser would; returns the
+/// sandbox's id of its first account.
+async fn link_bank(state: &AppState, tenant: &TenantId, sandbox_origin: &str) -> anyhow::Result<String> {
     let context = connections::tenant_context(state, tenant).await?.ok_or_else(|| anyhow::anyhow!("no demo tenant"))?;
     let new = NewConnection {
         institution_id: "SANDBOXFINANCE_SFIN0000".into(),
@@ -135,7 +141,17 @@ async fn link_bank(state: &AppState, tenant: &TenantId, sandbox_origin: &str) ->
         .to_owned();
     let linked = browser.get(&callback).send().await?;
     anyhow::ensure!(linked.status().is_redirection(), "the consent callback answered {}", linked.status());
-    Ok(())
+    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let account: String = sqlx::query_scalar(
+        "select a.provider_account_id from bank_accounts a
+         where a.tenant_id = $1 and a.connection_id = $2 order by a.id limit 1",
+    )
+    .bind(tenant.as_str())
+    .bind(&connection.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    db::tenant::end_read(tx);
+    Ok(account)
 }
 
 /// Invoices planned for the payments the running demo adds (see [`invoices::arrival`]).
