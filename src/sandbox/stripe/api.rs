@@ -175,7 +175,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The key a request carries: `Authorization: Bearer sk_…` or Basic with the key as the user.
-fn key_of(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn key_of(headers: &HeaderMap) -> Option<String> {
     let value = header(headers, "authorization")?.trim();
     if let Some(key) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
         return Some(key.trim().to_owned());

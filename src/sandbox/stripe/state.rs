@@ -139,6 +139,8 @@ pub(crate) struct Inner {
     pub delivered: Vec<(String, String, u16)>,
     /// The bank simulator linked accounts' payouts arrive in.
     pub bank: Option<SandboxState>,
+    /// Connect OAuth: platforms, codes and the tokens they gave.
+    pub oauth: super::oauth::OAuth,
 }
 
 impl Inner {
@@ -263,7 +265,8 @@ pub struct StripeSim {
 
 impl StripeSim {
     /// A simulator with one account, reachable with [`DEFAULT_SECRET_KEY`] and
-    /// [`DEFAULT_RESTRICTED_KEY`].
+    /// [`DEFAULT_RESTRICTED_KEY`], which is also the Connect platform
+    /// [`super::oauth::DEFAULT_CLIENT_ID`].
     pub fn new(seed: u64, clock: Clock) -> Self {
         let mut inner = Inner {
             rng: seed ^ 0x5712_1be0,
@@ -275,8 +278,12 @@ impl StripeSim {
             delivery_mode: DeliveryMode::default(),
             delivered: Vec::new(),
             bank: None,
+            oauth: super::oauth::OAuth::default(),
         };
-        inner.create_account("Payymo Sandbox Ltd", "GB", "gbp", (DEFAULT_SECRET_KEY, DEFAULT_RESTRICTED_KEY));
+        let platform =
+            inner.create_account("Payymo Sandbox Ltd", "GB", "gbp", (DEFAULT_SECRET_KEY, DEFAULT_RESTRICTED_KEY));
+        // The default account is also a Connect platform, so OAuth works out of the box.
+        inner.oauth.platforms.insert(super::oauth::DEFAULT_CLIENT_ID.to_owned(), platform);
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(std::time::Duration::from_secs(10))
