@@ -55,11 +55,14 @@ impl Application {
             Some(url) => url.clone(),
             None => start_stripe_sandbox(sandbox.map(|(_, bank)| bank), sandbox_shutdown.clone()).await?,
         };
-        let stripe = Arc::new(crate::providers::stripe::StripeClients::new(
-            &config.stripe_url,
-            &stripe_sandbox_url,
-            config.provider_cooldown,
-        ));
+        let stripe = Arc::new(
+            crate::providers::stripe::StripeClients::new(
+                &config.stripe_url,
+                &stripe_sandbox_url,
+                config.provider_cooldown,
+            )
+            .with_connect(&config.stripe_connect_url, config.stripe_platform.clone()),
+        );
         let deployment = config
             .gocardless_credentials
             .as_ref()

@@ -148,6 +148,21 @@ pub const VARIABLES: &[Variable] = &[
         help: "Stripe base URL for test-mode tenants, e.g. a `payymo sandbox` at http://127.0.0.1:12111 shared by all instances. Unset: each `serve` starts the Stripe simulator in-process on a free loopback port.",
     },
     Variable {
+        name: "STRIPE_CONNECT_URL",
+        default: "https://connect.stripe.com",
+        help: "Where Stripe serves Connect OAuth (/oauth/authorize, /oauth/token), for live-mode tenants. Test-mode tenants use the Stripe sandbox's.",
+    },
+    Variable {
+        name: "STRIPE_CONNECT_CLIENT_ID",
+        default: "",
+        help: "The platform's Connect client id (ca_...), for live tenants connecting with Stripe Connect OAuth. Set with STRIPE_PLATFORM_SECRET_KEY; unset: live tenants connect with a key only. Test-mode tenants use the sandbox's platform.",
+    },
+    Variable {
+        name: "STRIPE_PLATFORM_SECRET_KEY",
+        default: "",
+        help: "The platform's live secret key (sk_live_...), which exchanges Connect OAuth codes and deauthorizes accounts. Set with STRIPE_CONNECT_CLIENT_ID.",
+    },
+    Variable {
         name: "PAYYMO_PROVIDER_COOLDOWN",
         default: "30s",
         help: "After 5 consecutive failed calls to a provider, calls stop (failing fast) for this long, then one probe is let through.",
@@ -237,6 +252,11 @@ pub struct Config {
     /// Stripe's API base for test-mode tenants (`PAYYMO_STRIPE_SANDBOX_URL`); `None`: the
     /// simulator, started in process.
     pub stripe_sandbox_url: Option<String>,
+    /// Where Stripe serves Connect OAuth for live tenants (`STRIPE_CONNECT_URL`).
+    pub stripe_connect_url: String,
+    /// The live Connect platform (`STRIPE_CONNECT_CLIENT_ID`, `STRIPE_PLATFORM_SECRET_KEY`);
+    /// `None`: live tenants connect with a key only.
+    pub stripe_platform: Option<StripePlatform>,
     pub provider_cooldown: Duration,
     pub workers: bool,
     pub sync_interval: Duration,
@@ -248,6 +268,13 @@ pub struct Config {
     pub event_retention: Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
+}
+
+/// A Stripe Connect platform: its client id and the secret key that acts for it.
+#[derive(Debug, Clone)]
+pub struct StripePlatform {
+    pub client_id: String,
+    pub secret_key: SecretString,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +340,8 @@ impl Config {
             sandbox_url: env.url("PAYYMO_SANDBOX_URL")?,
             stripe_url: env.url("STRIPE_URL")?.unwrap_or_default(),
             stripe_sandbox_url: env.url("PAYYMO_STRIPE_SANDBOX_URL")?,
+            stripe_connect_url: env.url("STRIPE_CONNECT_URL")?.unwrap_or_default(),
+            stripe_platform: env.stripe_platform("STRIPE_CONNECT_CLIENT_ID", "STRIPE_PLATFORM_SECRET_KEY")?,
             provider_cooldown: env.duration("PAYYMO_PROVIDER_COOLDOWN")?,
             workers: env.boolean("PAYYMO_WORKERS")?,
             sync_interval: env.duration("PAYYMO_SYNC_INTERVAL")?,
@@ -495,6 +524,22 @@ impl Env<'_> {
         }
     }
 
+    /// A live Connect platform: a `ca_…` client id and an `sk_live_…` key, set together.
+    fn stripe_platform(&self, client: &'static str, key: &'static str) -> Result<Option<StripePlatform>, ConfigError> {
+        let Some((client_id, secret_key)) = self.pair(client, key)? else { return Ok(None) };
+        let client_id = secrecy::ExposeSecret::expose_secret(&client_id).to_owned();
+        if !client_id.starts_with("ca_") || client_id.contains(char::is_whitespace) {
+            return Err(self.invalid(client, &client_id, "a Connect client id (ca_...)"));
+        }
+        if !secrecy::ExposeSecret::expose_secret(&secret_key).starts_with("sk_live_") {
+            return Err(ConfigError {
+                name: key,
+                problem: "expected the platform's live secret key (sk_live_...)".into(),
+            });
+        }
+        Ok(Some(StripePlatform { client_id, secret_key }))
+    }
+
     fn rate_limits(&self, name: &'static str) -> Result<RateLimits, ConfigError> {
         let value = self.value(name);
         let expected =
@@ -583,6 +628,28 @@ mod tests {
         assert!(err.to_string().contains("true or false"), "{err}");
         let err = config(&[("PAYYMO_CORS_ORIGINS", "portal.example.com")]).unwrap_err();
         assert!(err.to_string().starts_with("PAYYMO_CORS_ORIGINS"), "{err}");
+    }
+
+    #[test]
+    fn a_live_connect_platform_is_a_client_id_and_a_live_secret_key_set_together() {
+        let key = "sk_live_51PlatformSecretKey0123456789";
+        let c =
+            config(&[("STRIPE_CONNECT_CLIENT_ID", "ca_32D88BD1qLklliziD7gYQvct"), ("STRIPE_PLATFORM_SECRET_KEY", key)])
+                .unwrap();
+        let platform = c.stripe_platform.clone().unwrap();
+        assert_eq!(
+            (platform.client_id.as_str(), platform.secret_key.expose_secret()),
+            ("ca_32D88BD1qLklliziD7gYQvct", key)
+        );
+        assert!(!format!("{c:?}").contains(key));
+        let err = config(&[("STRIPE_CONNECT_CLIENT_ID", "ca_x")]).unwrap_err();
+        assert!(err.to_string().contains("must be set together"), "{err}");
+        let err = config(&[("STRIPE_CONNECT_CLIENT_ID", "acct_1"), ("STRIPE_PLATFORM_SECRET_KEY", key)]).unwrap_err();
+        assert!(err.to_string().starts_with("STRIPE_CONNECT_CLIENT_ID"), "{err}");
+        let err = config(&[("STRIPE_CONNECT_CLIENT_ID", "ca_x"), ("STRIPE_PLATFORM_SECRET_KEY", "sk_test_hunter2")])
+            .unwrap_err();
+        assert!(err.to_string().starts_with("STRIPE_PLATFORM_SECRET_KEY") && !err.to_string().contains("hunter2"));
+        assert_eq!(Config::defaults().stripe_connect_url, "https://connect.stripe.com");
     }
 
     #[test]

@@ -23,12 +23,12 @@ use crate::{
 /// The API version Payymo is written against, sent on every call.
 pub const API_VERSION: &str = "2025-09-30.clover";
 /// Attempts per call, the first included.
-const ATTEMPTS: u32 = 3;
+pub(super) const ATTEMPTS: u32 = 3;
 /// Per-attempt timeout.
-const TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest `Retry-After` honoured; beyond it the call fails instead.
-const MAX_WAIT: Duration = Duration::from_secs(30);
-const BACKOFF: Backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8) };
+pub(super) const MAX_WAIT: Duration = Duration::from_secs(30);
+pub(super) const BACKOFF: Backoff = Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(8) };
 
 /// A failed Stripe call, after the client's retries.
 #[derive(Debug, thiserror::Error)]
