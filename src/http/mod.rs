@@ -35,6 +35,7 @@ pub mod query;
 pub mod rate_limit;
 pub mod request_id;
 pub mod sessions;
+pub mod stripe_connect;
 pub mod stripe_connection;
 pub mod stripe_payments;
 pub mod stripe_payouts;
@@ -80,6 +81,7 @@ fn public_v1_routes() -> OpenApiRouter<AppState> {
         .merge(sessions::public_router())
         .merge(bank_connections::public_router())
         .merge(stripe_webhooks::public_router())
+        .merge(stripe_connect::public_router())
 }
 
 /// `/api/v1` routes that act for a tenant: every one authenticates, is rate limited, audited
@@ -103,6 +105,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(invoices::router())
         .merge(invoice_imports::router())
         .merge(stripe_connection::router())
+        .merge(stripe_connect::router())
         .merge(stripe_payments::router())
         .merge(stripe_payouts::router())
 }

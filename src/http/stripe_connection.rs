@@ -53,6 +53,8 @@ impl From<StripeError> for ApiError {
             StripeError::IdempotencyReused(detail) => {
                 ApiError::new(ErrorCode::IdempotencyKeyReused, format!("Stripe: {detail}"))
             }
+            StripeError::Authorization(detail) => ApiError::new(ErrorCode::InvalidRequest, detail),
+            StripeError::NotConfigured(detail) => ApiError::new(ErrorCode::ProviderNotConfigured, detail),
             StripeError::Conflict(detail) => ApiError::new(ErrorCode::Conflict, detail),
             StripeError::Database(error) => error.into(),
             StripeError::Keys(detail) => {

@@ -1,14 +1,16 @@
-//! Connecting and disconnecting a tenant's Stripe account end to end: the key checked with
-//! Stripe, Payymo's webhook endpoint registered at the account (and the one it replaces
-//! removed), the key and the endpoint's secret sealed, the connection stored; on disconnect the
-//! endpoint removed before the key is forgotten.
+//! Connecting and disconnecting a tenant's Stripe account end to end, whichever way its key came
+//! (given by the tenant, or an access token from Connect OAuth): the key checked with Stripe,
+//! Payymo's webhook endpoint registered at the account (and the one it replaces removed), the key
+//! and the endpoint's secret sealed, the connection stored; on disconnect the endpoint removed
+//! and an OAuth grant deauthorized before the key is forgotten.
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use secrecy::ExposeSecret;
 
 use super::{
     StripeError, account, backfill,
-    connection::{self, StripeConnection, Webhook},
+    connection::{self, NewKey, StripeConnection, StripeConnectionMethod, Webhook},
+    oauth,
 };
 use crate::{
     auth::Environment,
@@ -31,8 +33,30 @@ pub async fn connect(
         Some(day) => Some(backfill_start(day)?),
         None => None,
     };
+    store(state, tenant, environment, key, StripeConnectionMethod::ApiKey, None, since).await
+}
+
+/// Checks `key` with Stripe and stores it as the tenant's connection, obtained by `method`;
+/// `account`, when given, is the account the key must open (the one OAuth connected). The
+/// account's history is read from `since` (default [`backfill::DEFAULT_DAYS`] ago) when the
+/// connection is new, when `since` is given, or when it has no backfill yet.
+pub(super) async fn store(
+    state: &AppState,
+    tenant: &TenantId,
+    environment: Environment,
+    key: &str,
+    method: StripeConnectionMethod,
+    account: Option<&str>,
+    since: Option<DateTime<Utc>>,
+) -> Result<(StripeConnection, bool), StripeError> {
     let shape = connection::check_key(key, environment)?;
     let (checked, stripe) = account::check_with_stripe(&state.stripe, key, shape).await?;
+    if let Some(expected) = account.filter(|a| *a != checked.account_id) {
+        return Err(StripeError::Refused(format!(
+            "Stripe's access token opens account {}, not the connected account {expected}",
+            checked.account_id
+        )));
+    }
     let keys = super::key_ring(state).await?;
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let previous = connection::sealed_of(&mut tx, tenant).await?;
@@ -45,6 +69,13 @@ pub async fn connect(
     {
         tracing::warn!(%error, endpoint, "could not remove the webhook endpoint a new key replaces");
     }
+    if let Some(previous) = &previous
+        && previous.method == StripeConnectionMethod::OAuth
+        && previous.account_id != checked.account_id
+    {
+        // The grant of the account this one replaces is no longer Payymo's to keep.
+        oauth::deauthorize(state, previous.livemode, &previous.account_id).await;
+    }
     let url = format!("{}/api/v1/stripe/webhooks/{id}", state.public_url);
     let webhook = match account::register_endpoint(&stripe, &url, &id).await? {
         Ok(registered) => Webhook::Registered {
@@ -52,12 +83,18 @@ pub async fn connect(
             secret_sealed: keys
                 .seal(&connection::webhook_seal_context(tenant, &id), registered.secret.expose_secret().as_bytes())?,
         },
+        Err(_) if method == StripeConnectionMethod::OAuth => Webhook::NotRegistered(
+            "a read_only grant may not create webhook endpoints; connect again with scope=read_write to receive \
+             events at once. Until then changes are caught by polling."
+                .into(),
+        ),
         Err(reason) => Webhook::NotRegistered(reason),
     };
     let sealed = keys.seal(&connection::seal_context(tenant), key.as_bytes())?;
     let until = backfill::stripe_now(&stripe).await;
     let mut tx = begin_tenant(&state.db, tenant).await?;
-    let (saved, new) = connection::save(&mut tx, tenant, &id, key, &sealed, &checked, &webhook).await?;
+    let new_key = NewKey { key, sealed: &sealed, method };
+    let (saved, new) = connection::save(&mut tx, tenant, &id, &new_key, &checked, &webhook).await?;
     if new || since.is_some() || saved.backfill.is_none() {
         let since = since.unwrap_or_else(|| Utc::now() - Duration::days(backfill::DEFAULT_DAYS));
         backfill::start(&mut tx, tenant, &saved.id, since, until).await?;
@@ -67,8 +104,9 @@ pub async fn connect(
     Ok((saved, new))
 }
 
-/// Disconnects the tenant's account: Payymo's webhook endpoint is removed at Stripe (best
-/// effort: a key Stripe no longer takes cannot remove it), then the key is forgotten.
+/// Disconnects the tenant's account: Payymo's webhook endpoint is removed at Stripe and an OAuth
+/// grant deauthorized (best effort both: a key Stripe no longer takes cannot remove anything),
+/// then the key is forgotten.
 pub async fn disconnect(state: &AppState, tenant: &TenantId) -> Result<StripeConnection, StripeError> {
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let sealed = connection::sealed_of(&mut tx, tenant).await?.ok_or(StripeError::NotConnected)?;
@@ -80,6 +118,9 @@ pub async fn disconnect(state: &AppState, tenant: &TenantId) -> Result<StripeCon
         if let Err(error) = account::unregister_endpoint(&stripe, endpoint).await {
             tracing::warn!(%error, endpoint, "could not remove Payymo's webhook endpoint at Stripe on disconnect");
         }
+    }
+    if sealed.method == StripeConnectionMethod::OAuth {
+        oauth::deauthorize(state, sealed.livemode, &sealed.account_id).await;
     }
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let gone = connection::disconnect(&mut tx, tenant).await?;

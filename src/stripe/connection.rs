@@ -1,6 +1,7 @@
 //! A tenant's Stripe connection: a key checked against Stripe before it is kept (the account it
 //! opens, and which of the reads Payymo needs a restricted key lacks), sealed with the key ring
-//! and never shown again. One connection per tenant; replacing the key keeps its id.
+//! and never shown again. One connection per tenant; replacing the key keeps its id. The key is
+//! one the tenant gave (`api_key`) or the access token Stripe Connect OAuth gave (`oauth`).
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -36,12 +37,23 @@ crate::domain::states::states! {
     }
 }
 
+crate::domain::states::states! {
+    /// How a Stripe connection got its key.
+    StripeConnectionMethod {
+        /// The tenant gave a restricted or secret key (`PUT /stripe/connection`).
+        ApiKey = "api_key",
+        /// The account holder approved Payymo's platform with Stripe Connect OAuth; the key is
+        /// the access token Stripe gave.
+        OAuth = "oauth",
+    }
+}
+
 /// A tenant's connection to its Stripe account. The key itself is never shown.
 #[derive(Debug, Clone, Serialize, ToSchema, FromRow)]
 #[schema(example = json!({
     "id": "sc_0192f3c4d5e6478fa1b2c3d4e5f60718", "status": "connected", "account_id": "acct_1PgafTB7WZ01zgkW",
     "account_name": "Acme Widgets Ltd", "livemode": false, "key_hint": "rk_test_…Xy7Q", "key_kind": "restricted",
-    "missing_permissions": [], "error": null, "webhook_status": "registered", "webhook_error": null,
+    "missing_permissions": [], "error": null, "webhook_status": "registered", "webhook_error": null, "method": "api_key",
     "backfill": {"status": "completed", "since": "2026-09-05T00:00:00Z",
                  "until": "2026-12-04T09:30:00.120374Z", "phase": "done", "charges": 1842,
                  "refunds": 12, "payouts": 61, "balance_transactions": 3770, "error": null,
@@ -75,12 +87,15 @@ pub struct StripeConnection {
     /// How far reading the account's history has come (null before it started).
     #[schema(value_type = Option<super::backfill::BackfillProgress>)]
     pub backfill: Option<sqlx::types::Json<super::backfill::BackfillProgress>>,
+    /// `api_key`: connected with a key the tenant gave; `oauth`: with Stripe Connect OAuth
+    /// (disconnecting also deauthorizes Payymo's platform at Stripe).
+    pub method: StripeConnectionMethod,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, status, account_id, account_name, livemode, key_hint, key_kind, missing_permissions, \
-                       error, webhook_status, webhook_error, (select to_jsonb(b) from stripe_backfills b \
+                       error, webhook_status, webhook_error, method, (select to_jsonb(b) from stripe_backfills b \
                        where b.tenant_id = stripe_connections.tenant_id and b.connection_id = stripe_connections.id) \
                        as backfill, created_at, updated_at";
 
@@ -145,6 +160,13 @@ pub async fn current(conn: &mut PgConnection, tenant: &TenantId) -> Result<Optio
     .await
 }
 
+/// A key to store: the key itself (for its hint), sealed, and how it was obtained.
+pub struct NewKey<'a> {
+    pub key: &'a str,
+    pub sealed: &'a str,
+    pub method: StripeConnectionMethod,
+}
+
 /// Stores a checked key (and the webhook endpoint registered for it) as the connection `id`,
 /// new or replacing the key of the current one, and records `stripe_connection.connected`.
 /// Returns it and whether it is new.
@@ -152,8 +174,7 @@ pub async fn save(
     conn: &mut PgConnection,
     tenant: &TenantId,
     id: &str,
-    key: &str,
-    sealed: &str,
+    new_key: &NewKey<'_>,
     checked: &Checked,
     webhook: &Webhook,
 ) -> Result<(StripeConnection, bool), StripeError> {
@@ -162,14 +183,16 @@ pub async fn save(
     let update = format!(
         "update stripe_connections set status = 'connected', account_id = $3, account_name = $4, livemode = $5,
              key_hint = $6, key_kind = $7, key_sealed = $8, missing_permissions = $9, error = null,
-             webhook_endpoint_id = $10, webhook_secret_sealed = $11, webhook_status = $12, webhook_error = $13
+             webhook_endpoint_id = $10, webhook_secret_sealed = $11, webhook_status = $12, webhook_error = $13,
+             method = $14
          where tenant_id = $1 and id = $2
          returning {COLUMNS}"
     );
     let insert = format!(
         "insert into stripe_connections (tenant_id, id, account_id, account_name, livemode, key_hint, key_kind,
-             key_sealed, missing_permissions, webhook_endpoint_id, webhook_secret_sealed, webhook_status, webhook_error)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             key_sealed, missing_permissions, webhook_endpoint_id, webhook_secret_sealed, webhook_status, webhook_error,
+             method)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          returning {COLUMNS}"
     );
     let (endpoint, secret, status, error) = match webhook {
@@ -184,14 +207,15 @@ pub async fn save(
         .bind(&checked.account_id)
         .bind(&checked.account_name)
         .bind(checked.shape.live)
-        .bind(hint(key))
+        .bind(hint(new_key.key))
         .bind(kind)
-        .bind(sealed)
+        .bind(new_key.sealed)
         .bind(&checked.missing)
         .bind(endpoint)
         .bind(secret)
         .bind(status)
         .bind(error)
+        .bind(new_key.method)
         .fetch_one(&mut *conn)
         .await
         .map_err(|error| match &error {
@@ -223,13 +247,14 @@ pub struct Sealed {
     pub key_sealed: String,
     pub webhook_endpoint_id: Option<String>,
     pub webhook_secret_sealed: Option<String>,
+    pub method: StripeConnectionMethod,
     /// The newest event id a poll has seen.
     pub events_polled_to: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
 const SEALED_COLUMNS: &str = "tenant_id, id, status, livemode, account_id, key_sealed, webhook_endpoint_id, \
-                              webhook_secret_sealed, events_polled_to, created_at";
+                              webhook_secret_sealed, method, events_polled_to, created_at";
 
 /// The sealed parts of a connection found by its id alone, whatever its tenant (the inbound
 /// webhook route knows only the id): for a platform-scoped connection.

@@ -1,5 +1,6 @@
 //! Stripe as a source of payments and payouts: a tenant connects its Stripe account with a key
-//! ([`connection`]). Calls go through the defended client in `providers::stripe`.
+//! ([`connection`]) or with Stripe Connect OAuth ([`oauth`]). Calls go through the defended
+//! client in `providers::stripe`.
 
 pub mod account;
 pub mod apply;
@@ -10,6 +11,8 @@ pub mod charge;
 pub mod connect;
 pub mod connection;
 pub mod inbox;
+pub mod oauth;
+pub mod oauth_state;
 pub mod payments;
 pub mod payouts;
 pub mod poll;
@@ -40,6 +43,13 @@ pub enum StripeError {
     /// Stripe refused what we asked in a way that needs the caller to change something.
     #[error("{0}")]
     Refused(String),
+    /// A Connect OAuth authorization cannot be finished: its state was altered or expired, the
+    /// account holder refused, or Stripe refused the code. Start again.
+    #[error("{0}")]
+    Authorization(String),
+    /// The deployment is not set up for this (no live Connect platform).
+    #[error("{0}")]
+    NotConfigured(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("the key ring: {0}")]

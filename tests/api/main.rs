@@ -37,6 +37,7 @@ mod states;
 mod stripe;
 mod stripe_backfill;
 mod stripe_charges;
+mod stripe_connect;
 mod stripe_payouts;
 mod transactions;
 mod webhook_guarantees;

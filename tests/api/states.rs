@@ -10,6 +10,8 @@ use payymo::{
     },
 };
 
+use payymo::stripe::connection::StripeConnectionMethod;
+
 use crate::support::TestApp;
 
 /// The values `table.column`'s check constraint lists (`column in ('a', 'b')`).
@@ -48,6 +50,7 @@ async fn every_state_enum_lists_what_its_column_allows() {
         ("categorization_rule_runs", "status", names(RunStatus::ALL.iter().map(|s| s.as_str()))),
         ("tenants", "environment", names([Environment::Live, Environment::Test].map(Environment::as_str))),
         ("tenants", "plan", names([Plan::Free, Plan::Standard, Plan::Premium].map(Plan::as_str))),
+        ("stripe_connections", "method", names(StripeConnectionMethod::ALL.iter().map(|s| s.as_str()))),
     ];
     for (table, column, values) in cases {
         assert_eq!(allowed(&pool, table, column).await, values, "{table}.{column}");
