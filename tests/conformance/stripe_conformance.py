@@ -11,6 +11,8 @@ import json
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 try:
@@ -206,6 +208,51 @@ def restricted(base):
     check(names.count("After a fault") == 1, "exactly one customer was created")
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+
+
+def oauth(base):
+    url = stripe.OAuth.authorize_url(scope="read_write", redirect_uri="http://127.0.0.1:9/back", state="s1")
+    check(url.startswith(base + "/oauth/authorize?"), "OAuth.authorize_url points at the simulator")
+    back = urllib.parse.parse_qs(urllib.parse.urlparse(redirected(url)).query)
+    check(back["state"] == ["s1"] and back["code"][0].startswith("ac_"), "authorize redirects with a code")
+    token = stripe.OAuth.token(grant_type="authorization_code", code=back["code"][0])
+    check(token.token_type == "bearer" and token.scope == "read_write", "OAuth.token exchanges the code")
+    account = stripe.Account.retrieve(api_key=token.access_token)
+    check(account.id == token.stripe_user_id, "the access token works as the connected account's key")
+    try:
+        stripe.OAuth.token(grant_type="authorization_code", code=back["code"][0])
+        raise Mismatch("a code was exchanged twice")
+    except stripe.oauth_error.InvalidGrantError as error:
+        check("already been used" in str(error.user_message or error), "a reused code is an InvalidGrantError")
+    try:
+        stripe.Account.retrieve(api_key=token.access_token)
+        raise Mismatch("a token of a reused code still works")
+    except stripe.AuthenticationError:
+        check(True, "a reused code's token is revoked")
+    again = urllib.parse.parse_qs(urllib.parse.urlparse(redirected(url)).query)
+    token = stripe.OAuth.token(grant_type="authorization_code", code=again["code"][0])
+    gone = stripe.OAuth.deauthorize(stripe_user_id=token.stripe_user_id)
+    check(gone.stripe_user_id == token.stripe_user_id, "OAuth.deauthorize answers the account")
+    try:
+        stripe.Account.retrieve(api_key=token.access_token)
+        raise Mismatch("a deauthorized token still works")
+    except stripe.AuthenticationError:
+        check(True, "a deauthorized token is refused")
+
+
+def redirected(url):
+    """Where a 302 from `url` sends the browser."""
+    try:
+        urllib.request.build_opener(NoRedirect).open(url, timeout=10)
+    except urllib.error.HTTPError as answer:
+        if answer.code == 302:
+            return answer.headers["Location"]
+    raise Mismatch("authorize did not redirect")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -213,6 +260,9 @@ def main():
     base = sys.argv[1].rstrip("/")
     stripe.api_key = SECRET_KEY
     stripe.api_base = base
+    # Connect OAuth is served beside the API; the client reads these once, on its first request.
+    stripe.connect_api_base = base
+    stripe.client_id = "ca_sandbox_payymo"
     stripe.max_network_retries = 2
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -225,6 +275,7 @@ def main():
         payouts(base)
         webhooks(endpoint, intent)
         restricted(base)
+        oauth(base)
     except (Mismatch, stripe.StripeError) as error:
         print(f"FAIL {error!r}", file=sys.stderr)
         sys.exit(1)
