@@ -146,96 +146,116 @@ pub struct Failed {
     pub error: StripeError,
 }
 
+const RESTART: &str = "start again with GET /api/v1/stripe/connect";
+
+/// A failure the browser is told about in words (the other failures carry a `StripeError`).
+fn refused(return_url: Option<String>, reason: &'static str, message: String) -> Failed {
+    Failed { return_url, reason, error: StripeError::Authorization(message) }
+}
+
 /// Finishes an authorization from Stripe's redirect.
 pub async fn callback(state: &AppState, input: Callback<'_>) -> Result<Connected, Failed> {
-    let fail = |return_url: Option<String>, reason, message: String| Failed {
-        return_url,
-        reason,
-        error: StripeError::Authorization(message),
-    };
-    let restart = "start again with GET /api/v1/stripe/connect";
-    let Some(text) = input.state else {
-        return Err(fail(None, "invalid_state", format!("state is missing: {restart}")));
-    };
-    let key = signing_key(state).await.map_err(|error| Failed { return_url: None, reason: "unavailable", error })?;
-    let claims = match oauth_state::verify(&key, text, Utc::now().timestamp()) {
-        Ok(claims) => claims,
-        Err(StateError::Forged) => {
-            let message = format!("state is not one Payymo issued (altered, or from another deployment): {restart}");
-            return Err(fail(None, "invalid_state", message));
-        }
-        Err(StateError::Expired(claims)) => {
-            let message = format!("the authorization expired (a state lasts 10 minutes): {restart}");
-            return Err(fail(claims.return_url, "expired_state", message));
-        }
-    };
+    let (claims, tenant) = verified(state, input.state).await?;
     let return_url = claims.return_url.clone();
-    let tenant = TenantId::parse(&claims.tenant)
-        .ok_or_else(|| fail(None, "invalid_state", format!("state names no tenant: {restart}")))?;
     if let Some(error) = input.error {
         let said = input.error_description.unwrap_or(error);
         let (reason, message) = if error == "access_denied" {
-            ("access_denied", format!("the Stripe account holder declined to connect ({said}); {restart} to retry"))
+            ("access_denied", format!("the Stripe account holder declined to connect ({said}); {RESTART} to retry"))
         } else {
-            ("failed", format!("Stripe could not authorize the connection ({error}: {said}); {restart}"))
+            ("failed", format!("Stripe could not authorize the connection ({error}: {said}); {RESTART}"))
         };
-        return Err(fail(return_url, reason, message));
+        return Err(refused(return_url, reason, message));
     }
     let Some(code) = input.code.filter(|c| !c.is_empty()) else {
-        return Err(fail(return_url, "failed", format!("Stripe sent no code: {restart}")));
+        return Err(refused(return_url, "failed", format!("Stripe sent no code: {RESTART}")));
     };
-    let with_return = |error: StripeError, reason| Failed { return_url: return_url.clone(), reason, error };
-    if let Some(done) = claim(state, &tenant, &claims).await.map_err(|e| with_return(e, "unavailable"))? {
-        // The same callback again (a reload): what the first one made, if it made anything.
-        return match done {
-            Some(connection) => Ok(Connected { connection, new: false, return_url }),
-            None => Err(fail(return_url, "already_used", format!("this authorization was already used: {restart}"))),
-        };
+    let failed = |(error, reason)| Failed { return_url: return_url.clone(), reason, error };
+    match claim(state, &tenant, &claims).await.map_err(|e| failed((e, "unavailable")))? {
+        Claim::Fresh => {}
+        // The same callback again (a reload): the connection the first one made.
+        Claim::Reloaded(connection) => return Ok(Connected { connection: *connection, new: false, return_url }),
+        Claim::Used => {
+            return Err(refused(return_url, "already_used", format!("this authorization was already used: {RESTART}")));
+        }
     }
-    let live = claims.live;
-    let environment = if live { Environment::Live } else { Environment::Test };
-    let platform = platform(state, live).map_err(|e| with_return(e, "failed"))?;
+    let (connection, new) = exchange_and_store(state, &tenant, claims.live, code).await.map_err(failed)?;
+    record_connection(state, &tenant, &claims.nonce, &connection.id).await.map_err(|e| failed((e, "failed")))?;
+    Ok(Connected { connection, new, return_url })
+}
+
+/// The state's claims and tenant, if Payymo signed it and it has not expired.
+async fn verified(state: &AppState, text: Option<&str>) -> Result<(AuthorizationState, TenantId), Failed> {
+    let Some(text) = text else {
+        return Err(refused(None, "invalid_state", format!("state is missing: {RESTART}")));
+    };
+    let key = signing_key(state).await.map_err(|error| Failed { return_url: None, reason: "unavailable", error })?;
+    let forged = || {
+        let message = format!("state is not one Payymo issued (altered, or from another deployment): {RESTART}");
+        refused(None, "invalid_state", message)
+    };
+    match oauth_state::verify(&key, text, Utc::now().timestamp()) {
+        Ok(claims) => {
+            let tenant = TenantId::parse(&claims.tenant).ok_or_else(forged)?;
+            Ok((claims, tenant))
+        }
+        Err(StateError::Forged) => Err(forged()),
+        Err(StateError::Expired(claims)) => {
+            let message = format!("the authorization expired (a state lasts 10 minutes): {RESTART}");
+            Err(refused(claims.return_url, "expired_state", message))
+        }
+    }
+}
+
+/// Exchanges `code` and stores the access token as the tenant's connection; on failure, the
+/// error and the redirect's reason.
+async fn exchange_and_store(
+    state: &AppState,
+    tenant: &TenantId,
+    live: bool,
+    code: &str,
+) -> Result<(StripeConnection, bool), (StripeError, &'static str)> {
+    let platform = platform(state, live).map_err(|e| (e, "failed"))?;
     let token = platform.exchange(code).await.map_err(|error| match error {
-        OAuthCallError::Refused { error, description } if error == "invalid_grant" => fail(
-            return_url.clone(),
-            "invalid_grant",
-            format!("Stripe refused the authorization code ({description}); {restart}"),
-        ),
-        OAuthCallError::Refused { error, description } => with_return(
-            StripeError::Refused(format!("Stripe refused the code exchange ({error}: {description})")),
-            "failed",
-        ),
-        other => with_return(StripeError::Unavailable(other.to_string()), "unavailable"),
+        OAuthCallError::Refused { error, description } if error == "invalid_grant" => {
+            let message = format!("Stripe refused the authorization code ({description}); {RESTART}");
+            (StripeError::Authorization(message), "invalid_grant")
+        }
+        OAuthCallError::Refused { error, description } => {
+            (StripeError::Refused(format!("Stripe refused the code exchange ({error}: {description})")), "failed")
+        }
+        other => (StripeError::Unavailable(other.to_string()), "unavailable"),
     })?;
-    if token.livemode != live {
-        platform.deauthorize(&token.stripe_user_id).await.ok();
-        let message = "Stripe connected an account of the other mode than the tenant's".to_owned();
-        return Err(with_return(StripeError::Refused(message), "failed"));
-    }
-    let key = secrecy::ExposeSecret::expose_secret(&token.access_token).to_owned();
     let account = token.stripe_user_id.clone();
-    let stored =
-        connect::store(state, &tenant, environment, &key, StripeConnectionMethod::OAuth, Some(&account), None).await;
-    let (connection, new) = match stored {
-        Ok(stored) => stored,
+    if token.livemode != live {
+        deauthorize(state, live, &account).await;
+        return Err((StripeError::Refused("Stripe connected an account of the other mode".into()), "failed"));
+    }
+    let environment = if live { Environment::Live } else { Environment::Test };
+    let key = secrecy::ExposeSecret::expose_secret(&token.access_token).to_owned();
+    let method = StripeConnectionMethod::OAuth;
+    match connect::store(state, tenant, environment, &key, method, Some(&account), None).await {
+        Ok(stored) => Ok(stored),
         Err(error) => {
             // Payymo keeps nothing, so it should hold no grant either.
             deauthorize(state, live, &account).await;
             let reason = if matches!(error, StripeError::Unavailable(_)) { "unavailable" } else { "failed" };
-            return Err(with_return(error, reason));
+            Err((error, reason))
         }
-    };
-    record_connection(state, &tenant, &claims.nonce, &connection.id).await.map_err(|e| with_return(e, "failed"))?;
-    Ok(Connected { connection, new, return_url })
+    }
 }
 
-/// Marks the state's nonce used; `Some` when it already was, with the connection its first use
-/// made (if that is still the tenant's, connected).
-async fn claim(
-    state: &AppState,
-    tenant: &TenantId,
-    claims: &AuthorizationState,
-) -> Result<Option<Option<StripeConnection>>, StripeError> {
+/// Whether a state's callback may run.
+enum Claim {
+    /// Its first run.
+    Fresh,
+    /// It ran and connected this, still the tenant's connection.
+    Reloaded(Box<StripeConnection>),
+    /// It ran and connected nothing (or what it connected is gone).
+    Used,
+}
+
+/// Records the state's nonce as used, unless it already was.
+async fn claim(state: &AppState, tenant: &TenantId, claims: &AuthorizationState) -> Result<Claim, StripeError> {
     let mut tx = begin_tenant(&state.db, tenant).await?;
     sqlx::query("delete from stripe_oauth_states where tenant_id = $1 and expires_at < now() - interval '1 day'")
         .bind(tenant.as_str())
@@ -254,7 +274,7 @@ async fn claim(
         == 1;
     if fresh {
         tx.commit().await?;
-        return Ok(None);
+        return Ok(Claim::Fresh);
     }
     let made: Option<String> =
         sqlx::query_scalar("select connection_id from stripe_oauth_states where tenant_id = $1 and nonce = $2")
@@ -264,11 +284,16 @@ async fn claim(
             .await?;
     let current = connection::current(&mut tx, tenant).await?;
     end_read(tx);
-    Ok(Some(current.filter(|c| {
-        Some(&c.id) == made.as_ref()
-            && c.method == StripeConnectionMethod::OAuth
-            && c.status == connection::StripeConnectionStatus::Connected
-    })))
+    Ok(match current {
+        Some(c)
+            if Some(&c.id) == made.as_ref()
+                && c.method == StripeConnectionMethod::OAuth
+                && c.status == connection::StripeConnectionStatus::Connected =>
+        {
+            Claim::Reloaded(Box::new(c))
+        }
+        _ => Claim::Used,
+    })
 }
 
 async fn record_connection(state: &AppState, tenant: &TenantId, nonce: &str, id: &str) -> Result<(), StripeError> {

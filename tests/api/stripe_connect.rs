@@ -319,3 +319,26 @@ async fn bad_parameters_are_named_scopes_enforced_and_live_tenants_need_a_platfo
     assert!(url.starts_with("https://connect.stripe.test/oauth/authorize?"), "{url}");
     assert_eq!(param(&Url::parse(&url).unwrap(), "client_id").as_deref(), Some("ca_LivePlatform123"));
 }
+
+#[tokio::test]
+async fn a_stripe_outage_after_the_exchange_keeps_nothing_and_leaves_no_grant() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let (account, own_key) = stripe_user(&app, "Outage Ltd").await;
+    let query = format!("scope=read_write&return_url={}", urlencode(RETURN_URL));
+    let url = authorization(&app, &tenant.key, &query).await["url"].as_str().unwrap().to_owned();
+    let back = consent(&url, &format!("&sandbox_account={account}")).await;
+    control(&app, "/_stripe/faults", json!({"status": 503, "count": 3, "path": "/v1/account"})).await;
+    let done = location(&browser().get(back.clone()).send().await.unwrap(), 303);
+    assert_eq!(
+        (param(&done, "stripe").as_deref(), param(&done, "error").as_deref()),
+        (Some("error"), Some("unavailable"))
+    );
+    problem(connection(&app, &tenant.key).await, 404, "not_found").await;
+    let (_, events) = at_stripe(&app, Method::GET, "/v1/events", &own_key, &[]).await;
+    let types: Vec<&str> = events["data"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.contains(&"account.application.deauthorized"), "{types:?}");
+    // The page reloaded: this authorization is spent, and says so.
+    let again = location(&browser().get(back).send().await.unwrap(), 303);
+    assert_eq!(param(&again, "error").as_deref(), Some("already_used"));
+}
