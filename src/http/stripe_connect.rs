@@ -46,6 +46,8 @@ pub struct ConnectParams {
     /// and `stripe_connection_id`, or `stripe=error`, `error` and `detail`, added to its query.
     /// Without it the callback answers JSON.
     pub return_url: Option<String>,
+    /// Read the account's history from this day on (default: 90 days back).
+    pub backfill_from: Option<chrono::NaiveDate>,
 }
 
 impl QueryParams for ConnectParams {}
@@ -93,8 +95,15 @@ async fn authorize(
     ApiQuery(params): ApiQuery<ConnectParams>,
 ) -> Result<ApiJson<ConnectAuthorization>, ApiError> {
     let tenant = &principal.tenant;
-    let found =
-        oauth::authorize(&state, &tenant.id, tenant.environment, params.scope.as_deref(), params.return_url).await?;
+    let found = oauth::authorize(
+        &state,
+        &tenant.id,
+        tenant.environment,
+        params.scope.as_deref(),
+        params.return_url,
+        params.backfill_from,
+    )
+    .await?;
     Ok(ApiJson(ConnectAuthorization { url: found.url, state: found.state, expires_at: found.expires_at }))
 }
 

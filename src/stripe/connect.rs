@@ -129,7 +129,7 @@ pub async fn disconnect(state: &AppState, tenant: &TenantId) -> Result<StripeCon
 }
 
 /// The instant a backfill from `day` starts at: a day in the past, not before Stripe existed.
-fn backfill_start(day: NaiveDate) -> Result<chrono::DateTime<Utc>, StripeError> {
+pub(super) fn backfill_start(day: NaiveDate) -> Result<chrono::DateTime<Utc>, StripeError> {
     let earliest = NaiveDate::from_ymd_opt(2010, 1, 1).unwrap_or_default();
     if day > Utc::now().date_naive() {
         return Err(StripeError::invalid("backfill_from", "must not be in the future"));

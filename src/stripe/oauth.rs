@@ -83,6 +83,7 @@ pub async fn sign_state(
     environment: Environment,
     scope: &str,
     return_url: Option<String>,
+    backfill_from: Option<chrono::NaiveDate>,
     now: DateTime<Utc>,
 ) -> Result<(String, DateTime<Utc>), StripeError> {
     let expires_at = now.timestamp() + oauth_state::LIFETIME_SECS;
@@ -91,6 +92,7 @@ pub async fn sign_state(
         live: environment == Environment::Live,
         scope: scope.to_owned(),
         return_url,
+        backfill_from,
         nonce: uuid::Uuid::new_v4().simple().to_string(),
         expires_at,
     };
@@ -99,12 +101,14 @@ pub async fn sign_state(
 }
 
 /// The authorize URL for `tenant`, asking for `scope`; the browser comes back to `return_url`.
+/// The account's history is read from `backfill_from` (default 90 days back).
 pub async fn authorize(
     state: &AppState,
     tenant: &TenantId,
     environment: Environment,
     scope: Option<&str>,
     return_url: Option<String>,
+    backfill_from: Option<chrono::NaiveDate>,
 ) -> Result<Authorization, StripeError> {
     let scope = scope.unwrap_or("read_only");
     if !SCOPES.contains(&scope) {
@@ -113,8 +117,12 @@ pub async fn authorize(
     if let Some(url) = &return_url {
         check_return_url(url)?;
     }
+    if let Some(day) = backfill_from {
+        connect::backfill_start(day)?;
+    }
     let platform = platform(state, environment == Environment::Live)?;
-    let (signed, expires_at) = sign_state(state, tenant, environment, scope, return_url, Utc::now()).await?;
+    let (signed, expires_at) =
+        sign_state(state, tenant, environment, scope, return_url, backfill_from, Utc::now()).await?;
     let url = platform.authorize_url(scope, &signed, &callback_url(state));
     Ok(Authorization { url, state: signed, expires_at })
 }
@@ -178,7 +186,8 @@ pub async fn callback(state: &AppState, input: Callback<'_>) -> Result<Connected
             return Err(refused(return_url, "already_used", format!("this authorization was already used: {RESTART}")));
         }
     }
-    let (connection, new) = exchange_and_store(state, &tenant, claims.live, code).await.map_err(failed)?;
+    let (connection, new) =
+        exchange_and_store(state, &tenant, claims.live, code, claims.backfill_from).await.map_err(failed)?;
     record_connection(state, &tenant, &claims.nonce, &connection.id).await.map_err(|e| failed((e, "failed")))?;
     Ok(Connected { connection, new, return_url })
 }
@@ -213,8 +222,10 @@ async fn exchange_and_store(
     tenant: &TenantId,
     live: bool,
     code: &str,
+    backfill_from: Option<chrono::NaiveDate>,
 ) -> Result<(StripeConnection, bool), (StripeError, &'static str)> {
     let platform = platform(state, live).map_err(|e| (e, "failed"))?;
+    let since = backfill_from.map(connect::backfill_start).transpose().map_err(|e| (e, "failed"))?;
     let token = platform.exchange(code).await.map_err(|error| match error {
         OAuthCallError::Refused { error, description } if error == "invalid_grant" => {
             let message = format!("Stripe refused the authorization code ({description}); {RESTART}");
@@ -233,7 +244,7 @@ async fn exchange_and_store(
     let environment = if live { Environment::Live } else { Environment::Test };
     let key = secrecy::ExposeSecret::expose_secret(&token.access_token).to_owned();
     let method = StripeConnectionMethod::OAuth;
-    match connect::store(state, tenant, environment, &key, method, Some(&account), None).await {
+    match connect::store(state, tenant, environment, &key, method, Some(&account), since).await {
         Ok(stored) => Ok(stored),
         Err(error) => {
             // Payymo keeps nothing, so it should hold no grant either.

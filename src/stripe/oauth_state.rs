@@ -29,6 +29,9 @@ pub struct AuthorizationState {
     /// Where the browser goes afterwards, when the caller gave a `return_url`.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub return_url: Option<String>,
+    /// The day the account's history is read from, when the caller chose one.
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub backfill_from: Option<chrono::NaiveDate>,
     /// Tells two authorizations apart; a callback runs once per nonce.
     #[serde(rename = "n")]
     pub nonce: String,
@@ -84,6 +87,7 @@ mod tests {
             live: false,
             scope: "read_write".into(),
             return_url: Some("https://portal.example.com/stripe?x=1".into()),
+            backfill_from: chrono::NaiveDate::from_ymd_opt(2026, 6, 1),
             nonce: "5b0f1c2d3e4f".into(),
             expires_at: 1_000 + LIFETIME_SECS,
         }

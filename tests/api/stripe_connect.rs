@@ -88,7 +88,7 @@ async fn a_platform_connects_an_account_with_oauth_and_it_then_works_as_a_key_wo
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
     let (account, own_key) = stripe_user(&app, "OAuth Widgets Ltd").await;
-    let query = format!("scope=read_write&return_url={}", urlencode(RETURN_URL));
+    let query = format!("scope=read_write&backfill_from=2026-06-01&return_url={}", urlencode(RETURN_URL));
     let started = authorization(&app, &tenant.key, &query).await;
     let url = started["url"].as_str().unwrap();
     assert!(url.starts_with(&format!("{}/oauth/authorize?", app.state.stripe.base(false))), "{url}");
@@ -112,6 +112,7 @@ async fn a_platform_connects_an_account_with_oauth_and_it_then_works_as_a_key_wo
     let connected = json_of(connection(&app, &tenant.key).await, 200).await;
     assert_eq!(param(&done, "stripe_connection_id").as_deref(), connected["id"].as_str());
     assert_eq!((connected["method"].as_str(), connected["status"].as_str()), (Some("oauth"), Some("connected")));
+    assert_eq!(connected["backfill"]["since"], "2026-06-01T00:00:00Z", "the history from the day asked for");
     assert_eq!(
         (connected["account_id"].as_str(), connected["account_name"].as_str()),
         (Some(account.as_str()), Some("OAuth Widgets Ltd"))
@@ -206,6 +207,7 @@ async fn refused_consent_altered_or_expired_states_and_bad_codes_are_clear_error
         test,
         "read_only",
         Some(RETURN_URL.into()),
+        None,
         eleven_minutes_ago,
     )
     .await
@@ -213,7 +215,7 @@ async fn refused_consent_altered_or_expired_states_and_bad_codes_are_clear_error
     let done = location(&callback(format!("code=ac_x&state={old}")).await, 303);
     assert_eq!(param(&done, "error").as_deref(), Some("expired_state"));
     let (old, _) =
-        payymo::stripe::oauth::sign_state(&app.state, &tenant_id, test, "read_only", None, eleven_minutes_ago)
+        payymo::stripe::oauth::sign_state(&app.state, &tenant_id, test, "read_only", None, None, eleven_minutes_ago)
             .await
             .unwrap();
     let body = problem(callback(format!("code=ac_x&state={old}")).await, 400, "invalid_request").await;
@@ -285,7 +287,12 @@ async fn a_state_names_its_tenant_and_a_read_only_grant_connects_without_an_endp
 async fn bad_parameters_are_named_scopes_enforced_and_live_tenants_need_a_platform() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
-    for (query, field) in [("scope=admin", "scope"), ("return_url=ftp%3A%2F%2Fx", "return_url"), ("nope=1", "nope")] {
+    for (query, field) in [
+        ("scope=admin", "scope"),
+        ("return_url=ftp%3A%2F%2Fx", "return_url"),
+        ("nope=1", "nope"),
+        ("backfill_from=2099-01-01", "backfill_from"),
+    ] {
         let response = app.as_key(Method::GET, &format!("/api/v1/stripe/connect?{query}"), &tenant.key);
         let body = problem(response.send().await.unwrap(), 422, "validation_failed").await;
         assert_eq!(body["errors"][0]["field"], field, "{body}");
