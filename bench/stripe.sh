@@ -40,7 +40,7 @@ case_stripe_webhooks() {
     done
     stop_baseline
     say "stripe-webhooks at $STRIPE_RATE/s (req/s p50 p99 p99.9): payymo $(open_runs_line "$p_runs"); baseline $(open_runs_line "$b_runs")"
-    say "stripe-webhooks at $STRIPE_CAPACITY_RATE/s offered: payymo $(open_runs_line "$p_cap"); baseline $(open_runs_line "$b_cap")"
+    say "stripe-webhooks at $STRIPE_CAPACITY_RATE/s offered (req/s): payymo $(awk '{ printf "%s%.0f", (n++ ? ", " : ""), $1 }' <<<"$p_cap"); baseline $(awk '{ printf "%s%.0f", (n++ ? ", " : ""), $1 }' <<<"$b_cap")"
     read -r -a p <<<"$(open_medians "$p_runs")"
     read -r -a b <<<"$(open_medians "$b_runs")"
     read -r -a pc <<<"$(open_medians "$p_cap")"
@@ -55,9 +55,9 @@ case_stripe_webhooks() {
     STRIPE_ROWS+=("$(printf '%-22s %7d | %8.0f %7.2f %7.2f %8.2f | %8.0f %7.2f %7.2f %8.2f | %s' "at the target rate" \
         "$STRIPE_RATE" "${p[0]}" "${p[1]}" "${p[2]}" "${p[3]}" "${b[0]}" "${b[1]}" "${b[2]}" "${b[3]}" "$verdicts")")
     ratio=$(awk -v p="${pc[0]}" -v b="${bc[0]}" 'BEGIN { printf "%.2f", (b > 0 ? p / b : 0) }')
-    STRIPE_ROWS+=("$(printf '%-22s %7d | %8.0f %7.2f %7.2f %8.2f | %8.0f %7.2f %7.2f %8.2f | %s' "saturated (capacity)" \
-        "$STRIPE_CAPACITY_RATE" "${pc[0]}" "${pc[1]}" "${pc[2]}" "${pc[3]}" "${bc[0]}" "${bc[1]}" "${bc[2]}" "${bc[3]}" \
-        "ratio $ratio >= 0.50 $(meets "$ratio" '>=' 0.50)")")
+    # Saturated, the latencies only say how long the queue grew: not shown.
+    STRIPE_ROWS+=("$(printf '%-22s %7d | %8.0f %7s %7s %8s | %8.0f %7s %7s %8s | %s' "saturated (capacity)" \
+        "$STRIPE_CAPACITY_RATE" "${pc[0]}" - - - "${bc[0]}" - - - "ratio $ratio >= 0.50 $(meets "$ratio" '>=' 0.50)")")
     if [[ $verdicts == ERROR* ]]; then
         STATUS=1
     elif [[ $STRICT == 1 && ${STRIPE_ROWS[*]} == *FAIL* ]]; then

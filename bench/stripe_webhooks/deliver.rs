@@ -140,8 +140,8 @@ impl Shared<'_> {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&i) = indices.get(n) else { return };
-                if rate > 0 {
-                    tokio::time::sleep_until(start + Duration::from_nanos(1_000_000_000 / rate * n as u64)).await;
+                if let Some(interval_ns) = 1_000_000_000u64.checked_div(rate) {
+                    tokio::time::sleep_until(start + Duration::from_nanos(interval_ns * n as u64)).await;
                 }
                 let delivery = &self.deliveries[i];
                 let t = chrono::Utc::now().timestamp();
