@@ -40,7 +40,7 @@ case_stripe_webhooks() {
     done
     stop_baseline
     say "stripe-webhooks at $STRIPE_RATE/s (req/s p50 p99 p99.9): payymo $(open_runs_line "$p_runs"); baseline $(open_runs_line "$b_runs")"
-    say "stripe-webhooks at $STRIPE_CAPACITY_RATE/s offered (req/s): payymo $(awk '{ printf "%s%.0f", (n++ ? ", " : ""), $1 }' <<<"$p_cap"); baseline $(awk '{ printf "%s%.0f", (n++ ? ", " : ""), $1 }' <<<"$b_cap")"
+    say "stripe-webhooks at $STRIPE_CAPACITY_RATE/s offered (req/s): payymo $(awk 'NF { printf "%s%.0f", (n++ ? ", " : ""), $1 }' <<<"$p_cap"); baseline $(awk 'NF { printf "%s%.0f", (n++ ? ", " : ""), $1 }' <<<"$b_cap")"
     read -r -a p <<<"$(open_medians "$p_runs")"
     read -r -a b <<<"$(open_medians "$b_runs")"
     read -r -a pc <<<"$(open_medians "$p_cap")"
