@@ -9,6 +9,8 @@
 //! - `healthz HOST:PORT`: see [`healthz`].
 //! - `api-key-get HOST:PORT DATABASE_URL TENANT_ID`: see [`api_key_get`].
 //! - `transactions-list HOST:PORT DATABASE_URL TENANT_ID`: see [`transactions_list`].
+//! - `stripe-webhooks HOST:PORT DATABASE_URL TENANT_ID CONNECTION_ID WHSEC`: see
+//!   [`stripe_webhooks`].
 //!
 //! Prints `listening on http://ADDR` to stderr once bound, and serves until killed.
 
@@ -17,16 +19,18 @@ use std::{net::SocketAddr, sync::Arc};
 use anyhow::{Context, bail};
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::{Path, Query, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use chrono::NaiveDate;
 use payymo::{
     bank::model::Transaction,
     domain::ids::{BankAccountId, TenantId},
     http::pagination::Page,
+    stripe::inbox::{self, Source},
     tenancy::{API_KEY_COLUMNS, ApiKey},
     transactions::query,
 };
@@ -34,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Execute, PgPool, postgres::PgPoolOptions};
 
 /// The cases this baseline serves, named as in `bench/run`.
-const CASES: &[&str] = &["healthz", "api-key-get", "transactions-list"];
+const CASES: &[&str] = &["healthz", "api-key-get", "transactions-list", "stripe-webhooks"];
 
 /// Pool size for the database cases: `PAYYMO_DB_MAX_CONNECTIONS`'s default (src/config.rs), so
 /// both servers queue for the same number of connections.
@@ -49,7 +53,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let usage = || {
         format!(
-            "usage: bench-baseline CASE HOST:PORT [ARGS] (CASE: {}; api-key-get and transactions-list take DATABASE_URL TENANT_ID)",
+            "usage: bench-baseline CASE HOST:PORT [ARGS] (CASE: {}; api-key-get and transactions-list take DATABASE_URL \
+             TENANT_ID, stripe-webhooks DATABASE_URL TENANT_ID CONNECTION_ID WHSEC)",
             CASES.join(", ")
         )
     };
@@ -63,6 +68,9 @@ async fn main() -> anyhow::Result<()> {
         ("healthz", []) => healthz(),
         ("api-key-get", [url, tenant]) => api_key_get(url, tenant).await?,
         ("transactions-list", [url, tenant]) => transactions_list(url, tenant).await?,
+        ("stripe-webhooks", [url, tenant, connection, secret]) => {
+            stripe_webhooks(url, tenant, connection, secret).await?
+        }
         (known, _) if CASES.contains(&known) => bail!("wrong arguments for {known:?}; {}", usage()),
         (other, _) => bail!("unknown case {other:?}; {}", usage()),
     };
@@ -258,4 +266,75 @@ async fn explain_transactions(State(state): State<Arc<ListState>>, Query(params)
         }
     }
     out.into_response()
+}
+
+/// `POST /api/v1/stripe/webhooks/{connection_id}` as a bare handler: payymo's own signature
+/// check (`payymo::stripe::inbox::verify`, with the secret given on the command line instead of
+/// looked up and opened), the same event checks, and the same row written by payymo's own
+/// `inbox::keep` (`stripe_events`, same columns, `on conflict do nothing`) on a plain pool bound
+/// to the tenant at session level as in [`api_key_get`], in autocommit: no lookup of the
+/// connection, no job queued for the apply worker, no transaction, no middleware. Answers
+/// payymo's `{"received": true, "duplicate": …}`; a bad signature or body is a bare 400, another
+/// connection a bare 404.
+async fn stripe_webhooks(url: &str, tenant: &str, connection: &str, secret: &str) -> anyhow::Result<Router> {
+    let state = HookState {
+        pool: tenant_pool(url, tenant).await?,
+        tenant: TenantId::parse(tenant).with_context(|| format!("not a tenant id: {tenant:?}"))?,
+        connection: connection.to_owned(),
+        secrets: vec![secret.to_owned()],
+    };
+    Ok(Router::new()
+        .route("/healthz", get(|| async { Json(Health { status: "ok" }) }))
+        .route("/api/v1/stripe/webhooks/{connection_id}", post(receive_event))
+        .with_state(Arc::new(state)))
+}
+
+struct HookState {
+    pool: PgPool,
+    tenant: TenantId,
+    connection: String,
+    secrets: Vec<String>,
+}
+
+/// payymo's answer to Stripe.
+#[derive(Serialize)]
+struct Received {
+    received: bool,
+    duplicate: bool,
+}
+
+async fn receive_event(
+    State(state): State<Arc<HookState>>,
+    Path(connection): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if connection != state.connection {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if inbox::verify(signature, &body, &state.secrets, chrono::Utc::now().timestamp()).is_err() {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let is_event = event["object"] == "event"
+        && event["id"].as_str().is_some_and(|id| id.starts_with("evt_"))
+        && event["type"].is_string();
+    if !is_event {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let kept = async {
+        let mut conn = state.pool.acquire().await?;
+        inbox::keep(&mut conn, &state.tenant, &state.connection, &event, Source::Webhook).await
+    }
+    .await;
+    match kept {
+        Ok(kept) => Json(Received { received: true, duplicate: !kept }).into_response(),
+        Err(error) => {
+            eprintln!("insert failed: {error}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }

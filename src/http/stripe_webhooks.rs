@@ -3,9 +3,7 @@
 //! else, then the event is kept in the durable inbox and answered 2xx at once.
 
 use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
-use secrecy::ExposeSecret;
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -14,13 +12,9 @@ use super::{
     path_id::PathId,
 };
 use crate::{
-    db::tenant::{begin_platform, begin_tenant, end_read},
-    domain::ids::{StripeConnectionId, TenantId},
+    domain::ids::StripeConnectionId,
     state::AppState,
-    stripe::{
-        self, apply, connection,
-        inbox::{self, Source},
-    },
+    stripe::inbox::{self, Refused},
 };
 
 pub fn public_router() -> OpenApiRouter<AppState> {
@@ -62,37 +56,17 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Received>, ApiError> {
-    let unknown =
-        || ApiError::new(ErrorCode::NotFound, format!("no connected Stripe account {connection_id} takes webhooks"));
-    let mut tx = begin_platform(&state.db).await?;
-    let found = connection::sealed_by_id(&mut tx, connection_id.as_str()).await?;
-    end_read(tx);
-    let found = found.ok_or_else(unknown)?;
-    let sealed_secret = found.webhook_secret_sealed.as_deref().ok_or_else(unknown)?;
-    let tenant = TenantId::from_db(found.tenant_id.clone());
-    let keys = stripe::key_ring(&state).await?;
-    let secret = connection::webhook_secret_of(sealed_secret, keys, &tenant, &found.id)?;
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if let Err(error) =
-        inbox::verify(signature, &body, &[secret.expose_secret().to_owned()], chrono::Utc::now().timestamp())
-    {
-        state.metrics.stripe_signature_failures.inc();
-        tracing::warn!(%error, connection = %found.id, "refused a Stripe delivery");
-        return Err(ApiError::new(ErrorCode::InvalidRequest, format!("Stripe-Signature: {error}")));
+    match inbox::receive(&state, connection_id.as_str(), signature, &body).await {
+        Ok(kept) => Ok(Json(Received { received: true, duplicate: !kept })),
+        Err(Refused::Signature(error)) => {
+            state.metrics.stripe_signature_failures.inc();
+            tracing::warn!(%error, connection = %connection_id, "refused a Stripe delivery");
+            Err(ApiError::new(ErrorCode::InvalidRequest, format!("Stripe-Signature: {error}")))
+        }
+        Err(refused @ Refused::UnknownConnection(_)) => Err(ApiError::new(ErrorCode::NotFound, refused.to_string())),
+        Err(Refused::NotAnEvent(reason)) => Err(ApiError::new(ErrorCode::InvalidRequest, reason)),
+        Err(Refused::Database(error)) => Err(error.into()),
+        Err(Refused::Stripe(error)) => Err(error.into()),
     }
-    let event: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not a Stripe event: {e}")))?;
-    let is_event = event["object"] == "event"
-        && event["id"].as_str().is_some_and(|id| id.starts_with("evt_"))
-        && event["type"].is_string();
-    if !is_event {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, "the body is not a Stripe event (object, id, type)"));
-    }
-    let mut tx = begin_tenant(&state.db, &tenant).await?;
-    let kept = inbox::keep(&mut tx, &tenant, &found.id, &event, Source::Webhook).await?;
-    if kept {
-        apply::enqueue(&mut tx, &tenant, &found.id, event["id"].as_str().unwrap_or_default()).await?;
-    }
-    tx.commit().await?;
-    Ok(Json(Received { received: true, duplicate: !kept }))
 }

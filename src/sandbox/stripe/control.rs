@@ -12,6 +12,8 @@
 //! - `POST /_stripe/keys/{key}/revoke`, `POST /_stripe/keys/{key}/expire`
 //! - `PUT /_stripe/webhooks/mode` `{"duplicate", "drop", "delay_ms", "reorder"}`,
 //!   `GET /_stripe/webhooks/deliveries`
+//! - `GET /_stripe/webhooks/endpoints`: every registered endpoint with its signing secret, as the
+//!   Dashboard reveals it (a test or load generator signs deliveries of its own with it)
 
 use axum::{
     Json, Router,
@@ -39,6 +41,7 @@ pub fn router() -> Router<StripeSim> {
         .route("/_stripe/keys/{key}/{action}", post(key_action))
         .route("/_stripe/webhooks/mode", put(delivery_mode))
         .route("/_stripe/webhooks/deliveries", get(deliveries))
+        .route("/_stripe/webhooks/endpoints", get(endpoints))
 }
 
 fn answer(result: Result<Value, StripeError>) -> Response {
@@ -228,4 +231,64 @@ async fn deliveries(State(sim): State<StripeSim>) -> Response {
         .map(|(endpoint, event, status)| json!({"endpoint": endpoint, "event": event, "status": status}))
         .collect();
     answer(Ok(json!({"deliveries": list, "queued": inner.deliveries.len()})))
+}
+
+/// Every webhook endpoint of every account, with its signing secret: what Stripe's Dashboard
+/// shows under "Reveal signing secret", so a tool can sign deliveries as Stripe would.
+async fn endpoints(State(sim): State<StripeSim>) -> Response {
+    let inner = sim.lock();
+    let mut list: Vec<Value> = inner
+        .accounts
+        .values()
+        .flat_map(|account| {
+            account.newest_first("webhook_endpoint").map(move |endpoint| {
+                let id = endpoint["id"].as_str().unwrap_or_default();
+                json!({
+                    "account": account.id, "id": id, "url": endpoint["url"], "status": endpoint["status"],
+                    "secret": account.secrets.get(id),
+                })
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    answer(Ok(json!({"endpoints": list})))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::sandbox::{gocardless::Clock, stripe::DEFAULT_SECRET_KEY};
+
+    async fn call(sim: &StripeSim, request: Request<Body>) -> Value {
+        let answer = super::super::router(sim.clone()).oneshot(request).await.expect("the router answers");
+        assert!(answer.status().is_success(), "{}", answer.status());
+        let body = answer.into_body().collect().await.expect("a body").to_bytes();
+        serde_json::from_slice(&body).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn the_endpoints_list_reveals_each_signing_secret() {
+        let sim = StripeSim::new(42, Clock::system());
+        let created = call(
+            &sim,
+            Request::post("/v1/webhook_endpoints")
+                .header("authorization", format!("Bearer {DEFAULT_SECRET_KEY}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from("url=http%3A%2F%2F127.0.0.1%3A9%2Fhook&enabled_events[]=charge.succeeded"))
+                .expect("a request"),
+        )
+        .await;
+        let listed =
+            call(&sim, Request::get("/_stripe/webhooks/endpoints").body(Body::empty()).expect("a request")).await;
+        let endpoints = listed["endpoints"].as_array().expect("a list");
+        assert_eq!(endpoints.len(), 1);
+        assert_eq!(endpoints[0]["id"], created["id"]);
+        assert_eq!(endpoints[0]["url"], "http://127.0.0.1:9/hook");
+        assert_eq!(endpoints[0]["secret"], created["secret"]);
+        assert!(created["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")));
+    }
 }
