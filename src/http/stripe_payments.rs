@@ -116,10 +116,7 @@ async fn list(
 ) -> Result<ApiJson<Page<StripePayment>>, ApiError> {
     let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(params.limit);
-    let after = cursors.after(params.cursor.as_deref(), |text| {
-        let (created, id) = text.strip_prefix("payments|")?.split_once('|')?;
-        Some((DateTime::parse_from_rfc3339(created).ok()?.with_timezone(&Utc), id.to_owned()))
-    })?;
+    let after = cursors.after(params.cursor.as_deref(), |text| super::stripe_payouts::position(text, "payments|"))?;
     let filters = PaymentFilters {
         status: params.status,
         currency: params.currency,

@@ -129,7 +129,8 @@ async fn list(
     Ok(ApiJson(cursors.page(rows, limit, |p| format!("payouts|{}|{}", p.created.to_rfc3339(), p.id))))
 }
 
-fn position(text: &str, prefix: &str) -> Option<(DateTime<Utc>, String)> {
+/// The `(created, id)` position a Stripe list's cursor after `prefix` holds.
+pub(crate) fn position(text: &str, prefix: &str) -> Option<(DateTime<Utc>, String)> {
     let (created, id) = text.strip_prefix(prefix)?.split_once('|')?;
     Some((DateTime::parse_from_rfc3339(created).ok()?.with_timezone(&Utc), id.to_owned()))
 }
