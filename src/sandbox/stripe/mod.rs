@@ -16,6 +16,7 @@ pub mod form;
 mod list;
 mod objects;
 mod payments;
+mod seed;
 mod state;
 
 use axum::{Router, routing::any};
