@@ -3,7 +3,7 @@
 //! theirs), and its payouts (with every balance transaction each carries, summed), read page by
 //! page as a job on the queue. Each page is written in the transaction that moves the backfill's
 //! position past it, so a crash resumes at the page after the last one written, and a page read
-//! twice writes nothing new. Progress is visible on the connection (`backfill`).
+//! twice writes nothing new. The next page is read from Stripe while one is written. Progress is visible on the connection (`backfill`).
 //!
 //! History is written without outbox events: the events (`stripe_payment.*`, `stripe_payout.*`)
 //! tell what happens from the connection on, not what happened before it.
@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
+use tokio_util::task::AbortOnDropHandle;
 use utoipa::ToSchema;
 
 use super::{StripeError, balance_transactions, payments, payouts};
@@ -123,7 +124,7 @@ pub async fn handle(state: &AppState, job: &Job) -> anyhow::Result<()> {
 }
 
 /// Where a backfill stands, as the job reads it before each page.
-#[derive(sqlx::FromRow)]
+#[derive(Clone, PartialEq, sqlx::FromRow)]
 struct Position {
     since: DateTime<Utc>,
     until: DateTime<Utc>,
@@ -131,9 +132,19 @@ struct Position {
     position: Option<String>,
 }
 
+/// A page read from Stripe, not yet written: the list, the balance transactions each payout
+/// carries (payouts phase), and where the backfill stands once it is written.
+struct Page {
+    data: Vec<Value>,
+    carried: Vec<Vec<Value>>,
+    next: Position,
+}
+
 /// Reads pages until the backfill is done (or is no longer running: restarted, or its
-/// connection gone). A Stripe outage fails the job, which the queue retries from the position
-/// reached; a key Stripe refuses fails the backfill.
+/// connection gone). While a page is written, the next one is already being read from Stripe;
+/// it is used only if the position written is the one it was read for. A Stripe outage fails
+/// the job, which the queue retries from the position reached; a key Stripe refuses fails the
+/// backfill.
 pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> anyhow::Result<()> {
     let (sealed, stripe) = match super::client_for(state, tenant).await {
         Ok(found) => found,
@@ -143,6 +154,8 @@ pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> an
     if sealed.id != connection_id {
         return Ok(());
     }
+    // The next page being read, and the position it is read after (stopped when dropped).
+    let mut ahead: Option<(Position, AbortOnDropHandle<Result<Page, StripeError>>)> = None;
     loop {
         let mut tx = begin_tenant(&state.db, tenant).await?;
         let at: Option<Position> = sqlx::query_as(
@@ -155,7 +168,28 @@ pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> an
         .await?;
         tx.commit().await?;
         let Some(at) = at else { return Ok(()) };
-        match page(state, &stripe, tenant, connection_id, &at).await {
+        if at.phase == "done" {
+            finish(state, tenant, connection_id).await?;
+            return Ok(());
+        }
+        let read = match ahead.take() {
+            Some((from, reading)) if from == at => {
+                reading.await.unwrap_or_else(|e| Err(StripeError::Unavailable(e.to_string())))
+            }
+            _ => read_page(&stripe, &at).await,
+        };
+        let written = match read {
+            Ok(page) => {
+                if page.next.phase != "done" {
+                    let (stripe, next) = (stripe.clone(), page.next.clone());
+                    let reading = tokio::spawn(async move { read_page(&stripe, &next).await });
+                    ahead = Some((page.next.clone(), AbortOnDropHandle::new(reading)));
+                }
+                write_page(state, tenant, connection_id, &at, page).await
+            }
+            Err(error) => Err(error),
+        };
+        match written {
             Ok(()) => {}
             Err(StripeError::Refused(reason)) => {
                 let mut tx = begin_tenant(&state.db, tenant).await?;
@@ -176,14 +210,8 @@ pub async fn run(state: &AppState, tenant: &TenantId, connection_id: &str) -> an
     }
 }
 
-/// Reads the page after `at` and writes it with the position it reached, in one transaction.
-async fn page(
-    state: &AppState,
-    stripe: &Stripe,
-    tenant: &TenantId,
-    connection_id: &str,
-    at: &Position,
-) -> Result<(), StripeError> {
+/// Reads the page after `at` from Stripe (with, for payouts, the transactions each carries).
+async fn read_page(stripe: &Stripe, at: &Position) -> Result<Page, StripeError> {
     let (since, until) = (at.since.timestamp().to_string(), at.until.timestamp().to_string());
     let mut params = vec![("limit", PAGE), ("created[gte]", since.as_str()), ("created[lt]", until.as_str())];
     if let Some(after) = &at.position {
@@ -192,8 +220,7 @@ async fn page(
     let (path, next_phase) = match at.phase.as_str() {
         "charges" => ("charges", "refunds"),
         "refunds" => ("refunds", "payouts"),
-        "payouts" => ("payouts", "done"),
-        _ => return finish(state, tenant, connection_id).await,
+        _ => ("payouts", "done"),
     };
     if at.phase != "payouts" {
         params.push(("expand[]", "data.balance_transaction"));
@@ -208,6 +235,26 @@ async fn page(
             carried.push(super::apply::transactions_of(stripe, id).await?);
         }
     }
+    let last = data.last().and_then(|o| o["id"].as_str()).map(str::to_owned);
+    let more = list["has_more"] == true && last.is_some();
+    let next = Position {
+        since: at.since,
+        until: at.until,
+        phase: if more { at.phase.clone() } else { next_phase.to_owned() },
+        position: if more { last } else { None },
+    };
+    Ok(Page { data, carried, next })
+}
+
+/// Writes `page`, read after `at`, with the position it reached, in one transaction.
+async fn write_page(
+    state: &AppState,
+    tenant: &TenantId,
+    connection_id: &str,
+    at: &Position,
+    page: Page,
+) -> Result<(), StripeError> {
+    let Page { data, carried, next } = page;
     let version = Utc::now();
     let mut tx = begin_tenant(&state.db, tenant).await?;
     let txns: Vec<Value> = data.iter().map(|o| o["balance_transaction"].clone()).filter(Value::is_object).collect();
@@ -229,8 +276,6 @@ async fn page(
         }
         _ => {}
     }
-    let last = data.last().and_then(|o| o["id"].as_str()).map(str::to_owned);
-    let more = list["has_more"] == true && last.is_some();
     let column = at.phase.as_str();
     sqlx::query(&format!(
         "update stripe_backfills set {column} = {column} + $3, balance_transactions = balance_transactions + $4,
@@ -242,8 +287,8 @@ async fn page(
     .bind(connection_id)
     .bind(data.len() as i64)
     .bind(txn_count)
-    .bind(if more { last } else { None })
-    .bind(if more { at.phase.as_str() } else { next_phase })
+    .bind(&next.position)
+    .bind(&next.phase)
     .bind(&at.phase)
     .bind(&at.position)
     .execute(&mut *tx)

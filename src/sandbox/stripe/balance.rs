@@ -64,6 +64,9 @@ fn transaction(
         "balance_type": "payments",
     });
     if let Some(acct) = inner.account(account) {
+        if available_on > now {
+            acct.pending.entry(available_on).or_default().push(id.clone());
+        }
         acct.insert("balance_transaction", txn);
     }
     id
@@ -136,11 +139,8 @@ pub fn settle(inner: &mut Inner, account: &str) {
 
 fn make_available(inner: &mut Inner, account: &str, at: i64) {
     let Some(acct) = inner.account(account) else { return };
-    let ready: Vec<String> = acct
-        .newest_first("balance_transaction")
-        .filter(|t| t["status"] == "pending" && t["available_on"].as_i64().unwrap_or(0) <= at)
-        .filter_map(|t| t["id"].as_str().map(str::to_owned))
-        .collect();
+    let later = acct.pending.split_off(&at.saturating_add(1));
+    let ready: Vec<String> = std::mem::replace(&mut acct.pending, later).into_values().flatten().collect();
     for id in &ready {
         if let Some(txn) = acct.objects.get_mut(id) {
             txn["status"] = json!("available");
@@ -344,14 +344,13 @@ pub fn list_transactions(inner: &mut Inner, ctx: &Ctx) -> Result<Value, StripeEr
     {
         return Err(StripeError::no_such("payout", payout, "payout"));
     }
-    let items = acct.newest_first("balance_transaction").filter(|t| {
+    list::page(acct, ctx, "/v1/balance_transactions", "balance_transaction", |t| {
         let id = t["id"].as_str().unwrap_or_default();
         payout.is_none_or(|p| acct.payout_of.get(id).is_some_and(|of| of == p))
             && kind.is_none_or(|k| t["type"] == k)
             && source.is_none_or(|s| t["source"] == s)
             && currency.is_none_or(|c| t["currency"] == c.to_ascii_lowercase().as_str())
-    });
-    list::page(acct, ctx, "/v1/balance_transactions", items)
+    })
 }
 
 /// `GET /v1/events`: the last 30 days, with `type` (`charge.*` matches a prefix) or `types[]`.
@@ -367,13 +366,12 @@ pub fn list_events(inner: &mut Inner, ctx: &Ctx) -> Result<Value, StripeError> {
         None => event_type == pattern,
     };
     let acct = inner.accounts.get(&ctx.account).ok_or_else(|| StripeError::bad_key(&ctx.account))?;
-    let items = acct.newest_first("event").filter(|e| {
+    list::page(acct, ctx, "/v1/events", "event", |e| {
         let event_type = e["type"].as_str().unwrap_or_default();
         e["created"].as_i64().unwrap_or(0) >= since
             && kind.as_deref().is_none_or(|k| matches(event_type, k))
             && (types.is_empty() || types.iter().any(|t| matches(event_type, t)))
-    });
-    list::page(acct, ctx, "/v1/events", items)
+    })
 }
 
 #[cfg(test)]

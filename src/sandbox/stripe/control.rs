@@ -6,6 +6,8 @@
 //! - `POST /_stripe/accounts` `{"name", "country", "default_currency", "secret_key"?, "restricted_key"?}`
 //! - `POST /_stripe/accounts/{id}/bank` `{"account_id": "<sandbox bank account>"}`: paid payouts
 //!   arrive there as credits
+//! - `POST /_stripe/accounts/{id}/seed` `{"charges": N, "currency"?: "eur", "amount"?}`: N
+//!   succeeded card payments made as `POST /v1/payment_intents` makes them ([`seed`](super::seed))
 //! - `POST /_stripe/payouts/{id}/fail` `{"failure_code": "account_closed"}`
 //! - `POST /_stripe/faults` `{"status": 500|429|503|0, "count", "path"?, "should_retry"?, "latency_ms"?}`,
 //!   `DELETE /_stripe/faults`
@@ -27,6 +29,7 @@ use serde_json::{Value, json};
 use super::{
     StripeSim, api, balance,
     error::StripeError,
+    seed::{self, Seed},
     state::{DeliveryMode, Fault},
 };
 
@@ -36,6 +39,7 @@ pub fn router() -> Router<StripeSim> {
         .route("/_stripe/clock/advance", post(advance))
         .route("/_stripe/accounts", post(create_account))
         .route("/_stripe/accounts/{id}/bank", post(link_bank))
+        .route("/_stripe/accounts/{id}/seed", post(seed_account))
         .route("/_stripe/payouts/{id}/fail", post(fail_payout))
         .route("/_stripe/faults", post(add_fault).delete(clear_faults))
         .route("/_stripe/keys/{key}/{action}", post(key_action))
@@ -135,6 +139,19 @@ async fn link_bank(State(sim): State<StripeSim>, Path(id): Path<String>, Json(bo
             .map(|()| json!({"account": id, "bank_account": body.account_id}))
             .map_err(|reason| StripeError::invalid("account_id", "resource_missing", reason)),
     )
+}
+
+/// Seeding a large history holds the simulator's lock for a while: off the async workers.
+async fn seed_account(State(sim): State<StripeSim>, Path(id): Path<String>, Json(body): Json<Seed>) -> Response {
+    let worker = sim.clone();
+    let result =
+        tokio::task::spawn_blocking(move || seed::seed(&mut worker.lock(), &id, &body)).await.unwrap_or_else(|e| {
+            let mut error = StripeError::fault(500, None);
+            error.message = format!("seeding stopped: {e}");
+            Err(error)
+        });
+    sim.wake.notify_one();
+    answer(result)
 }
 
 #[derive(Deserialize)]

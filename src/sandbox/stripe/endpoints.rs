@@ -107,11 +107,8 @@ pub fn delete(inner: &mut Inner, ctx: &Ctx, id: &str) -> Result<Value, StripeErr
     if acct.get(id).is_none_or(|e| e["object"] != "webhook_endpoint") {
         return Err(StripeError::no_such("webhook_endpoint", id, "id"));
     }
-    acct.objects.remove(id);
+    acct.remove("webhook_endpoint", id);
     acct.secrets.remove(id);
-    if let Some(ids) = acct.order.get_mut("webhook_endpoint") {
-        ids.retain(|e| e != id);
-    }
     Ok(json!({"id": id, "object": "webhook_endpoint", "deleted": true}))
 }
 

@@ -17,6 +17,7 @@ mod list;
 mod oauth;
 mod objects;
 mod payments;
+mod seed;
 mod state;
 
 use axum::{Router, routing::any};

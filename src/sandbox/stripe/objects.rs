@@ -41,9 +41,7 @@ pub fn list(inner: &mut Inner, ctx: &Ctx, kind: &'static str, url: &str) -> Resu
         .filter_map(|name| ctx.str(name).ok().flatten().map(|value| (name, value.to_owned())))
         .collect();
     let acct = account_of(inner, ctx)?;
-    let items =
-        acct.newest_first(kind).filter(|item| filters.iter().all(|(name, value)| item[*name] == value.as_str()));
-    list::page(acct, ctx, url, items)
+    list::page(acct, ctx, url, kind, |item| filters.iter().all(|(name, value)| item[*name] == value.as_str()))
 }
 
 pub fn create_customer(inner: &mut Inner, ctx: &Ctx) -> Result<Value, StripeError> {
@@ -98,10 +96,7 @@ pub fn delete_customer(inner: &mut Inner, ctx: &Ctx, id: &str) -> Result<Value, 
         .filter(|o| o["object"] == "customer")
         .cloned()
         .ok_or_else(|| StripeError::no_such("customer", id, "id"))?;
-    acct.objects.remove(id);
-    if let Some(ids) = acct.order.get_mut("customer") {
-        ids.retain(|c| c != id);
-    }
+    acct.remove("customer", id);
     inner.record_event(&ctx.account, "customer.deleted", &customer, None, ctx.request());
     Ok(json!({"id": id, "object": "customer", "deleted": true}))
 }

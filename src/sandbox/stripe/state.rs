@@ -2,7 +2,7 @@
 //! every change records. In memory (it simulates an outside service), seeded and deterministic.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
@@ -86,7 +86,12 @@ pub(crate) struct Account {
     /// Every object by id.
     pub objects: HashMap<String, Value>,
     /// Ids of each object type, oldest first.
-    pub order: HashMap<&'static str, Vec<String>>,
+    order: HashMap<&'static str, Vec<String>>,
+    /// Where each id is in its type's `order`, so a list page starts at its cursor at once.
+    positions: HashMap<String, usize>,
+    /// The balance transactions still pending, by the time they become available, so settling
+    /// does not read every transaction on every request.
+    pub pending: BTreeMap<i64, Vec<String>>,
     pub idempotency: HashMap<String, Idempotent>,
     /// The day (Unix days) automatic payouts last ran up to.
     pub paid_out_through: i64,
@@ -101,8 +106,33 @@ pub(crate) struct Account {
 impl Account {
     pub fn insert(&mut self, kind: &'static str, object: Value) {
         let id = object["id"].as_str().unwrap_or_default().to_owned();
-        self.order.entry(kind).or_default().push(id.clone());
+        let ids = self.order.entry(kind).or_default();
+        self.positions.insert(id.clone(), ids.len());
+        ids.push(id.clone());
         self.objects.insert(id, object);
+    }
+
+    /// Deletes an object of type `kind`.
+    pub fn remove(&mut self, kind: &'static str, id: &str) {
+        self.objects.remove(id);
+        if self.positions.remove(id).is_some()
+            && let Some(ids) = self.order.get_mut(kind)
+        {
+            ids.retain(|other| other != id);
+            for (at, other) in ids.iter().enumerate() {
+                self.positions.insert(other.clone(), at);
+            }
+        }
+    }
+
+    /// The ids of a type, oldest first.
+    pub fn ids(&self, kind: &str) -> &[String] {
+        self.order.get(kind).map_or(&[], Vec::as_slice)
+    }
+
+    /// Where `id` is among the ids of its type (oldest first).
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.positions.get(id).copied()
     }
 
     pub fn get(&self, id: &str) -> Option<&Value> {
