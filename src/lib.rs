@@ -38,6 +38,8 @@ pub mod metrics;
 pub mod providers;
 /// Per-credential rate limiting (GCRA), in process or shared through Redis.
 pub mod ratelimit;
+/// Matching bank credits to the invoices and Stripe payouts they pay.
+pub mod reconciliation;
 /// Local simulators of third-party APIs (GoCardless Bank Account Data, Stripe).
 pub mod sandbox;
 /// What handlers and workers share: configuration, the pool, long-lived services.

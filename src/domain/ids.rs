@@ -135,6 +135,22 @@ prefixed_id!(
     /// A tenant's connection to its Stripe account.
     StripeConnectionId, "sc"
 );
+prefixed_id!(
+    /// A reconciliation match: bank transactions, what they pay, and the adjustments between.
+    MatchId, "match"
+);
+prefixed_id!(
+    /// A match the reconciliation engine proposes for one transaction.
+    SuggestionId, "sug"
+);
+prefixed_id!(
+    /// A reconciliation rule: a pattern on a transaction and what it does.
+    ReconciliationRuleId, "rrule"
+);
+prefixed_id!(
+    /// A reconciliation run over a date range.
+    ReconciliationRunId, "rrun"
+);
 
 fn is_prefixed_id(value: &str, prefix: &str) -> bool {
     value

@@ -82,11 +82,14 @@ states! {
         Debit = "debit",
     }
 
-    /// How far reconciliation has matched a transaction.
+    /// Where a transaction stands in reconciliation: `unmatched`, `suggested` (the engine
+    /// proposes a match a person must decide), `matched` (part of an active match) or `excluded`
+    /// (taken out of reconciliation by a person or a rule).
     MatchStatus {
         Unmatched = "unmatched",
+        Suggested = "suggested",
         Matched = "matched",
-        PartiallyMatched = "partially_matched",
+        Excluded = "excluded",
     }
 
     /// A webhook delivery: `pending` until an attempt succeeds (`succeeded`) or the last one
@@ -142,8 +145,8 @@ mod tests {
             assert_eq!(serde_json::from_value::<ConnectionStatus>(json).unwrap(), *status);
             assert_eq!(ConnectionStatus::parse(status.as_str()), Some(*status));
         }
-        assert_eq!(MatchStatus::PartiallyMatched.to_string(), "partially_matched");
-        assert_eq!(serde_json::to_value(MatchStatus::PartiallyMatched).unwrap(), "partially_matched");
+        assert_eq!(MatchStatus::Excluded.to_string(), "excluded");
+        assert_eq!(serde_json::to_value(MatchStatus::Suggested).unwrap(), "suggested");
         assert_eq!(TransactionStatus::parse("Booked"), None, "exact spelling only");
     }
 }

@@ -146,4 +146,6 @@ scopes! {
     InvoicesWrite = Scope::write("invoices");
     StripeRead = Scope::read("stripe");
     StripeWrite = Scope::write("stripe");
+    ReconciliationRead = Scope::read("reconciliation");
+    ReconciliationWrite = Scope::write("reconciliation");
 }

@@ -240,6 +240,18 @@ impl From<crate::invoices::InvoiceError> for ApiError {
     }
 }
 
+impl From<crate::reconciliation::ReconciliationError> for ApiError {
+    fn from(error: crate::reconciliation::ReconciliationError) -> Self {
+        use crate::reconciliation::ReconciliationError;
+        match error {
+            ReconciliationError::Invalid(errors) => ApiError::validation(errors),
+            ReconciliationError::NotFound(what) => ApiError::new(ErrorCode::NotFound, format!("no such {what}")),
+            ReconciliationError::Conflict(detail) => ApiError::new(ErrorCode::Conflict, detail),
+            ReconciliationError::Database(error) => error.into(),
+        }
+    }
+}
+
 /// The error body of every failed request (RFC 9457 problem details).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
