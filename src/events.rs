@@ -25,6 +25,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "bank_connection.expired",
     "transaction.created",
     "transaction.updated",
+    "transaction.matched",
+    "transaction.unmatched",
     "customer.created",
     "customer.updated",
     "customer.deleted",

@@ -42,6 +42,7 @@ Every response carries `X-Request-Id`.",
         (name = "transactions", description = "Bank transactions synced from the bank connections"),
         (name = "invoices", description = "Customers and invoices: what the money should pay, with their changes feeds"),
         (name = "stripe", description = "Stripe: the tenant's connected account"),
+        (name = "reconciliation", description = "Matching bank credits to the invoices and Stripe payouts they pay"),
         (name = "events", description = "What happened, newest first; the objects webhooks deliver"),
         (name = "webhooks", description = "Webhook endpoints, signed deliveries with retries, and re-sending what failed"),
         (name = "admin", description = "Platform administration (needs PAYYMO_ADMIN_TOKEN)"),
@@ -293,6 +294,19 @@ fn catalogue() -> Vec<WebhookEvent> {
                     "transaction_count": 5, "adds_up": true, "difference": 0},
         "created": "2026-12-04T00:00:00Z", "updated_at": "2026-12-06T00:00:01.120374Z"
     });
+    let match_example = json!({
+        "id": "match_0192f3c4d5e6478fa1b2c3d4e5f60718", "status": "active", "origin": "auto", "created_by": "engine",
+        "suggestion_id": null, "score": 0.97,
+        "reasons": [{"signal": "reference", "strength": 1.0, "weight": 0.45,
+                     "detail": "reference INV-2026-0104 found in the remittance text"},
+                    {"signal": "amount", "strength": 1.0, "weight": 0.3, "detail": "amount equal (1,250.00 GBP)"}],
+        "note": null, "metadata": {},
+        "transactions": [{"transaction_id": "txn_0192f3c4d5e6478fa1b2c3d4e5f60718", "amount": 125000, "currency": "GBP"}],
+        "allocations": [{"target_type": "invoice", "target_id": "inv_0192f3c4d5e6478fa1b2c3d4e5f60718", "amount": 125000,
+                         "currency": "GBP", "via_payout_id": null, "via_payment_id": null}],
+        "adjustments": [], "unmatched_at": null, "unmatched_by": null, "unmatch_reason": null,
+        "created_at": "2026-12-04T09:30:00.000000Z", "updated_at": "2026-12-04T09:30:00.000000Z"
+    });
     let member = json!({
         "user_id": "usr_0192f3c4d5e6478fa1b2c3d4e5f60718", "email": "jo@acme.example", "name": "Jo Bloggs",
         "role": "admin", "created_at": "2026-11-20T15:02:11.402913Z"
@@ -514,6 +528,30 @@ fn catalogue() -> Vec<WebhookEvent> {
                     "updated_at": "2026-11-21T10:02:41.330127Z",
                     "previous_attributes": {"category": null, "category_source": null, "notes": null}
                 }),
+            ),
+        },
+        WebhookEvent {
+            event_type: "transaction.matched",
+            summary: "Bank transactions were matched",
+            description: "Sent when a match is made: by the engine on its own (`origin: auto`), by a person accepting \
+                          a suggestion (`suggestion`) or matching by hand (`manual`). `data` is the match: its \
+                          transactions, what it pays (allocations), the adjustments, and the engine's score and \
+                          reasons. The invoices it pays send `invoice.paid` or `invoice.partially_paid`.",
+            data: component("Match"),
+            example: match_example.clone(),
+        },
+        WebhookEvent {
+            event_type: "transaction.unmatched",
+            summary: "A match was undone",
+            description: "Sent on `DELETE /api/v1/reconciliation/matches/{id}`. `data` is the match, `unmatched`, \
+                          with who undid it and why; its transactions are `unmatched` again and the invoices it \
+                          paid have their amounts back.",
+            data: component("Match"),
+            example: with(
+                &match_example,
+                json!({"status": "unmatched", "unmatched_at": "2026-12-04T11:00:00.000000Z",
+                       "unmatched_by": "user:usr_0192f3c4d5e6478fa1b2c3d4e5f60718",
+                       "unmatch_reason": "Paid by a different customer"}),
             ),
         },
         WebhookEvent {

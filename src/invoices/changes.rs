@@ -13,10 +13,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, types::Json};
 use utoipa::ToSchema;
 
-use crate::domain::ids::TenantId;
+use super::invoice::Invoice;
+use crate::domain::ids::{EventId, TenantId};
 
 /// What the feed is of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,70 @@ pub async fn announce(conn: &mut PgConnection, tenant: &TenantId, write: Announc
         payload["previous_attributes"] = serde_json::Value::Object(previous);
     }
     crate::events::record(conn, tenant, write.event_type, payload).await?;
+    Ok(())
+}
+
+/// One invoice to announce: the invoice after the change, the kind of change, its event type and
+/// the previous values of the fields that changed.
+pub type InvoiceAnnouncement<'a> =
+    (&'a Invoice, ChangeKind, &'static str, Option<&'a serde_json::Map<String, serde_json::Value>>);
+
+/// Records the changes and events of many invoices in one statement, in the order given. Each
+/// invoice's JSON is written once, straight from the row into the statement's parameters, and
+/// parsed once by the database for both tables: the event is that same JSON with
+/// `previous_attributes` added when given.
+pub async fn announce_invoices(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    announced: Vec<InvoiceAnnouncement<'_>>,
+) -> Result<(), sqlx::Error> {
+    let count = announced.len();
+    if count == 0 {
+        return Ok(());
+    }
+    let mut object_ids = Vec::with_capacity(count);
+    let mut external_ids = Vec::with_capacity(count);
+    let mut kinds = Vec::with_capacity(count);
+    let mut data = Vec::with_capacity(count);
+    let mut event_ids = Vec::with_capacity(count);
+    let mut event_types = Vec::with_capacity(count);
+    let mut previous = Vec::with_capacity(count);
+    for (invoice, kind, event_type, changed) in announced {
+        debug_assert!(crate::events::EVENT_TYPES.contains(&event_type), "{event_type} is not in EVENT_TYPES");
+        object_ids.push(invoice.id.as_str());
+        external_ids.push(invoice.external_id.as_deref());
+        kinds.push(kind.as_str());
+        data.push(Json(invoice));
+        event_ids.push(EventId::generate().as_str().to_owned());
+        event_types.push(event_type);
+        previous.push(changed.map(Json));
+    }
+    sqlx::query(
+        "with changes as (
+             insert into resource_changes (tenant_id, resource, object_id, external_id, change, data)
+             select $1, 'invoice', c.object_id, c.external_id, c.change, c.data
+             from unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) with ordinality
+                 as c(object_id, external_id, change, data, ordinal)
+             order by c.ordinal
+         )
+         insert into events (tenant_id, id, event_type, data)
+         select $1, e.id, e.event_type,
+                case when e.previous is null then e.data
+                     else e.data || jsonb_build_object('previous_attributes', e.previous) end
+         from unnest($6::text[], $7::text[], $5::jsonb[], $8::jsonb[]) with ordinality
+             as e(id, event_type, data, previous, ordinal)
+         order by e.ordinal",
+    )
+    .bind(tenant.as_str())
+    .bind(&object_ids)
+    .bind(&external_ids)
+    .bind(&kinds)
+    .bind(&data)
+    .bind(&event_ids)
+    .bind(&event_types)
+    .bind(&previous)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -11,16 +11,13 @@ use sqlx::{PgConnection, types::Json};
 use super::{
     InvoiceError,
     batch::{BatchResult, RowOutcome, RowResult, check_size, keys, with_inline_customer},
-    changes::ChangeKind,
+    changes::{self, ChangeKind},
     invoice::{INVOICE_COLUMNS, Invoice, InvoiceLine, InvoiceSpec, NewInvoice, changes_allowed},
     unique_violation,
 };
-use crate::{
-    domain::{
-        ids::{EventId, InvoiceId, TenantId},
-        validation::FieldError,
-    },
-    events,
+use crate::domain::{
+    ids::{InvoiceId, TenantId},
+    validation::FieldError,
 };
 
 /// An inline customer's key: the invoice's source and the customer's external id.
@@ -398,64 +395,16 @@ fn bind<'q>(
 }
 
 /// Records the changes and events of the created and updated invoices in one statement, in that
-/// order (created first, each kind in input order). Each invoice's JSON is written once, straight
-/// from the row into the statement's parameters, and parsed once by the database for both
-/// tables: the event of an update is that same JSON with `previous_attributes` added.
+/// order (created first, each kind in input order).
 async fn record(
     conn: &mut PgConnection,
     tenant: &TenantId,
     created: &[Invoice],
     updated: &[(Invoice, serde_json::Map<String, serde_json::Value>)],
 ) -> Result<(), InvoiceError> {
-    let count = created.len() + updated.len();
-    if count == 0 {
-        return Ok(());
-    }
     let announced = created.iter().map(|invoice| (invoice, ChangeKind::Created, "invoice.created", None)).chain(
         updated.iter().map(|(invoice, previous)| (invoice, ChangeKind::Updated, "invoice.updated", Some(previous))),
     );
-    let mut object_ids = Vec::with_capacity(count);
-    let mut external_ids = Vec::with_capacity(count);
-    let mut kinds = Vec::with_capacity(count);
-    let mut data = Vec::with_capacity(count);
-    let mut event_ids = Vec::with_capacity(count);
-    let mut event_types = Vec::with_capacity(count);
-    let mut previous = Vec::with_capacity(count);
-    for (invoice, kind, event_type, changed) in announced {
-        debug_assert!(events::EVENT_TYPES.contains(&event_type), "{event_type} is not in EVENT_TYPES");
-        object_ids.push(invoice.id.as_str());
-        external_ids.push(invoice.external_id.as_deref());
-        kinds.push(kind.as_str());
-        data.push(Json(invoice));
-        event_ids.push(EventId::generate().as_str().to_owned());
-        event_types.push(event_type);
-        previous.push(changed.map(Json));
-    }
-    sqlx::query(
-        "with changes as (
-             insert into resource_changes (tenant_id, resource, object_id, external_id, change, data)
-             select $1, 'invoice', c.object_id, c.external_id, c.change, c.data
-             from unnest($2::text[], $3::text[], $4::text[], $5::jsonb[]) with ordinality
-                 as c(object_id, external_id, change, data, ordinal)
-             order by c.ordinal
-         )
-         insert into events (tenant_id, id, event_type, data)
-         select $1, e.id, e.event_type,
-                case when e.previous is null then e.data
-                     else e.data || jsonb_build_object('previous_attributes', e.previous) end
-         from unnest($6::text[], $7::text[], $5::jsonb[], $8::jsonb[]) with ordinality
-             as e(id, event_type, data, previous, ordinal)
-         order by e.ordinal",
-    )
-    .bind(tenant.as_str())
-    .bind(&object_ids)
-    .bind(&external_ids)
-    .bind(&kinds)
-    .bind(&data)
-    .bind(&event_ids)
-    .bind(&event_types)
-    .bind(&previous)
-    .execute(&mut *conn)
-    .await?;
+    changes::announce_invoices(conn, tenant, announced.collect()).await?;
     Ok(())
 }

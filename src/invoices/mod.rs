@@ -9,6 +9,7 @@ pub mod changes;
 pub mod customer;
 pub mod invoice;
 mod invoice_batch;
+pub mod payments;
 
 use crate::domain::validation::FieldError;
 

@@ -10,6 +10,9 @@
 //! Every decision is written to the audit log with its actor and, for the engine's, its reasons
 //! and scores.
 
+pub mod exclusion;
+pub mod matches;
+
 use crate::domain::validation::FieldError;
 
 /// Why a reconciliation operation was refused.

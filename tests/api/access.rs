@@ -53,6 +53,29 @@ fn valid_body(method: &Method, path: &str) -> Value {
     }
 }
 
+/// A match of a credit imported into `account` (EUR) with an invoice.
+async fn reconciliation_match(app: &TestApp, a: &TestTenant, account: &str) -> String {
+    let send = |method: Method, path: &'static str, body: Value| async move {
+        let response = app.as_key(method, path, &a.key).json(&body).send().await.unwrap();
+        response.json::<Value>().await.unwrap()
+    };
+    let import = send(
+        Method::POST,
+        "/api/v1/transactions/import",
+        json!({"account_id": account, "rows": [{"external_id": "m-1", "amount": "5.00", "booking_date": "2026-01-02"}]}),
+    )
+    .await;
+    let invoice = send(Method::POST, "/api/v1/invoices", json!({"number": "INV-A-M", "currency": "EUR", "amount_total": 500})).await;
+    let made = send(
+        Method::POST,
+        "/api/v1/reconciliation/matches",
+        json!({"transaction_ids": [import["results"][0]["transaction_id"]],
+               "allocations": [{"target_type": "invoice", "target_id": invoice["id"]}]}),
+    )
+    .await;
+    made["id"].as_str().expect("tenant A has a match").to_owned()
+}
+
 /// Tenant A's objects, one per collection that has id paths. A new resource with `{id}` paths
 /// needs an entry here, or the isolation test fails and says so.
 struct Fixtures {
@@ -176,6 +199,7 @@ impl Fixtures {
         ids.insert("invoices/imports", import["id"].as_str().expect("tenant A has an invoice import").to_owned());
         ids.insert("stripe/payments", stripe_payment(app, a).await);
         ids.insert("stripe/payouts", stripe_payout(app, a).await);
+        ids.insert("reconciliation/matches", reconciliation_match(app, a, &ids["accounts"]).await);
         Self { ids }
     }
 
@@ -198,6 +222,7 @@ impl Fixtures {
             format!("/api/v1/customers/{}", self.ids["customers"]),
             format!("/api/v1/invoices/{}", self.ids["invoices"]),
             format!("/api/v1/invoices/imports/{}", self.ids["invoices/imports"]),
+            format!("/api/v1/reconciliation/matches/{}", self.ids["reconciliation/matches"]),
             format!("/api/v1/stripe/payments/{}", self.ids["stripe/payments"]),
             format!("/api/v1/stripe/payouts/{}", self.ids["stripe/payouts"]),
         ] {

@@ -1,0 +1,719 @@
+//! Making matches, one or thousands at a time: every proposal is checked against the rows it
+//! touches, locked in one order (transactions, then invoices, then payouts, each sorted by id)
+//! so two writers never deadlock, and the ones that pass are written set by set.
+//!
+//! Two writers racing for the same transaction or invoice serialise on those row locks; the one
+//! that comes second sees the first one's result and is refused. The unique index on active
+//! match transactions (and on active payout allocations) holds even if a caller forgot to lock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::json;
+use sqlx::PgConnection;
+
+use super::{
+    super::{DecidedBy, ReconciliationError},
+    Adjustment, AdjustmentKind, Allocation, Match, MatchOrigin, MatchTransaction, NewMatch, TargetType, read,
+};
+use crate::{
+    audit,
+    domain::{
+        ids::{MatchId, TenantId},
+        money::{Currency, format_minor_units},
+        states::MatchStatus,
+        validation::FieldError,
+    },
+    events,
+    invoices::{invoice::InvoiceStatus, payments},
+};
+
+/// Most transactions, allocations and adjustments one match holds.
+pub const MAX_TRANSACTIONS: usize = 100;
+pub const MAX_ALLOCATIONS: usize = 500;
+pub const MAX_ADJUSTMENTS: usize = 50;
+
+/// A match to make, and who decided it on what grounds.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    pub new: NewMatch,
+    pub origin: MatchOrigin,
+    pub decided_by: DecidedBy,
+    pub suggestion_id: Option<String>,
+    pub score: Option<f64>,
+    /// The engine's reasons, as the API shows them.
+    pub reasons: serde_json::Value,
+}
+
+/// A transaction as a match needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct TxRow {
+    id: String,
+    amount: i64,
+    currency: String,
+    match_status: MatchStatus,
+}
+
+/// An invoice as a match needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct InvoiceRow {
+    id: String,
+    currency: String,
+    amount_total: i64,
+    amount_paid: i64,
+    status: InvoiceStatus,
+}
+
+/// A payout as a match needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct PayoutRow {
+    id: String,
+    currency: String,
+    status: String,
+    gross: Option<i64>,
+    refunds: Option<i64>,
+    adjustments: Option<i64>,
+    fees: Option<i64>,
+    matched: bool,
+}
+
+/// The rows a batch touches, locked, with what earlier proposals of the batch took.
+struct Ledger {
+    transactions: HashMap<String, TxRow>,
+    invoices: HashMap<String, InvoiceRow>,
+    payouts: HashMap<String, PayoutRow>,
+}
+
+/// A proposal that passed its checks, completed (default amounts and payout adjustments filled in).
+struct Checked {
+    id: MatchId,
+    proposal: Proposal,
+    transactions: Vec<MatchTransaction>,
+    allocations: Vec<Allocation>,
+    adjustments: Vec<Adjustment>,
+}
+
+/// Makes one match (a person's, or an accepted suggestion).
+pub async fn create(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    proposal: Proposal,
+) -> Result<Match, ReconciliationError> {
+    create_many(conn, tenant, vec![proposal]).await?.pop().expect("one outcome per proposal")
+}
+
+/// Makes the proposals that pass their checks, in order (a later one sees what earlier ones
+/// took), and returns one outcome per proposal. The caller's transaction is bound to `tenant`;
+/// a database error fails the whole batch.
+pub async fn create_many(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    proposals: Vec<Proposal>,
+) -> Result<Vec<Result<Match, ReconciliationError>>, ReconciliationError> {
+    let mut ledger = lock(conn, tenant, &proposals).await?;
+    let mut outcomes: Vec<Result<MatchId, ReconciliationError>> = Vec::with_capacity(proposals.len());
+    let mut checked = Vec::new();
+    for proposal in proposals {
+        match check(&mut ledger, proposal) {
+            Ok(c) => {
+                outcomes.push(Ok(c.id.clone()));
+                checked.push(c);
+            }
+            Err(error) => outcomes.push(Err(error)),
+        }
+    }
+    write(conn, tenant, &checked).await?;
+    let made: HashMap<String, Match> =
+        read::load(conn, tenant, &checked.iter().map(|c| c.id.as_str().to_owned()).collect::<Vec<_>>())
+            .await?
+            .into_iter()
+            .map(|m| (m.id.clone(), m))
+            .collect();
+    announce(conn, tenant, &checked, &made).await?;
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.map(|id| made.get(id.as_str()).cloned().expect("a written match reads back")))
+        .collect())
+}
+
+/// Locks every row the proposals name, in one order, and reads what the checks need.
+async fn lock(conn: &mut PgConnection, tenant: &TenantId, proposals: &[Proposal]) -> Result<Ledger, sqlx::Error> {
+    let mut tx_ids = BTreeSet::new();
+    let mut invoice_ids = BTreeSet::new();
+    let mut payout_ids = BTreeSet::new();
+    for p in proposals {
+        tx_ids.extend(p.new.transaction_ids.iter().cloned());
+        for a in &p.new.allocations {
+            match a.target_type {
+                TargetType::Invoice => invoice_ids.insert(a.target_id.clone()),
+                TargetType::StripePayout => payout_ids.insert(a.target_id.clone()),
+            };
+        }
+    }
+    let tx_ids: Vec<String> = tx_ids.into_iter().collect();
+    let invoice_ids: Vec<String> = invoice_ids.into_iter().collect();
+    let payout_ids: Vec<String> = payout_ids.into_iter().collect();
+    let transactions: Vec<TxRow> = sqlx::query_as(
+        "select id, amount, currency, match_status from transactions
+         where tenant_id = $1 and id = any($2) order by id for update",
+    )
+    .bind(tenant.as_str())
+    .bind(&tx_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let invoices: Vec<InvoiceRow> = sqlx::query_as(
+        "select id, currency, amount_total, amount_paid, status from invoices
+         where tenant_id = $1 and id = any($2) order by id for update",
+    )
+    .bind(tenant.as_str())
+    .bind(&invoice_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let payouts: Vec<PayoutRow> = sqlx::query_as(
+        "select p.id, p.currency, p.status, p.gross, p.refunds, p.adjustments, p.fees,
+                exists (select 1 from reconciliation_allocations a
+                        where a.tenant_id = p.tenant_id and a.target_type = 'stripe_payout'
+                          and a.target_id = p.id and a.active) as matched
+         from stripe_payouts p where p.tenant_id = $1 and p.id = any($2) order by p.id for update of p",
+    )
+    .bind(tenant.as_str())
+    .bind(&payout_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Ledger {
+        transactions: transactions.into_iter().map(|t| (t.id.clone(), t)).collect(),
+        invoices: invoices.into_iter().map(|i| (i.id.clone(), i)).collect(),
+        payouts: payouts.into_iter().map(|p| (p.id.clone(), p)).collect(),
+    })
+}
+
+/// Checks a proposal against the ledger and, when it passes, takes its rows in the ledger so a
+/// later proposal of the batch cannot take them again.
+fn check(ledger: &mut Ledger, proposal: Proposal) -> Result<Checked, ReconciliationError> {
+    let new = &proposal.new;
+    let mut errors = Vec::new();
+    shape(new, &mut errors);
+    if !errors.is_empty() {
+        return Err(ReconciliationError::Invalid(errors));
+    }
+
+    let mut transactions = Vec::with_capacity(new.transaction_ids.len());
+    for (i, id) in new.transaction_ids.iter().enumerate() {
+        let field = format!("transaction_ids[{i}]");
+        let Some(t) = ledger.transactions.get(id) else {
+            errors.push(FieldError::new(field, "is not one of this tenant's transactions"));
+            continue;
+        };
+        if t.amount <= 0 {
+            errors.push(FieldError::new(field, "is a debit; only credits are matched (exclude debits instead)"));
+        } else if t.match_status == MatchStatus::Matched {
+            return Err(ReconciliationError::Conflict(format!(
+                "transaction {id} is already matched; unmatch it first (DELETE /reconciliation/matches/{{id}})"
+            )));
+        } else if t.match_status == MatchStatus::Excluded {
+            return Err(ReconciliationError::Conflict(format!(
+                "transaction {id} is excluded from reconciliation; include it first (POST /transactions/{id}/include)"
+            )));
+        }
+        transactions.push(MatchTransaction {
+            transaction_id: id.clone(),
+            amount: t.amount,
+            currency: t.currency.clone(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ReconciliationError::Invalid(errors));
+    }
+    let single_currency = {
+        let set: BTreeSet<&str> = transactions.iter().map(|t| t.currency.as_str()).collect();
+        (set.len() == 1).then(|| set.into_iter().next().unwrap_or_default().to_owned())
+    };
+
+    let mut allocations = Vec::with_capacity(new.allocations.len());
+    let mut adjustments: Vec<Adjustment> = Vec::new();
+    let mut invoice_paid: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut payout_gross: BTreeMap<&str, i64> = BTreeMap::new();
+    let wants_payout_adjustments = !new.adjustments.iter().any(|a| {
+        matches!(a.kind, AdjustmentKind::StripeFee | AdjustmentKind::StripeRefund | AdjustmentKind::StripeAdjustment)
+    });
+    for (i, a) in new.allocations.iter().enumerate() {
+        let field = format!("allocations[{i}].target_id");
+        match a.target_type {
+            TargetType::Invoice => {
+                let Some(inv) = ledger.invoices.get(&a.target_id) else {
+                    errors.push(FieldError::new(field, "is not one of this tenant's invoices"));
+                    continue;
+                };
+                if !matches!(inv.status, InvoiceStatus::Open | InvoiceStatus::PartiallyPaid) {
+                    return Err(ReconciliationError::Conflict(format!(
+                        "invoice {} is {}; only open and partially paid invoices can be paid",
+                        inv.id, inv.status
+                    )));
+                }
+                let already = invoice_paid.get(a.target_id.as_str()).copied().unwrap_or(0);
+                let due = inv.amount_total - inv.amount_paid - already;
+                let amount = a.amount.unwrap_or(due);
+                if amount > due {
+                    return Err(ReconciliationError::Conflict(format!(
+                        "invoice {} has {} {} left to pay, less than the {} allocated; book the rest as an overpayment adjustment",
+                        inv.id,
+                        money(due, &inv.currency),
+                        inv.currency,
+                        money(amount, &inv.currency)
+                    )));
+                }
+                if amount <= 0 {
+                    errors.push(FieldError::new(format!("allocations[{i}].amount"), "must be positive"));
+                    continue;
+                }
+                *invoice_paid.entry(a.target_id.as_str()).or_default() += amount;
+                allocations.push(Allocation {
+                    target_type: TargetType::Invoice,
+                    target_id: a.target_id.clone(),
+                    amount,
+                    currency: inv.currency.clone(),
+                    via_payout_id: a.via_payout_id.clone(),
+                    via_payment_id: a.via_payment_id.clone(),
+                });
+            }
+            TargetType::StripePayout => {
+                let Some(p) = ledger.payouts.get(&a.target_id) else {
+                    errors.push(FieldError::new(field, "is not one of this tenant's Stripe payouts"));
+                    continue;
+                };
+                if p.status != "paid" {
+                    return Err(ReconciliationError::Conflict(format!(
+                        "payout {} is {}; only paid payouts arrive in the bank",
+                        p.id, p.status
+                    )));
+                }
+                if p.matched {
+                    return Err(ReconciliationError::Conflict(format!("payout {} is already matched", p.id)));
+                }
+                let Some(gross) = p.gross else {
+                    return Err(ReconciliationError::Conflict(format!(
+                        "payout {}'s balance transactions have not been read yet; try again in a minute",
+                        p.id
+                    )));
+                };
+                let amount = a.amount.unwrap_or(gross);
+                if amount <= 0 {
+                    errors.push(FieldError::new(format!("allocations[{i}].amount"), "must be positive"));
+                    continue;
+                }
+                payout_gross.insert(a.target_id.as_str(), amount);
+                if a.amount.is_none() && wants_payout_adjustments {
+                    let parts = [
+                        (AdjustmentKind::StripeRefund, p.refunds.unwrap_or(0), "refunds"),
+                        (AdjustmentKind::StripeAdjustment, p.adjustments.unwrap_or(0), "disputes and adjustments"),
+                        (AdjustmentKind::StripeFee, -p.fees.unwrap_or(0), "fees"),
+                    ];
+                    for (kind, amount, what) in parts {
+                        if amount != 0 {
+                            adjustments.push(Adjustment {
+                                kind,
+                                amount,
+                                currency: p.currency.clone(),
+                                description: Some(format!("Stripe {what} in payout {}", p.id)),
+                            });
+                        }
+                    }
+                }
+                allocations.push(Allocation {
+                    target_type: TargetType::StripePayout,
+                    target_id: a.target_id.clone(),
+                    amount,
+                    currency: p.currency.clone(),
+                    via_payout_id: None,
+                    via_payment_id: None,
+                });
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ReconciliationError::Invalid(errors));
+    }
+    // An invoice paid through a payout's charge: that payout is in this match, and what its
+    // charges pay never exceeds its gross.
+    let mut through: BTreeMap<&str, i64> = BTreeMap::new();
+    for (i, a) in allocations.iter().enumerate() {
+        let Some(payout) = &a.via_payout_id else { continue };
+        match payout_gross.get(payout.as_str()) {
+            Some(_) => *through.entry(payout.as_str()).or_default() += a.amount,
+            None => errors.push(FieldError::new(
+                format!("allocations[{i}].via_payout_id"),
+                "must be a Stripe payout allocated in this match",
+            )),
+        }
+    }
+    for (payout, paid) in &through {
+        if *paid > payout_gross[payout] {
+            errors.push(FieldError::new(
+                "allocations",
+                format!("invoices paid through payout {payout} add up to more than its gross"),
+            ));
+        }
+    }
+
+    for (i, a) in new.adjustments.iter().enumerate() {
+        let currency = match (&a.currency, &single_currency) {
+            (Some(c), _) => match Currency::parse(c).filter(Currency::is_iso4217) {
+                Some(c) => c.as_str().to_owned(),
+                None => {
+                    errors.push(FieldError::new(format!("adjustments[{i}].currency"), "must be an ISO 4217 code"));
+                    continue;
+                }
+            },
+            (None, Some(c)) => c.clone(),
+            (None, None) => {
+                errors.push(FieldError::new(
+                    format!("adjustments[{i}].currency"),
+                    "is required when the transactions are in more than one currency",
+                ));
+                continue;
+            }
+        };
+        adjustments.push(Adjustment { kind: a.kind, amount: a.amount, currency, description: a.description.clone() });
+    }
+    if !errors.is_empty() {
+        return Err(ReconciliationError::Invalid(errors));
+    }
+    balance(&transactions, &allocations, &adjustments)?;
+
+    for t in &transactions {
+        if let Some(row) = ledger.transactions.get_mut(&t.transaction_id) {
+            row.match_status = MatchStatus::Matched;
+        }
+    }
+    for (id, paid) in invoice_paid {
+        if let Some(row) = ledger.invoices.get_mut(id) {
+            row.amount_paid += paid;
+            row.status =
+                if row.amount_paid >= row.amount_total { InvoiceStatus::Paid } else { InvoiceStatus::PartiallyPaid };
+        }
+    }
+    for id in payout_gross.keys() {
+        if let Some(row) = ledger.payouts.get_mut(*id) {
+            row.matched = true;
+        }
+    }
+    Ok(Checked { id: MatchId::generate(), proposal, transactions, allocations, adjustments })
+}
+
+/// The checks that need no rows: sizes, duplicates, signs, lengths.
+fn shape(new: &NewMatch, errors: &mut Vec<FieldError>) {
+    if new.transaction_ids.is_empty() || new.transaction_ids.len() > MAX_TRANSACTIONS {
+        errors.push(FieldError::new("transaction_ids", format!("must hold 1 to {MAX_TRANSACTIONS} transactions")));
+    }
+    let distinct: BTreeSet<&String> = new.transaction_ids.iter().collect();
+    if distinct.len() != new.transaction_ids.len() {
+        errors.push(FieldError::new("transaction_ids", "names a transaction twice"));
+    }
+    if new.allocations.is_empty() || new.allocations.len() > MAX_ALLOCATIONS {
+        errors.push(FieldError::new("allocations", format!("must hold 1 to {MAX_ALLOCATIONS} allocations")));
+    }
+    if new.adjustments.len() > MAX_ADJUSTMENTS {
+        errors.push(FieldError::new("adjustments", format!("must hold at most {MAX_ADJUSTMENTS} adjustments")));
+    }
+    let mut payouts = BTreeSet::new();
+    for (i, a) in new.allocations.iter().enumerate() {
+        if a.amount.is_some_and(|amount| amount <= 0) {
+            errors.push(FieldError::new(format!("allocations[{i}].amount"), "must be positive"));
+        }
+        if a.target_type == TargetType::StripePayout && !payouts.insert(&a.target_id) {
+            errors.push(FieldError::new(format!("allocations[{i}].target_id"), "names the payout twice"));
+        }
+        if a.target_type == TargetType::StripePayout && (a.via_payout_id.is_some() || a.via_payment_id.is_some()) {
+            errors.push(FieldError::new(format!("allocations[{i}].via_payout_id"), "applies to invoices only"));
+        }
+    }
+    for (i, a) in new.adjustments.iter().enumerate() {
+        if a.amount == 0 {
+            errors.push(FieldError::new(format!("adjustments[{i}].amount"), "must not be zero"));
+        }
+        if a.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
+            errors.push(FieldError::new(format!("adjustments[{i}].description"), "must be at most 500 characters"));
+        }
+    }
+    if new.note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
+        errors.push(FieldError::new("note", "must be at most 2000 characters"));
+    }
+    crate::domain::metadata::check(new.metadata.clone(), errors);
+}
+
+/// Σ transactions = Σ direct allocations + Σ adjustments, per currency, to the cent.
+fn balance(
+    transactions: &[MatchTransaction],
+    allocations: &[Allocation],
+    adjustments: &[Adjustment],
+) -> Result<(), ReconciliationError> {
+    let mut sums: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+    for t in transactions {
+        sums.entry(&t.currency).or_default().0 += t.amount;
+    }
+    for a in allocations.iter().filter(|a| a.via_payout_id.is_none()) {
+        sums.entry(&a.currency).or_default().1 += a.amount;
+    }
+    for a in adjustments {
+        sums.entry(&a.currency).or_default().2 += a.amount;
+    }
+    let unbalanced: Vec<String> = sums
+        .iter()
+        .filter(|(_, (t, a, j))| t != &(a + j))
+        .map(|(c, (t, a, j))| {
+            format!(
+                "{c}: transactions {} ≠ allocations {} + adjustments {} (difference {})",
+                money(*t, c),
+                money(*a, c),
+                money(*j, c),
+                money(t - a - j, c)
+            )
+        })
+        .collect();
+    if unbalanced.is_empty() {
+        return Ok(());
+    }
+    Err(ReconciliationError::Invalid(vec![FieldError::new(
+        "allocations",
+        format!("the match does not balance; book the difference as an adjustment: {}", unbalanced.join("; ")),
+    )]))
+}
+
+/// Minor units in major units with the currency's decimals.
+fn money(minor: i64, currency: &str) -> String {
+    match Currency::parse(currency) {
+        Some(c) => format_minor_units(minor, c),
+        None => minor.to_string(),
+    }
+}
+
+/// Writes the checked matches set by set, marks their transactions matched, and pays the invoices.
+async fn write(conn: &mut PgConnection, tenant: &TenantId, checked: &[Checked]) -> Result<(), sqlx::Error> {
+    if checked.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = checked.iter().map(|c| c.id.as_str()).collect();
+    let origins: Vec<&str> = checked.iter().map(|c| c.proposal.origin.as_str()).collect();
+    let by: Vec<String> = checked.iter().map(|c| c.proposal.decided_by.label()).collect();
+    let suggestions: Vec<Option<&str>> = checked.iter().map(|c| c.proposal.suggestion_id.as_deref()).collect();
+    let scores: Vec<Option<f64>> = checked.iter().map(|c| c.proposal.score).collect();
+    let reasons: Vec<&serde_json::Value> = checked.iter().map(|c| &c.proposal.reasons).collect();
+    let notes: Vec<Option<&str>> = checked.iter().map(|c| c.proposal.new.note.as_deref()).collect();
+    let metadata: Vec<serde_json::Value> = checked.iter().map(|c| json!(c.proposal.new.metadata)).collect();
+    sqlx::query(
+        "insert into reconciliation_matches (tenant_id, id, origin, created_by, suggestion_id, score, reasons, note, metadata)
+         select $1, m.id, m.origin, m.created_by, m.suggestion_id, m.score::numeric(5, 4), m.reasons, m.note, m.metadata
+         from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::jsonb[], $8::text[], $9::jsonb[])
+             as m(id, origin, created_by, suggestion_id, score, reasons, note, metadata)",
+    )
+    .bind(tenant.as_str())
+    .bind(&ids)
+    .bind(&origins)
+    .bind(&by)
+    .bind(&suggestions)
+    .bind(&scores)
+    .bind(&reasons)
+    .bind(&notes)
+    .bind(&metadata)
+    .execute(&mut *conn)
+    .await?;
+
+    let (mut m, mut t, mut amounts, mut currencies) = (vec![], vec![], vec![], vec![]);
+    for c in checked {
+        for x in &c.transactions {
+            m.push(c.id.as_str());
+            t.push(x.transaction_id.as_str());
+            amounts.push(x.amount);
+            currencies.push(x.currency.as_str());
+        }
+    }
+    sqlx::query(
+        "insert into reconciliation_match_transactions (tenant_id, match_id, transaction_id, amount, currency)
+         select $1, * from unnest($2::text[], $3::text[], $4::int8[], $5::text[])",
+    )
+    .bind(tenant.as_str())
+    .bind(&m)
+    .bind(&t)
+    .bind(&amounts)
+    .bind(&currencies)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "update transactions set match_status = 'matched', reconcile_pending = false
+         where tenant_id = $1 and id = any($2)",
+    )
+    .bind(tenant.as_str())
+    .bind(&t)
+    .execute(&mut *conn)
+    .await?;
+    // Whatever was still suggested for these transactions is moot now.
+    sqlx::query(
+        "update reconciliation_suggestions set status = 'superseded'
+         where tenant_id = $1 and transaction_id = any($2) and status = 'open'",
+    )
+    .bind(tenant.as_str())
+    .bind(&t)
+    .execute(&mut *conn)
+    .await?;
+
+    let (mut m, mut pos, mut types, mut targets, mut amounts, mut currencies, mut via_payouts, mut via_payments) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+    for c in checked {
+        for (i, a) in c.allocations.iter().enumerate() {
+            m.push(c.id.as_str());
+            pos.push(i as i32);
+            types.push(a.target_type.as_str());
+            targets.push(a.target_id.as_str());
+            amounts.push(a.amount);
+            currencies.push(a.currency.as_str());
+            via_payouts.push(a.via_payout_id.as_deref());
+            via_payments.push(a.via_payment_id.as_deref());
+            if a.target_type == TargetType::Invoice {
+                *deltas.entry(a.target_id.clone()).or_default() += a.amount;
+            }
+        }
+    }
+    sqlx::query(
+        "insert into reconciliation_allocations (tenant_id, match_id, position, target_type, target_id, amount,
+                                                 currency, via_payout_id, via_payment_id)
+         select $1, * from unnest($2::text[], $3::int4[], $4::text[], $5::text[], $6::int8[], $7::text[],
+                                  $8::text[], $9::text[])",
+    )
+    .bind(tenant.as_str())
+    .bind(&m)
+    .bind(&pos)
+    .bind(&types)
+    .bind(&targets)
+    .bind(&amounts)
+    .bind(&currencies)
+    .bind(&via_payouts)
+    .bind(&via_payments)
+    .execute(&mut *conn)
+    .await?;
+
+    let (mut m, mut pos, mut kinds, mut amounts, mut currencies, mut descriptions) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for c in checked {
+        for (i, a) in c.adjustments.iter().enumerate() {
+            m.push(c.id.as_str());
+            pos.push(i as i32);
+            kinds.push(a.kind.as_str());
+            amounts.push(a.amount);
+            currencies.push(a.currency.as_str());
+            descriptions.push(a.description.as_deref());
+        }
+    }
+    if !m.is_empty() {
+        sqlx::query(
+            "insert into reconciliation_adjustments (tenant_id, match_id, position, kind, amount, currency, description)
+             select $1, * from unnest($2::text[], $3::int4[], $4::text[], $5::int8[], $6::text[], $7::text[])",
+        )
+        .bind(tenant.as_str())
+        .bind(&m)
+        .bind(&pos)
+        .bind(&kinds)
+        .bind(&amounts)
+        .bind(&currencies)
+        .bind(&descriptions)
+        .execute(&mut *conn)
+        .await?;
+    }
+    payments::apply(conn, tenant, &deltas).await?;
+    Ok(())
+}
+
+/// `transaction.matched` per match, and the audit entry of each decision with its reasons.
+async fn announce(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    checked: &[Checked],
+    made: &HashMap<String, Match>,
+) -> Result<(), sqlx::Error> {
+    let matches: Vec<&Match> = checked.iter().filter_map(|c| made.get(c.id.as_str())).collect();
+    let payloads = matches.iter().map(events::payload).collect::<Result<Vec<_>, _>>()?;
+    events::record_many(conn, tenant, "transaction.matched", payloads).await?;
+    let entries = checked
+        .iter()
+        .map(|c| {
+            let (actor_type, actor_id) = c.proposal.decided_by.audit_actor();
+            let action = match c.proposal.origin {
+                MatchOrigin::Auto => "reconciliation.auto_match",
+                MatchOrigin::Suggestion => "reconciliation.suggestion.accept",
+                MatchOrigin::Manual => "reconciliation.match.create",
+            };
+            audit::Entry {
+                actor_type,
+                credential_id: actor_id.clone(),
+                actor_id,
+                action: action.into(),
+                resource_type: Some("reconciliation_match".into()),
+                resource_id: Some(c.id.as_str().to_owned()),
+                detail: json!({
+                    "origin": c.proposal.origin,
+                    "suggestion_id": c.proposal.suggestion_id,
+                    "score": c.proposal.score,
+                    "reasons": c.proposal.reasons,
+                    "transactions": c.transactions,
+                    "allocations": c.allocations,
+                    "adjustments": c.adjustments,
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    audit::append_many_in(conn, tenant, entries).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(amount: i64) -> MatchTransaction {
+        MatchTransaction { transaction_id: "txn_a".into(), amount, currency: "GBP".into() }
+    }
+
+    fn alloc(amount: i64, via: Option<&str>) -> Allocation {
+        Allocation {
+            target_type: TargetType::Invoice,
+            target_id: "inv_a".into(),
+            amount,
+            currency: "GBP".into(),
+            via_payout_id: via.map(str::to_owned),
+            via_payment_id: None,
+        }
+    }
+
+    fn adj(kind: AdjustmentKind, amount: i64) -> Adjustment {
+        Adjustment { kind, amount, currency: "GBP".into(), description: None }
+    }
+
+    #[test]
+    fn a_match_balances_to_the_cent_or_is_refused() {
+        assert!(balance(&[tx(1000)], &[alloc(1000, None)], &[]).is_ok());
+        assert!(balance(&[tx(980)], &[alloc(1000, None)], &[adj(AdjustmentKind::BankCharge, -20)]).is_ok());
+        assert!(balance(&[tx(1100)], &[alloc(1000, None)], &[adj(AdjustmentKind::Overpayment, 100)]).is_ok());
+        let Err(ReconciliationError::Invalid(errors)) = balance(&[tx(999)], &[alloc(1000, None)], &[]) else {
+            panic!("one cent off is refused")
+        };
+        assert!(errors[0].message.contains("GBP: transactions 9.99 ≠ allocations 10.00"), "{}", errors[0].message);
+        assert!(errors[0].message.contains("difference -0.01"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn invoices_paid_through_a_payout_are_not_counted_twice() {
+        let payout =
+            Allocation { target_type: TargetType::StripePayout, target_id: "po_1".into(), ..alloc(10_000, None) };
+        let through = alloc(6_000, Some("po_1"));
+        let fees = adj(AdjustmentKind::StripeFee, -464);
+        assert!(balance(&[tx(9_536)], &[payout, through], &[fees]).is_ok());
+    }
+
+    #[test]
+    fn each_currency_balances_on_its_own() {
+        let eur = MatchTransaction { currency: "EUR".into(), ..tx(500) };
+        let eur_alloc = Allocation { currency: "EUR".into(), ..alloc(400, None) };
+        assert!(balance(&[tx(1000), eur.clone()], &[alloc(1000, None), eur_alloc.clone()], &[]).is_err());
+        let fx = Adjustment { currency: "EUR".into(), ..adj(AdjustmentKind::FxDifference, 100) };
+        assert!(balance(&[tx(1000), eur], &[alloc(1000, None), eur_alloc], &[fx]).is_ok());
+    }
+}
