@@ -10,6 +10,8 @@
 //! Every decision is written to the audit log with its actor and, for the engine's, its reasons
 //! and scores.
 
+pub mod text;
+
 use crate::domain::validation::FieldError;
 
 /// Why a reconciliation operation was refused.
