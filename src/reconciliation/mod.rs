@@ -10,6 +10,7 @@
 //! Every decision is written to the audit log with its actor and, for the engine's, its reasons
 //! and scores.
 
+pub mod scoring;
 pub mod text;
 
 use crate::domain::validation::FieldError;
