@@ -14,7 +14,7 @@
 //! | signal | weight | strength |
 //! |---|---|---|
 //! | reference | 0.45 | invoice number or payment reference (ref keys, reference-like: `text::is_reference_like`) found in the text as adjacent tokens: 1; one edit away (keys of 8+ characters): 0.5 |
-//! | rf_reference | 0.50 | the invoice's ISO 11649 reference found with valid check digits: 1 |
+//! | rf_reference | 0.50 | the invoice's ISO 11649 reference found with valid check digits: 1 (the number is then not counted again) |
 //! | bank_account | 0.30 | paid from one of the customer's accounts, or a rule assigned the transaction to the invoice's customer: 1; a rule assigned another customer: weight −0.30 |
 //! | name | 0.20 | payer name vs the customer's name and aliases: the similarity, if 0.75 or more |
 //! | amount | 0.30 | equal: 1; within tolerance: 0.7; less than due: 0.3 with a strong signal, else 0; more: 0 |
