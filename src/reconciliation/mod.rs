@@ -12,6 +12,8 @@
 
 pub mod exclusion;
 pub mod matches;
+pub mod scoring;
+pub mod text;
 
 use crate::domain::validation::FieldError;
 
