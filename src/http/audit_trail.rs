@@ -107,6 +107,7 @@ pub enum Probe {
     Invoices,
     StripePayments,
     StripePayouts,
+    ReconciliationRules,
 }
 
 impl Probe {
@@ -128,6 +129,7 @@ impl Probe {
             Probe::Invoices => "select tenant_id from invoices where id = $1 limit 1",
             Probe::StripePayments => "select tenant_id from stripe_payments where id = $1 limit 1",
             Probe::StripePayouts => "select tenant_id from stripe_payouts where id = $1 limit 1",
+            Probe::ReconciliationRules => "select tenant_id from reconciliation_rules where id = $1 limit 1",
         }
     }
 
@@ -149,6 +151,7 @@ impl Probe {
             Probe::Invoices => "invoice",
             Probe::StripePayments => "stripe_payment",
             Probe::StripePayouts => "stripe_payout",
+            Probe::ReconciliationRules => "reconciliation_rule",
         }
     }
 }

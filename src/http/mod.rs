@@ -33,6 +33,8 @@ pub mod provider_credentials;
 pub mod provider_errors;
 pub mod query;
 pub mod rate_limit;
+pub mod reconciliation_rules;
+pub mod reconciliation_settings;
 pub mod request_id;
 pub mod sessions;
 pub mod stripe_connect;
@@ -108,6 +110,8 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(stripe_connect::router())
         .merge(stripe_payments::router())
         .merge(stripe_payouts::router())
+        .merge(reconciliation_settings::router())
+        .merge(reconciliation_rules::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.
