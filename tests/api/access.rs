@@ -157,6 +157,17 @@ impl Fixtures {
             .await
             .unwrap();
         ids.insert("invoices", invoice["id"].as_str().unwrap().to_owned());
+        let reconciliation_rule: Value = app
+            .as_key(Method::POST, "/api/v1/reconciliation/rules", &a.key)
+            .json(&json!({"name": "Acme", "pattern": "acme", "action": "assign_customer",
+                          "customer_id": customer["id"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("reconciliation/rules", reconciliation_rule["id"].as_str().unwrap().to_owned());
         let form = reqwest::multipart::Form::new()
             .text(
                 "options",
@@ -200,6 +211,7 @@ impl Fixtures {
             format!("/api/v1/invoices/imports/{}", self.ids["invoices/imports"]),
             format!("/api/v1/stripe/payments/{}", self.ids["stripe/payments"]),
             format!("/api/v1/stripe/payouts/{}", self.ids["stripe/payouts"]),
+            format!("/api/v1/reconciliation/rules/{}", self.ids["reconciliation/rules"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }
