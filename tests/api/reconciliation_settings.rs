@@ -402,3 +402,21 @@ async fn writes_are_audited_with_their_resource() {
     assert_eq!(created["resource_type"], "reconciliation_rule");
     assert_eq!(created["resource_id"], rule["id"]);
 }
+
+#[tokio::test]
+async fn deleting_a_customer_deletes_the_rules_that_assign_it() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let customer = create_customer(&app, &tenant, "Initech").await;
+    let rule = create_rule(
+        &app,
+        &tenant,
+        json!({"name": "x", "pattern": "initech", "action": "assign_customer", "customer_id": customer}),
+    )
+    .await;
+    let deleted =
+        app.as_key(Method::DELETE, &format!("/api/v1/customers/{customer}"), &tenant.key).send().await.unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let path = format!("{RULES}/{}", rule["id"].as_str().unwrap());
+    problem(app.as_key(Method::GET, &path, &tenant.key).send().await.unwrap(), 404, "not_found").await;
+}
