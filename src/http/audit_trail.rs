@@ -108,6 +108,7 @@ pub enum Probe {
     StripePayments,
     StripePayouts,
     ReconciliationMatches,
+    ReconciliationRules,
 }
 
 impl Probe {
@@ -130,6 +131,7 @@ impl Probe {
             Probe::StripePayments => "select tenant_id from stripe_payments where id = $1 limit 1",
             Probe::StripePayouts => "select tenant_id from stripe_payouts where id = $1 limit 1",
             Probe::ReconciliationMatches => "select tenant_id from reconciliation_matches where id = $1 limit 1",
+            Probe::ReconciliationRules => "select tenant_id from reconciliation_rules where id = $1 limit 1",
         }
     }
 
@@ -152,6 +154,7 @@ impl Probe {
             Probe::StripePayments => "stripe_payment",
             Probe::StripePayouts => "stripe_payout",
             Probe::ReconciliationMatches => "reconciliation_match",
+            Probe::ReconciliationRules => "reconciliation_rule",
         }
     }
 }

@@ -34,6 +34,8 @@ pub mod provider_errors;
 pub mod query;
 pub mod rate_limit;
 pub mod reconciliation_matches;
+pub mod reconciliation_rules;
+pub mod reconciliation_settings;
 pub mod request_id;
 pub mod sessions;
 pub mod stripe_connect;
@@ -110,6 +112,8 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(stripe_payments::router())
         .merge(stripe_payouts::router())
         .merge(reconciliation_matches::router())
+        .merge(reconciliation_settings::router())
+        .merge(reconciliation_rules::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.

@@ -6,13 +6,17 @@
 //!   `amount_paid` and each transaction's `match_status`. Creating and unmatching are the only
 //!   ways either changes.
 //! - [`exclusion`]: taking a transaction out of reconciliation, and back.
+//! - [`settings`]: each tenant's thresholds, tolerances and signals (defaults when unset).
+//! - [`rules`]: each tenant's rules (assign a customer, exclude, prefer) and their pure evaluator.
 //!
 //! Every decision is written to the audit log with its actor and, for the engine's, its reasons
 //! and scores.
 
 pub mod exclusion;
 pub mod matches;
+pub mod rules;
 pub mod scoring;
+pub mod settings;
 pub mod text;
 
 use crate::domain::validation::FieldError;

@@ -65,7 +65,9 @@ async fn reconciliation_match(app: &TestApp, a: &TestTenant, account: &str) -> S
         json!({"account_id": account, "rows": [{"external_id": "m-1", "amount": "5.00", "booking_date": "2026-01-02"}]}),
     )
     .await;
-    let invoice = send(Method::POST, "/api/v1/invoices", json!({"number": "INV-A-M", "currency": "EUR", "amount_total": 500})).await;
+    let invoice =
+        send(Method::POST, "/api/v1/invoices", json!({"number": "INV-A-M", "currency": "EUR", "amount_total": 500}))
+            .await;
     let made = send(
         Method::POST,
         "/api/v1/reconciliation/matches",
@@ -180,6 +182,17 @@ impl Fixtures {
             .await
             .unwrap();
         ids.insert("invoices", invoice["id"].as_str().unwrap().to_owned());
+        let reconciliation_rule: Value = app
+            .as_key(Method::POST, "/api/v1/reconciliation/rules", &a.key)
+            .json(&json!({"name": "Acme", "pattern": "acme", "action": "assign_customer",
+                          "customer_id": customer["id"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("reconciliation/rules", reconciliation_rule["id"].as_str().unwrap().to_owned());
         let form = reqwest::multipart::Form::new()
             .text(
                 "options",
@@ -225,6 +238,7 @@ impl Fixtures {
             format!("/api/v1/reconciliation/matches/{}", self.ids["reconciliation/matches"]),
             format!("/api/v1/stripe/payments/{}", self.ids["stripe/payments"]),
             format!("/api/v1/stripe/payouts/{}", self.ids["stripe/payouts"]),
+            format!("/api/v1/reconciliation/rules/{}", self.ids["reconciliation/rules"]),
         ] {
             out.push(app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap());
         }

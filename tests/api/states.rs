@@ -12,6 +12,8 @@ use payymo::{
 
 use payymo::stripe::connection::StripeConnectionMethod;
 
+use payymo::reconciliation::rules::{RuleAction, RuleField, RuleOperator, RulePreference};
+
 use crate::support::TestApp;
 
 /// The values `table.column`'s check constraint lists (`column in ('a', 'b')`).
@@ -51,6 +53,10 @@ async fn every_state_enum_lists_what_its_column_allows() {
         ("tenants", "environment", names([Environment::Live, Environment::Test].map(Environment::as_str))),
         ("tenants", "plan", names([Plan::Free, Plan::Standard, Plan::Premium].map(Plan::as_str))),
         ("stripe_connections", "method", names(StripeConnectionMethod::ALL.iter().map(|s| s.as_str()))),
+        ("reconciliation_rules", "field", names(RuleField::ALL.iter().map(|s| s.as_str()))),
+        ("reconciliation_rules", "operator", names(RuleOperator::ALL.iter().map(|s| s.as_str()))),
+        ("reconciliation_rules", "action", names(RuleAction::ALL.iter().map(|s| s.as_str()))),
+        ("reconciliation_rules", "prefer", names(RulePreference::ALL.iter().map(|s| s.as_str()))),
     ];
     for (table, column, values) in cases {
         assert_eq!(allowed(&pool, table, column).await, values, "{table}.{column}");

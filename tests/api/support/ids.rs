@@ -34,6 +34,7 @@ pub fn placeholder_id(path: &str) -> String {
             format!("po_{}", payymo::domain::ids::StripeConnectionId::generate().as_str()[3..].to_owned())
         }
         "reconciliation/matches" => payymo::domain::ids::MatchId::generate().to_string(),
+        "reconciliation/rules" => payymo::domain::ids::ReconciliationRuleId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),
     }
 }
