@@ -6,9 +6,13 @@
 //!   `amount_paid` and each transaction's `match_status`. Creating and unmatching are the only
 //!   ways either changes.
 //! - [`exclusion`]: taking a transaction out of reconciliation, and back.
+//! - [`report`]: the end-of-day report: balances, the day's money, what is reconciled, overdue
+//!   invoices.
 //!
 //! Every decision is written to the audit log with its actor and, for the engine's, its reasons
 //! and scores.
+
+pub mod report;
 
 use crate::domain::validation::FieldError;
 
