@@ -33,6 +33,7 @@ pub mod provider_credentials;
 pub mod provider_errors;
 pub mod query;
 pub mod rate_limit;
+pub mod reconciliation_report;
 pub mod request_id;
 pub mod sessions;
 pub mod stripe_connect;
@@ -108,6 +109,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(stripe_connect::router())
         .merge(stripe_payments::router())
         .merge(stripe_payouts::router())
+        .merge(reconciliation_report::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.
