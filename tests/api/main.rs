@@ -31,6 +31,7 @@ mod middleware;
 mod openapi;
 mod provider_credentials;
 mod rate_limits;
+mod reconciliation_report;
 mod rls;
 mod sessions;
 mod states;
