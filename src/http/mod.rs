@@ -34,6 +34,7 @@ pub mod provider_errors;
 pub mod query;
 pub mod rate_limit;
 pub mod reconciliation_matches;
+pub mod reconciliation_report;
 pub mod reconciliation_rules;
 pub mod reconciliation_settings;
 pub mod request_id;
@@ -114,6 +115,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(reconciliation_matches::router())
         .merge(reconciliation_settings::router())
         .merge(reconciliation_rules::router())
+        .merge(reconciliation_report::router())
 }
 
 /// The documented routes: everything that appears in the OpenAPI document.

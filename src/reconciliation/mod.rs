@@ -8,12 +8,15 @@
 //! - [`exclusion`]: taking a transaction out of reconciliation, and back.
 //! - [`settings`]: each tenant's thresholds, tolerances and signals (defaults when unset).
 //! - [`rules`]: each tenant's rules (assign a customer, exclude, prefer) and their pure evaluator.
+//! - [`report`]: the end-of-day report: balances, the day's money, what is reconciled, overdue
+//!   invoices.
 //!
 //! Every decision is written to the audit log with its actor and, for the engine's, its reasons
 //! and scores.
 
 pub mod exclusion;
 pub mod matches;
+pub mod report;
 pub mod rules;
 pub mod scoring;
 pub mod settings;

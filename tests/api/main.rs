@@ -32,6 +32,7 @@ mod openapi;
 mod provider_credentials;
 mod rate_limits;
 mod reconciliation_matches;
+mod reconciliation_report;
 mod reconciliation_settings;
 mod rls;
 mod sessions;
