@@ -22,6 +22,7 @@ pub mod rules;
 pub mod runs;
 pub mod scoring;
 pub mod settings;
+pub mod simulate;
 pub mod suggestions;
 pub mod text;
 

@@ -155,6 +155,30 @@ impl From<Rule> for RuleSpec {
     }
 }
 
+impl Rule {
+    /// A rule that is only proposed (a simulation): never stored, named by its place in the
+    /// proposed list.
+    pub fn proposed(index: usize, spec: RuleSpec) -> Rule {
+        let now = Utc::now();
+        Rule {
+            id: format!("proposed_{index}"),
+            name: spec.name,
+            position: spec.position,
+            enabled: spec.enabled,
+            field: spec.field,
+            operator: spec.operator,
+            pattern: spec.pattern,
+            amount_min: spec.amount_min,
+            amount_max: spec.amount_max,
+            action: spec.action,
+            customer_id: spec.customer_id,
+            prefer: spec.prefer,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 impl RuleSpec {
     /// Every problem with the rule, each naming its field; empty when it may be stored.
     /// (Whether `customer_id` is one of the tenant's customers is checked on write.)

@@ -259,3 +259,93 @@ async fn a_person_and_the_engine_racing_for_one_credit_never_both_win() {
         assert_eq!((active, paid), (1, 3000), "round {round}: exactly one match, the invoice paid once");
     }
 }
+
+#[tokio::test]
+async fn a_simulation_shows_what_a_change_would_do_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let key = app.key(&tenant, SCOPES).await;
+    let customer =
+        json_of(post(&app, &key, "/api/v1/customers", json!({"name": "Globex Limited"})).await, 201).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    invoice(&app, &key, json!({"number": "INV-SIM-000001", "currency": "GBP", "amount_total": 10000})).await;
+    let by_hand =
+        invoice(&app, &key, json!({"number": "G-7", "currency": "GBP", "amount_total": 5500, "customer_id": customer}))
+            .await;
+    let txns = credits(
+        &app,
+        &key,
+        "GBP",
+        &[
+            json!({"amount": "100.00", "description": "INV-SIM-000001"}),
+            json!({"amount": "55.00", "description": "thanks", "counterparty_name": "GLOBEX LTD"}),
+        ],
+    )
+    .await;
+    drain(&app).await;
+    assert_eq!(get(&app, &key, &format!("/api/v1/transactions/{}", txns[0])).await["match_status"], "matched");
+    // A person matches the second by hand.
+    json_of(
+        post(
+            &app,
+            &key,
+            "/api/v1/reconciliation/matches",
+            json!({"transaction_ids": [txns[1]], "allocations": [{"target_type": "invoice", "target_id": by_hand}]}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let db = app.superuser_pool().await;
+    let before: (i64, i64) = sqlx::query_as(
+        "select (select count(*) from reconciliation_matches), (select count(*) from reconciliation_suggestions)",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+
+    let sim = json_of(
+        post(&app, &key, "/api/v1/reconciliation/simulate", json!({"settings": {"signals": {"reference": false}}}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(sim["examined"], 2, "{sim}");
+    assert_eq!(sim["current"]["auto_matched"], 1, "{sim}");
+    assert_eq!(sim["proposed"]["auto_matched"], 0, "{sim}");
+    assert_eq!(sim["auto_matches"]["disappear"], 1, "{sim}");
+    assert_eq!(sim["people"]["decisions"], 1, "{sim}");
+    assert_eq!(sim["people"]["current"]["disagree"], 0, "{sim}");
+    let example = sim["examples"].as_array().unwrap().iter().find(|e| e["transaction_id"] == txns[0].as_str()).unwrap();
+    assert_eq!(
+        (example["current"]["verdict"].as_str(), example["text"].as_str()),
+        (Some("auto_match"), Some("INV-SIM-000001"))
+    );
+
+    let excluding = json_of(
+        post(
+            &app,
+            &key,
+            "/api/v1/reconciliation/simulate",
+            json!({"rules": [{"name": "sim", "field": "description", "pattern": "inv-sim", "action": "exclude"}]}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(excluding["proposed"]["excluded"], 1, "{excluding}");
+    let bad =
+        post(&app, &key, "/api/v1/reconciliation/simulate", json!({"settings": {"auto_match_threshold": 2}})).await;
+    let bad = problem(bad, 422, "validation_failed").await;
+    assert_eq!(bad["errors"][0]["field"], "settings.auto_match_threshold", "{bad}");
+
+    let after: (i64, i64) = sqlx::query_as(
+        "select (select count(*) from reconciliation_matches), (select count(*) from reconciliation_suggestions)",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(before, after, "a simulation writes nothing");
+}

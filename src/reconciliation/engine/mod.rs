@@ -184,7 +184,7 @@ pub async fn evaluate_credits(
 }
 
 /// Everything that might pay the credits, in a handful of queries for the whole batch.
-async fn gather(
+pub async fn gather(
     conn: &mut PgConnection,
     tenant: &TenantId,
     context: &Context,
