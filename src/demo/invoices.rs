@@ -219,6 +219,8 @@ pub async fn seed(db: &PgPool, tenant: &TenantId, arrivals: u64) -> anyhow::Resu
         batch::upsert_customers(&mut tx, tenant, customers).await?;
     }
     let result = batch::upsert_invoices(&mut tx, tenant, invoices).await?;
+    // The payments they refer to may have arrived already: the engine looks at them again.
+    crate::reconciliation::runs::invoices_changed(&mut tx, tenant, &result.written_ids()).await?;
     tx.commit().await?;
     Ok(result)
 }

@@ -59,20 +59,24 @@ pub async fn connect(state: &AppState, tenant: &TenantId, origin: &str, bank_acc
         let request = http.post(format!("{origin}/v1/{path}")).bearer_auth(secret).form(&form);
         async move { request.send().await?.json::<Value>().await.map_err(anyhow::Error::from) }
     };
+    // Two of the card payments pay invoices: reconciliation ties them through the payout.
+    let paid_by_card = [(1, "INV-2026-9101"), (3, "INV-2026-9102")];
+    invoices_paid_by_card(state, tenant, &paid_by_card.map(|(n, number)| (number, [4_200, 12_950, 860, 25_000][n])))
+        .await?;
     let mut first = Value::Null;
     for (n, amount) in [4_200, 12_950, 860, 25_000, 3_999, 7_450].into_iter().enumerate() {
-        let intent = stripe(
-            "payment_intents",
-            vec![
-                ("amount", amount.to_string()),
-                ("currency", "gbp".into()),
-                ("payment_method", "pm_card_visa".into()),
-                ("confirm", "true".into()),
-                ("description", format!("Order {}", 1042 + n)),
-                ("metadata[order]", (1042 + n).to_string()),
-            ],
-        )
-        .await?;
+        let mut form = vec![
+            ("amount", amount.to_string()),
+            ("currency", "gbp".into()),
+            ("payment_method", "pm_card_visa".into()),
+            ("confirm", "true".into()),
+            ("description", format!("Order {}", 1042 + n)),
+            ("metadata[order]", (1042 + n).to_string()),
+        ];
+        if let Some((_, number)) = paid_by_card.iter().find(|(k, _)| *k == n) {
+            form.push(("metadata[invoice_number]", (*number).to_owned()));
+        }
+        let intent = stripe("payment_intents", form).await?;
         first = if first.is_null() { intent } else { first };
     }
     let intent = first["id"].as_str().unwrap_or_default().to_owned();
@@ -94,6 +98,22 @@ pub async fn connect(state: &AppState, tenant: &TenantId, origin: &str, bank_acc
         connection.id,
         super::ARRIVALS.as_secs()
     ))
+}
+
+/// The invoices two of the demo's card payments pay (`(number, amount)`), open until the payout
+/// that carries those payments is matched.
+async fn invoices_paid_by_card(state: &AppState, tenant: &TenantId, invoices: &[(&str, i64)]) -> anyhow::Result<()> {
+    let invoices: Vec<crate::invoices::invoice::NewInvoice> = invoices
+        .iter()
+        .map(|(number, amount)| {
+            serde_json::from_value(json!({"number": number, "source": "demo", "external_id": format!("card-{number}"),
+                                          "currency": "GBP", "amount_total": amount}))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut tx = crate::db::tenant::begin_tenant(&state.db, tenant).await?;
+    crate::invoices::batch::upsert_invoices(&mut tx, tenant, invoices).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Takes a card payment through Payymo's own API now and then, as a shop would.

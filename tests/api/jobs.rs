@@ -189,7 +189,9 @@ async fn a_panicking_handler_is_a_failed_attempt_and_the_runner_survives() {
     assert_eq!(row(&pool, fine).await.status, "done");
 
     let later = queue::enqueue(&pool, &NewJob::new("fragile", json!({}))).await.unwrap().unwrap();
-    assert_eq!(runner.run_once().await.unwrap(), 1);
+    // The bomb's retry may be due again by now on a slow machine (its backoff is short): the
+    // runner takes it too, and survives it again.
+    assert!(runner.run_once().await.unwrap() >= 1);
     assert_eq!(calls.of(later), 1);
 }
 

@@ -165,6 +165,9 @@ pub(super) fn tolerance(due: i64, tuning: &Tuning) -> i64 {
 /// The amount paid against the amount due; `invoices` past the first each take 0.05 off the
 /// strength of a fitting sum. Must come after the strong signals: a partial payment counts only
 /// with one.
+/// The weight against a candidate the credit pays more than is due.
+const OVERPAID: f64 = 0.15;
+
 pub(super) fn add_amount(card: &mut Scorecard, paid: i64, due: i64, currency: &str, invoices: usize, tuning: &Tuning) {
     if !tuning.signals.is_on(Signal::Amount) {
         return;
@@ -183,7 +186,11 @@ pub(super) fn add_amount(card: &mut Scorecard, paid: i64, due: i64, currency: &s
         );
         (WITHIN_TOLERANCE * set_penalty, detail)
     } else if paid > due {
-        (0.0, format!("{paid_text} paid, more than the {due_text} due"))
+        // More than is owed is evidence against: the credit likely pays something else too (a set
+        // of invoices), and an overpaid invoice must never outrank one paid exactly.
+        let detail = format!("{paid_text} paid, more than the {due_text} due");
+        card.add(Signal::Amount, 1.0, -OVERPAID, detail);
+        return;
     } else if card.strong {
         (PARTIAL, format!("partial payment: {paid_text} of {due_text} due"))
     } else {
@@ -310,7 +317,11 @@ mod tests {
         assert_eq!(unproven.strength, 0.0);
         assert!(unproven.detail.ends_with("a partial payment counts only with a reference or a known account"));
         let over = amount(20_000, 10_000, true, &tuning);
-        assert_eq!((over.strength, over.detail.as_str()), (0.0, "200.00 EUR paid, more than the 100.00 EUR due"));
+        assert_eq!(
+            (over.strength, over.weight, over.detail.as_str()),
+            (1.0, -OVERPAID, "200.00 EUR paid, more than the 100.00 EUR due"),
+            "an overpaid invoice counts against, so one paid exactly outranks it"
+        );
     }
 
     fn customer_reasons(tx: &TxFacts, customer: &CustomerFacts, tuning: &Tuning) -> Scorecard {

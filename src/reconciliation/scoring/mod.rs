@@ -17,7 +17,7 @@
 //! | rf_reference | 0.50 | the invoice's ISO 11649 reference found with valid check digits: 1 (the number is then not counted again) |
 //! | bank_account | 0.30 | paid from one of the customer's accounts, or a rule assigned the transaction to the invoice's customer: 1; a rule assigned another customer: weight −0.30 |
 //! | name | 0.20 | payer name vs the customer's name and aliases: the similarity, if 0.75 or more |
-//! | amount | 0.30 | equal: 1; within tolerance: 0.7; less than due: 0.3 with a strong signal, else 0; more: 0 |
+//! | amount | 0.30 | equal: 1; within tolerance: 0.7; less than due: 0.3 with a strong signal, else 0; more than due: weight −0.15 |
 //! | date | 0.10 | paid from issue − banking delay to due + banking delay: 1, then falling linearly to 0.25 at due + window; later: 0; before issue − banking delay: weight −0.10 |
 //! | currency | — | must be equal, or the counterpart is no candidate |
 //!
