@@ -349,3 +349,86 @@ async fn a_simulation_shows_what_a_change_would_do_and_writes_nothing() {
     .unwrap();
     assert_eq!(before, after, "a simulation writes nothing");
 }
+
+#[tokio::test]
+async fn a_payout_in_the_bank_is_matched_with_its_fees_and_the_invoices_its_charges_paid() {
+    use crate::stripe::{at_stripe, control, new_account, put};
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let key = tenant.key.clone();
+    let (secret, _) = new_account(&app, &tenant, "Card Shop Ltd").await;
+    json_of(put(&app, &key, &secret).await, 201).await;
+    let inv = invoice(&app, &key, json!({"number": "INV-CARD-0001", "currency": "EUR", "amount_total": 2500})).await;
+    let pay = |amount: &'static str, invoice: &'static str| {
+        [
+            ("amount", amount),
+            ("currency", "eur"),
+            ("payment_method", "pm_card_visa"),
+            ("confirm", "true"),
+            ("metadata[invoice_number]", invoice),
+        ]
+    };
+    at_stripe(&app, Method::POST, "/v1/payment_intents", &secret, &pay("2500", "INV-CARD-0001")).await;
+    at_stripe(&app, Method::POST, "/v1/payment_intents", &secret, &pay("4000", "none")).await;
+    // Days pass: Stripe pays the balance out and it arrives.
+    control(&app, "/_stripe/clock/advance", json!({"seconds": 8 * 86_400})).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let payout = loop {
+        drain(&app).await;
+        let paid = get(&app, &key, "/api/v1/stripe/payouts?status=paid").await;
+        if let Some(p) = paid["data"].as_array().unwrap().first().filter(|p| !p["summary"].is_null()) {
+            break p.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no paid payout");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let net = payout["amount"].as_i64().unwrap();
+    let amount = format!("{}.{:02}", net / 100, net % 100);
+    let text = format!(
+        "STRIPE PAYMENTS {} {}",
+        payout["statement_descriptor"].as_str().unwrap(),
+        payout["trace_id"].as_str().unwrap()
+    );
+    let txns = credits(
+        &app,
+        &key,
+        "EUR",
+        &[json!({"amount": amount, "description": text, "booking_date": payout["arrival_date"]})],
+    )
+    .await;
+    drain(&app).await;
+
+    let found = get(&app, &key, &format!("/api/v1/reconciliation/matches?transaction_id={}", txns[0])).await;
+    let made = &found["data"][0];
+    assert_eq!(made["origin"], "auto", "{found}");
+    let payout_id = payout["id"].as_str().unwrap();
+    let allocations = made["allocations"].as_array().unwrap();
+    assert!(
+        allocations
+            .iter()
+            .any(|a| a["target_type"] == "stripe_payout" && a["target_id"] == payout_id && a["amount"] == 6500)
+    );
+    assert!(
+        allocations
+            .iter()
+            .any(|a| a["target_id"] == inv.as_str() && a["via_payout_id"] == payout_id && a["amount"] == 2500)
+    );
+    let fees: i64 = made["adjustments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "stripe_fee")
+        .map(|a| a["amount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(fees, -payout["summary"]["fees"].as_i64().unwrap());
+    assert_eq!(get(&app, &key, &format!("/api/v1/invoices/{inv}")).await["status"], "paid");
+    // The payout is taken: it is never matched twice.
+    let again = post(
+        &app,
+        &key,
+        "/api/v1/reconciliation/matches",
+        json!({"transaction_ids": [txns[0]], "allocations": [{"target_type": "stripe_payout", "target_id": payout_id}]}),
+    )
+    .await;
+    problem(again, 409, "conflict").await;
+}
