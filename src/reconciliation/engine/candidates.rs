@@ -8,10 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use chrono::NaiveDate;
 use sqlx::{FromRow, PgConnection};
 
-use crate::{
-    domain::ids::TenantId,
-    reconciliation::text::{self, TYPO_MIN_LEN},
-};
+use crate::{domain::ids::TenantId, reconciliation::text};
 
 /// A bank credit the engine looks at.
 #[derive(Debug, Clone, FromRow)]
@@ -175,40 +172,6 @@ pub async fn invoices_by_key(
     .bind(keys)
     .fetch_all(conn)
     .await
-}
-
-/// Open invoices whose number is one typo away from one of `keys` (long keys only): trigram
-/// candidates from the index, kept only when [`text::within_one_edit`] agrees.
-pub async fn invoices_by_typo(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    keys: &[String],
-) -> Result<Vec<OpenInvoice>, sqlx::Error> {
-    let keys: Vec<&String> = keys.iter().filter(|k| k.len() >= TYPO_MIN_LEN).collect();
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    sqlx::query("set local pg_trgm.similarity_threshold = 0.45").execute(&mut *conn).await?;
-    let found: Vec<OpenInvoice> = sqlx::query_as(&format!(
-        "select distinct on (i.id) {} from unnest($2::text[]) as k(key)
-         cross join lateral (
-             select * from invoices
-             where tenant_id = $1 and status in ('open', 'partially_paid') and number_key % k.key
-             limit 10) i",
-        INVOICE_COLUMNS.split(", ").map(|c| format!("i.{}", c.trim())).collect::<Vec<_>>().join(", ")
-    ))
-    .bind(tenant.as_str())
-    .bind(&keys)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(found
-        .into_iter()
-        .filter(|i| {
-            i.number_key
-                .as_deref()
-                .is_some_and(|n| n.len() >= TYPO_MIN_LEN && keys.iter().any(|k| text::within_one_edit(n, k)))
-        })
-        .collect())
 }
 
 /// Open invoices owing exactly one of the `(currency, amount)` pairs, at most [`PER_AMOUNT`] each.

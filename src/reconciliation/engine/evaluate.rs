@@ -148,15 +148,11 @@ pub fn evaluate(
         counterparty_account: credit.counterparty_account.as_deref(),
         customer_id: hints.customer_id.as_deref(),
     };
+    // Invoices the text names exactly, owe exactly the credit, or belong to the likely payers: a
+    // reference one typo away is found by scoring among the last two.
     let mut ids: Vec<&String> = Vec::new();
     for key in text::candidate_keys(&text).iter().chain(&text::rf_references(&text)) {
         ids.extend(pool.by_key.get(key).into_iter().flatten());
-    }
-    for (id, invoice) in &pool.invoices {
-        // Typo'd references were fetched by trigram; they show up here by their number.
-        if invoice.currency == credit.currency && !ids.contains(&id) && typo_of(invoice, &text) {
-            ids.push(id);
-        }
     }
     ids.extend(pool.by_amount.get(&(credit.currency.clone(), credit.amount)).into_iter().flatten());
     for c in likely {
@@ -229,13 +225,6 @@ pub fn evaluate(
         Decision::Suggest(ranked) => Verdict::Suggest(ranked.into_iter().map(|i| candidates[i].clone()).collect()),
         Decision::Nothing => Verdict::Nothing,
     }
-}
-
-/// Whether the credit's text holds the invoice's number with one typo.
-fn typo_of(invoice: &OpenInvoice, text: &str) -> bool {
-    let Some(number) = &invoice.number_key else { return false };
-    number.len() >= text::TYPO_MIN_LEN
-        && text::candidate_keys(text).iter().any(|k| k.len() >= text::TYPO_MIN_LEN && text::within_one_edit(k, number))
 }
 
 fn facts(i: &OpenInvoice) -> InvoiceFacts<'_> {

@@ -194,12 +194,10 @@ pub async fn gather(
     let mut keys = BTreeSet::new();
     let mut amounts = BTreeSet::new();
     let mut customers = BTreeSet::new();
-    let mut texts = Vec::with_capacity(credits.len());
     for (credit, hints) in credits {
         let text = credit.text();
         keys.extend(text::candidate_keys(&text));
         keys.extend(text::rf_references(&text));
-        texts.push(text);
         amounts.insert((credit.currency.clone(), credit.amount));
         for c in evaluate::likely_customers(credit, hints, &context.customers) {
             customers.insert(c.id.clone());
@@ -207,16 +205,6 @@ pub async fn gather(
     }
     let keys: Vec<String> = keys.into_iter().collect();
     pool.add_invoices(candidates::invoices_by_key(conn, tenant, &keys).await?);
-    // One typo, looked for only where no reference was found exactly.
-    let unresolved: Vec<String> = texts
-        .iter()
-        .filter(|t| !text::candidate_keys(t).iter().any(|k| pool.by_key.contains_key(k)))
-        .flat_map(|t| text::candidate_keys(t))
-        .filter(|k| k.len() >= text::TYPO_MIN_LEN)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    pool.add_invoices(candidates::invoices_by_typo(conn, tenant, &unresolved).await?);
     let amounts: Vec<(String, i64)> = amounts.into_iter().collect();
     pool.add_invoices(candidates::invoices_by_amount(conn, tenant, &amounts).await?);
     let customers: Vec<String> = customers.into_iter().collect();

@@ -191,10 +191,14 @@ pub(super) fn add_amount(card: &mut Scorecard, paid: i64, due: i64, currency: &s
         let detail = format!("{paid_text} paid, more than the {due_text} due");
         card.add(Signal::Amount, 1.0, -OVERPAID, detail);
         return;
-    } else if card.strong {
+    } else if card
+        .reasons
+        .iter()
+        .any(|r| matches!(r.signal, Signal::Reference | Signal::RfReference) && r.strength >= 1.0)
+    {
         (PARTIAL, format!("partial payment: {paid_text} of {due_text} due"))
     } else {
-        let why = "a partial payment counts only with a reference or a known account";
+        let why = "a partial payment counts only when the credit quotes the invoice";
         (0.0, format!("{paid_text} paid, less than the {due_text} due; {why}"))
     };
     card.add(Signal::Amount, strength, AMOUNT, detail);
@@ -293,10 +297,14 @@ mod tests {
         assert_eq!(tolerance(10_000, &Tuning::default()), 0);
     }
 
-    fn amount(paid: i64, due: i64, strong: bool, tuning: &Tuning) -> Reason {
-        let mut card = Scorecard { strong, ..Scorecard::default() };
+    /// The amount's reason, after an exact reference when `quoted`.
+    fn amount(paid: i64, due: i64, quoted: bool, tuning: &Tuning) -> Reason {
+        let mut card = Scorecard::default();
+        if quoted {
+            card.add_strong(Signal::Reference, 1.0, REFERENCE, "reference found".into());
+        }
         add_amount(&mut card, paid, due, "EUR", 1, tuning);
-        card.reasons.remove(0)
+        card.reasons.pop().expect("an amount reason")
     }
 
     #[test]
@@ -315,7 +323,7 @@ mod tests {
         );
         let unproven = amount(5_000, 10_000, false, &tuning);
         assert_eq!(unproven.strength, 0.0);
-        assert!(unproven.detail.ends_with("a partial payment counts only with a reference or a known account"));
+        assert!(unproven.detail.ends_with("a partial payment counts only when the credit quotes the invoice"));
         let over = amount(20_000, 10_000, true, &tuning);
         assert_eq!(
             (over.strength, over.weight, over.detail.as_str()),
