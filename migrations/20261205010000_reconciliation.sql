@@ -20,6 +20,24 @@ alter table transactions
     -- counterpart it might pay appeared); cleared when the engine has looked at it.
     add column reconcile_pending  boolean not null default true,
     add constraint transactions_excluded_shape check ((match_status = 'excluded') = (excluded_by is not null));
+-- The engine's bookkeeping (`reconcile_pending`) is not a change to the transaction: it leaves
+-- `updated_at` alone, so lists by `updated_since` and sync clients do not see the engine looking.
+-- (Generated columns are left out: a BEFORE trigger does not see their new values; they follow
+-- the columns compared.)
+create function payymo_touch_transaction() returns trigger
+    language plpgsql as $$
+begin
+    if (to_jsonb(old) - array['reconcile_pending', 'updated_at', 'search_text', 'list_date', 'counterparty_account'])
+       is distinct from
+       (to_jsonb(new) - array['reconcile_pending', 'updated_at', 'search_text', 'list_date', 'counterparty_account']) then
+        new.updated_at = now();
+    end if;
+    return new;
+end;
+$$;
+drop trigger transactions_touch on transactions;
+create trigger transactions_touch before update on transactions
+    for each row execute function payymo_touch_transaction();
 -- What the engine still has to look at: only unmatched and suggested credits.
 create index transactions_reconcile_pending_idx on transactions (tenant_id, id)
     where reconcile_pending and match_status in ('unmatched', 'suggested') and amount > 0;
@@ -251,7 +269,7 @@ create trigger reconciliation_rules_touch before update on reconciliation_rules
 create table reconciliation_runs (
     tenant_id      text not null references tenants (id) on delete cascade,
     id             text not null,
-    status         text not null default 'queued' check (status in ('queued', 'running', 'completed', 'failed')),
+    status         text not null default 'queued' check (status in ('queued', 'running', 'succeeded', 'failed')),
     date_from      date,
     date_to        date,
     requested_by   text not null,
@@ -261,9 +279,10 @@ create table reconciliation_runs (
     auto_matched   bigint not null default 0,
     suggested      bigint not null default 0,
     unmatched      bigint not null default 0,
+    excluded       bigint not null default 0,
     error          text,
     started_at     timestamptz,
-    completed_at   timestamptz,
+    finished_at    timestamptz,
     created_at     timestamptz not null default now(),
     updated_at     timestamptz not null default now(),
     primary key (tenant_id, id)

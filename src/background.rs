@@ -109,6 +109,34 @@ pub fn runner(state: AppState, worker_id: String) -> Runner {
                 }
             }
         })
+        .register(crate::reconciliation::runs::RUN_JOB, {
+            let db = state.db.clone();
+            move |job: Job| {
+                let db = db.clone();
+                async move { crate::reconciliation::runs::handle(&db, &job).await }
+            }
+        })
+        .on_dead(crate::reconciliation::runs::RUN_JOB, {
+            let db = state.db.clone();
+            move |job: Job| {
+                let db = db.clone();
+                async move { crate::reconciliation::runs::abandon(&db, &job).await }
+            }
+        })
+        .register(crate::reconciliation::runs::RECONCILE_JOB, {
+            let db = state.db.clone();
+            move |job: Job| {
+                let db = db.clone();
+                async move { crate::reconciliation::runs::handle_incremental(&db, &job).await }
+            }
+        })
+        .register(crate::reconciliation::runs::SWEEP_JOB, {
+            let db = state.db.clone();
+            move |_job: Job| {
+                let db = db.clone();
+                async move { crate::reconciliation::runs::sweep(&db).await }
+            }
+        })
         .register(bank::schedule::SCHEDULE_JOB, move |_job: Job| {
             let state = state.clone();
             async move { bank::schedule::schedule(&state).await }
@@ -133,11 +161,12 @@ pub async fn claim_period(state: &AppState, name: &str, period: Duration) -> Res
 }
 
 /// The periodic tasks, each queued once per period fleet-wide: bank scheduling, Stripe polling,
-/// event retention.
+/// event retention, the reconciliation sweep.
 const PERIODIC: &[(&str, Duration)] = &[
     (bank::schedule::SCHEDULE_JOB, bank::schedule::SCHEDULE_PERIOD),
     (crate::stripe::poll::SCHEDULE_JOB, crate::stripe::poll::SCHEDULE_PERIOD),
     (crate::webhooks::retention::PRUNE_JOB, crate::webhooks::retention::PRUNE_PERIOD),
+    (crate::reconciliation::runs::SWEEP_JOB, crate::reconciliation::runs::SWEEP_PERIOD),
 ];
 
 /// Runs the workers until `shutdown`: the job runner, and a ticker that queues the periodic tasks.

@@ -27,6 +27,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "transaction.updated",
     "transaction.matched",
     "transaction.unmatched",
+    "reconciliation.suggested",
+    "reconciliation.run.completed",
     "customer.created",
     "customer.updated",
     "customer.deleted",

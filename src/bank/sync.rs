@@ -464,6 +464,10 @@ async fn insert(
             .map(|((id, entry), category)| events::payload(api_view(id, target, entry, *category, now, now)))
             .collect::<Result<_, _>>()?;
         report.created += payloads.len();
+        if !payloads.is_empty() {
+            // New credits are pending reconciliation; the engine looks at them after this commits.
+            crate::reconciliation::runs::queue_incremental(tx, target.tenant).await?;
+        }
         events::record_many(tx, target.tenant, "transaction.created", payloads).await?;
     }
     Ok(())

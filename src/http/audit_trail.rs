@@ -109,6 +109,8 @@ pub enum Probe {
     StripePayouts,
     ReconciliationMatches,
     ReconciliationRules,
+    ReconciliationSuggestions,
+    ReconciliationRuns,
 }
 
 impl Probe {
@@ -132,6 +134,10 @@ impl Probe {
             Probe::StripePayouts => "select tenant_id from stripe_payouts where id = $1 limit 1",
             Probe::ReconciliationMatches => "select tenant_id from reconciliation_matches where id = $1 limit 1",
             Probe::ReconciliationRules => "select tenant_id from reconciliation_rules where id = $1 limit 1",
+            Probe::ReconciliationSuggestions => {
+                "select tenant_id from reconciliation_suggestions where id = $1 limit 1"
+            }
+            Probe::ReconciliationRuns => "select tenant_id from reconciliation_runs where id = $1 limit 1",
         }
     }
 
@@ -155,6 +161,8 @@ impl Probe {
             Probe::StripePayouts => "stripe_payout",
             Probe::ReconciliationMatches => "reconciliation_match",
             Probe::ReconciliationRules => "reconciliation_rule",
+            Probe::ReconciliationSuggestions => "reconciliation_suggestion",
+            Probe::ReconciliationRuns => "reconciliation_run",
         }
     }
 }

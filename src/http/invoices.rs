@@ -41,6 +41,7 @@ use crate::{
         changes::{Change, Resource},
         invoice::{self, Invoice, InvoiceFilters, InvoiceLine, InvoiceStatus, NewInvoice},
     },
+    reconciliation::runs,
     state::AppState,
 };
 
@@ -83,6 +84,7 @@ async fn create(
     let body = batch::with_inline_customer(&mut tx, tenant, body).await?;
     let spec = body.check().map_err(InvoiceError::Invalid)?;
     let invoice = invoice::create(&mut tx, tenant, &spec).await?;
+    runs::invoices_changed(&mut tx, tenant, std::slice::from_ref(&invoice.id)).await?;
     tx.commit().await?;
     let audit = AuditResource::new("invoice", &invoice.id);
     Ok((StatusCode::CREATED, Extension(audit), ApiJson(invoice)))
@@ -310,7 +312,10 @@ async fn update(
         }
     };
     spec.status = status;
-    let (invoice, _) = invoice::update(&mut tx, tenant, &current, &spec).await?;
+    let (invoice, changed) = invoice::update(&mut tx, tenant, &current, &spec).await?;
+    if changed {
+        runs::invoices_changed(&mut tx, tenant, std::slice::from_ref(&invoice.id)).await?;
+    }
     tx.commit().await?;
     Ok((Extension(AuditResource::new("invoice", &invoice.id)), ApiJson(invoice)).into_response())
 }
@@ -450,6 +455,7 @@ async fn batch_upsert(
         drop(tx);
         return Err(ApiError::validation(result.field_errors("invoices")));
     }
+    runs::invoices_changed(&mut tx, &principal.tenant.id, &result.written_ids()).await?;
     tx.commit().await?;
     Ok(ApiJson(result))
 }

@@ -37,6 +37,7 @@ pub mod reconciliation_matches;
 pub mod reconciliation_report;
 pub mod reconciliation_rules;
 pub mod reconciliation_settings;
+pub mod reconciliation_suggestions;
 pub mod request_id;
 pub mod sessions;
 pub mod stripe_connect;
@@ -113,6 +114,7 @@ fn tenant_v1_routes() -> OpenApiRouter<AppState> {
         .merge(stripe_payments::router())
         .merge(stripe_payouts::router())
         .merge(reconciliation_matches::router())
+        .merge(reconciliation_suggestions::router())
         .merge(reconciliation_settings::router())
         .merge(reconciliation_rules::router())
         .merge(reconciliation_report::router())

@@ -555,6 +555,38 @@ fn catalogue() -> Vec<WebhookEvent> {
             ),
         },
         WebhookEvent {
+            event_type: "reconciliation.suggested",
+            summary: "The engine suggests matches for a transaction",
+            description: "Sent when the engine leaves a credit for a person with new or changed suggestions (it sends \
+                          nothing when it suggests the same again). `data` holds the transaction's id and its open \
+                          suggestions, best first, each with its score and reasons; accept or reject them with \
+                          `POST /api/v1/reconciliation/suggestions/{id}/accept` or `/reject`.",
+            data: json!({"type": "object", "required": ["transaction_id", "suggestions"], "properties": {
+                "transaction_id": {"type": "string"},
+                "suggestions": {"type": "array", "items": {"$ref": "#/components/schemas/Suggestion"}}
+            }}),
+            example: json!({"transaction_id": "txn_0192f3c4d5e6478fa1b2c3d4e5f60718", "suggestions": [{
+                "id": "sug_0192f3c4d5e6478fa1b2c3d4e5f60718", "transaction_id": "txn_0192f3c4d5e6478fa1b2c3d4e5f60718",
+                "rank": 1, "score": 0.8667, "target_type": "invoice", "target_ids": ["inv_0192f3c4d5e6478fa1b2c3d4e5f60718"],
+                "reasons": [{"signal": "amount", "strength": 1.0, "weight": 0.3, "detail": "amount equal (1,250.00 GBP)"}],
+                "allocations": [{"target_type": "invoice", "target_id": "inv_0192f3c4d5e6478fa1b2c3d4e5f60718",
+                                 "amount": 125000, "via_payout_id": null, "via_payment_id": null}],
+                "adjustments": [], "status": "open", "decided_by": null, "decided_at": null, "match_id": null,
+                "created_at": "2026-12-04T09:30:00.000000Z"}]}),
+        },
+        WebhookEvent {
+            event_type: "reconciliation.run.completed",
+            summary: "A reconciliation run finished",
+            description: "Sent when a run started with `POST /api/v1/reconciliation/runs` has looked at every credit in \
+                          its range. `data` is the run, `succeeded`, with its counts.",
+            data: component("ReconciliationRun"),
+            example: json!({"id": "rrun_0192f3c4d5e6478fa1b2c3d4e5f60718", "status": "succeeded",
+                "date_from": "2026-11-01", "date_to": "2026-11-30", "requested_by": "api_key:key_0192f3c4d5e6478fa1b2c3d4e5f60718",
+                "total": 12500, "examined": 12500, "auto_matched": 10310, "suggested": 1520, "unmatched": 650,
+                "excluded": 20, "error": null, "created_at": "2026-12-04T09:30:00Z",
+                "started_at": "2026-12-04T09:30:01Z", "finished_at": "2026-12-04T09:31:12Z"}),
+        },
+        WebhookEvent {
             event_type: "customer.created",
             summary: "A customer was created",
             description: "Sent when `POST /api/v1/customers`, a batch, or an invoice's inline customer creates a \

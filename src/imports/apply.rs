@@ -220,6 +220,10 @@ async fn insert(
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    if !payloads.is_empty() {
+        // New credits are pending reconciliation; the engine looks at them after this commits.
+        crate::reconciliation::runs::queue_incremental(conn, tenant).await?;
+    }
     events::record_many(conn, tenant, "transaction.created", payloads).await?;
 
     Ok(inserted.into_iter().collect())

@@ -178,6 +178,7 @@ async fn upsert(
         Err(InvoiceError::Invalid(errors)) => anyhow::bail!("the batch was refused: {errors:?}"),
         Err(InvoiceError::Database(error)) => return Err(error.into()),
     };
+    crate::reconciliation::runs::invoices_changed(tx, tenant, &result.written_ids()).await?;
     Ok(result
         .results
         .into_iter()

@@ -58,6 +58,15 @@ pub struct BatchResult {
 }
 
 impl BatchResult {
+    /// The ids of the rows created or updated.
+    pub fn written_ids(&self) -> Vec<String> {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.status, RowOutcome::Created | RowOutcome::Updated))
+            .filter_map(|r| r.id.clone())
+            .collect()
+    }
+
     pub(super) fn of(results: Vec<RowResult>) -> Self {
         let count = |outcome| results.iter().filter(|r| r.status == outcome).count();
         let (created, updated, unchanged, failed) = (

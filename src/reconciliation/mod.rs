@@ -14,12 +14,15 @@
 //! Every decision is written to the audit log with its actor and, for the engine's, its reasons
 //! and scores.
 
+pub mod engine;
 pub mod exclusion;
 pub mod matches;
 pub mod report;
 pub mod rules;
+pub mod runs;
 pub mod scoring;
 pub mod settings;
+pub mod suggestions;
 pub mod text;
 
 use crate::domain::validation::FieldError;

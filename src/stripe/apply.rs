@@ -158,6 +158,9 @@ async fn apply_payout(
             events::record(tx, tenant, event_type, &now).await?;
         }
     }
+    if newly("paid") {
+        crate::reconciliation::runs::payout_paid(tx, tenant, &now.currency, now.amount).await?;
+    }
     Ok(())
 }
 

@@ -78,6 +78,28 @@ async fn reconciliation_match(app: &TestApp, a: &TestTenant, account: &str) -> S
     made["id"].as_str().expect("tenant A has a match").to_owned()
 }
 
+/// A suggestion: a credit into `account` (EUR) that two invoices of its amount could be.
+async fn reconciliation_suggestion(app: &TestApp, a: &TestTenant, account: &str) -> String {
+    let send = |method: Method, path: &'static str, body: Value| async move {
+        let response = app.as_key(method, path, &a.key).json(&body).send().await.unwrap();
+        response.json::<Value>().await.unwrap()
+    };
+    for number in ["INV-A-S1", "INV-A-S2"] {
+        send(Method::POST, "/api/v1/invoices", json!({"number": number, "currency": "EUR", "amount_total": 777})).await;
+    }
+    let import = send(
+        Method::POST,
+        "/api/v1/transactions/import",
+        json!({"account_id": account, "rows": [{"external_id": "s-1", "amount": "7.77", "booking_date": "2026-01-03"}]}),
+    )
+    .await;
+    crate::support::bank::drain(app).await;
+    let txn = import["results"][0]["transaction_id"].as_str().unwrap();
+    let path = format!("/api/v1/reconciliation/suggestions?transaction_id={txn}");
+    let found: Value = app.as_key(Method::GET, &path, &a.key).send().await.unwrap().json().await.unwrap();
+    found["data"][0]["id"].as_str().expect("tenant A has a suggestion").to_owned()
+}
+
 /// Tenant A's objects, one per collection that has id paths. A new resource with `{id}` paths
 /// needs an entry here, or the isolation test fails and says so.
 struct Fixtures {
@@ -213,6 +235,17 @@ impl Fixtures {
         ids.insert("stripe/payments", stripe_payment(app, a).await);
         ids.insert("stripe/payouts", stripe_payout(app, a).await);
         ids.insert("reconciliation/matches", reconciliation_match(app, a, &ids["accounts"]).await);
+        ids.insert("reconciliation/suggestions", reconciliation_suggestion(app, a, &ids["accounts"]).await);
+        let run: Value = app
+            .as_key(Method::POST, "/api/v1/reconciliation/runs", &a.key)
+            .json(&json!({"date_from": "2026-01-01"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.insert("reconciliation/runs", run["id"].as_str().expect("tenant A has a run").to_owned());
         Self { ids }
     }
 
@@ -236,6 +269,8 @@ impl Fixtures {
             format!("/api/v1/invoices/{}", self.ids["invoices"]),
             format!("/api/v1/invoices/imports/{}", self.ids["invoices/imports"]),
             format!("/api/v1/reconciliation/matches/{}", self.ids["reconciliation/matches"]),
+            format!("/api/v1/reconciliation/suggestions/{}", self.ids["reconciliation/suggestions"]),
+            format!("/api/v1/reconciliation/runs/{}", self.ids["reconciliation/runs"]),
             format!("/api/v1/stripe/payments/{}", self.ids["stripe/payments"]),
             format!("/api/v1/stripe/payouts/{}", self.ids["stripe/payouts"]),
             format!("/api/v1/reconciliation/rules/{}", self.ids["reconciliation/rules"]),

@@ -31,6 +31,7 @@ mod middleware;
 mod openapi;
 mod provider_credentials;
 mod rate_limits;
+mod reconciliation_engine;
 mod reconciliation_matches;
 mod reconciliation_report;
 mod reconciliation_settings;

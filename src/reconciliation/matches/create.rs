@@ -44,6 +44,15 @@ pub struct Proposal {
     pub reasons: serde_json::Value,
 }
 
+/// How a batch takes the invoices and payouts it pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Wait for rows another writer holds (a person's request).
+    Wait,
+    /// Skip them (the engine): a proposal naming a skipped row is refused, never waited for.
+    SkipLocked,
+}
+
 /// A transaction as a match needs it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct TxRow {
@@ -98,7 +107,7 @@ pub async fn create(
     tenant: &TenantId,
     proposal: Proposal,
 ) -> Result<Match, ReconciliationError> {
-    create_many(conn, tenant, vec![proposal]).await?.pop().expect("one outcome per proposal")
+    create_many(conn, tenant, vec![proposal], Locking::Wait).await?.pop().expect("one outcome per proposal")
 }
 
 /// Makes the proposals that pass their checks, in order (a later one sees what earlier ones
@@ -108,8 +117,9 @@ pub async fn create_many(
     conn: &mut PgConnection,
     tenant: &TenantId,
     proposals: Vec<Proposal>,
+    locking: Locking,
 ) -> Result<Vec<Result<Match, ReconciliationError>>, ReconciliationError> {
-    let mut ledger = lock(conn, tenant, &proposals).await?;
+    let mut ledger = lock(conn, tenant, &proposals, locking).await?;
     let mut outcomes: Vec<Result<MatchId, ReconciliationError>> = Vec::with_capacity(proposals.len());
     let mut checked = Vec::new();
     for proposal in proposals {
@@ -136,7 +146,13 @@ pub async fn create_many(
 }
 
 /// Locks every row the proposals name, in one order, and reads what the checks need.
-async fn lock(conn: &mut PgConnection, tenant: &TenantId, proposals: &[Proposal]) -> Result<Ledger, sqlx::Error> {
+async fn lock(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    proposals: &[Proposal],
+    locking: Locking,
+) -> Result<Ledger, sqlx::Error> {
+    let skip = if locking == Locking::SkipLocked { " skip locked" } else { "" };
     let mut tx_ids = BTreeSet::new();
     let mut invoice_ids = BTreeSet::new();
     let mut payout_ids = BTreeSet::new();
@@ -152,29 +168,29 @@ async fn lock(conn: &mut PgConnection, tenant: &TenantId, proposals: &[Proposal]
     let tx_ids: Vec<String> = tx_ids.into_iter().collect();
     let invoice_ids: Vec<String> = invoice_ids.into_iter().collect();
     let payout_ids: Vec<String> = payout_ids.into_iter().collect();
-    let transactions: Vec<TxRow> = sqlx::query_as(
+    let transactions: Vec<TxRow> = sqlx::query_as(&format!(
         "select id, amount, currency, match_status from transactions
-         where tenant_id = $1 and id = any($2) order by id for update",
-    )
+         where tenant_id = $1 and id = any($2) order by id for update{skip}"
+    ))
     .bind(tenant.as_str())
     .bind(&tx_ids)
     .fetch_all(&mut *conn)
     .await?;
-    let invoices: Vec<InvoiceRow> = sqlx::query_as(
+    let invoices: Vec<InvoiceRow> = sqlx::query_as(&format!(
         "select id, currency, amount_total, amount_paid, status from invoices
-         where tenant_id = $1 and id = any($2) order by id for update",
-    )
+         where tenant_id = $1 and id = any($2) order by id for update{skip}"
+    ))
     .bind(tenant.as_str())
     .bind(&invoice_ids)
     .fetch_all(&mut *conn)
     .await?;
-    let payouts: Vec<PayoutRow> = sqlx::query_as(
+    let payouts: Vec<PayoutRow> = sqlx::query_as(&format!(
         "select p.id, p.currency, p.status, p.gross, p.refunds, p.adjustments, p.fees,
                 exists (select 1 from reconciliation_allocations a
                         where a.tenant_id = p.tenant_id and a.target_type = 'stripe_payout'
                           and a.target_id = p.id and a.active) as matched
-         from stripe_payouts p where p.tenant_id = $1 and p.id = any($2) order by p.id for update of p",
-    )
+         from stripe_payouts p where p.tenant_id = $1 and p.id = any($2) order by p.id for update of p{skip}"
+    ))
     .bind(tenant.as_str())
     .bind(&payout_ids)
     .fetch_all(&mut *conn)

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use create::{Proposal, create, create_many};
+pub use create::{Locking, Proposal, create, create_many};
 pub use read::{MatchFilters, get, list};
 pub use unmatch::unmatch;
 
@@ -59,7 +59,7 @@ crate::domain::states::states! {
 }
 
 /// A match as a client writes it.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "transaction_ids": ["txn_0192f3c4d5e6478fa1b2c3d4e5f60718"],
@@ -84,7 +84,7 @@ pub struct NewMatch {
 }
 
 /// One allocation as a client writes it.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAllocation {
     pub target_type: TargetType,
@@ -101,7 +101,7 @@ pub struct NewAllocation {
 }
 
 /// One adjustment as a client writes it.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAdjustment {
     pub kind: AdjustmentKind,

@@ -33,6 +33,8 @@ pub fn placeholder_id(path: &str) -> String {
         "stripe/payouts" => {
             format!("po_{}", payymo::domain::ids::StripeConnectionId::generate().as_str()[3..].to_owned())
         }
+        "reconciliation/suggestions" => payymo::domain::ids::SuggestionId::generate().to_string(),
+        "reconciliation/runs" => payymo::domain::ids::ReconciliationRunId::generate().to_string(),
         "reconciliation/matches" => payymo::domain::ids::MatchId::generate().to_string(),
         "reconciliation/rules" => payymo::domain::ids::ReconciliationRuleId::generate().to_string(),
         other => panic!("no placeholder id kind for `{other}`: add one to placeholder_id()"),

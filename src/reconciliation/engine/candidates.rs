@@ -1,0 +1,354 @@
+//! What a batch of bank credits might pay, gathered in a few set-wise queries (never one per
+//! transaction), each served by an index on open invoices: by reference key, by amount due, by
+//! customer; paid, unmatched Stripe payouts by amount; the tenant's customers by name token and
+//! bank account.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::NaiveDate;
+use sqlx::{FromRow, PgConnection};
+
+use crate::{
+    domain::ids::TenantId,
+    reconciliation::text::{self, TYPO_MIN_LEN},
+};
+
+/// A bank credit the engine looks at.
+#[derive(Debug, Clone, FromRow)]
+pub struct Credit {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub date: NaiveDate,
+    pub description: Option<String>,
+    pub reference: Option<String>,
+    pub counterparty_name: Option<String>,
+    pub counterparty_account: Option<String>,
+    pub customer_id: Option<String>,
+}
+
+impl Credit {
+    /// Everything the payer wrote: description and reference.
+    pub fn text(&self) -> String {
+        [self.description.as_deref(), self.reference.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// An open invoice (`open` or `partially_paid`).
+#[derive(Debug, Clone, FromRow)]
+pub struct OpenInvoice {
+    pub id: String,
+    pub number: String,
+    pub number_key: Option<String>,
+    pub payment_reference: Option<String>,
+    pub reference_key: Option<String>,
+    pub rf_reference: Option<String>,
+    pub rf_key: Option<String>,
+    pub customer_id: Option<String>,
+    pub currency: String,
+    pub amount_due: i64,
+    pub issue_date: Option<NaiveDate>,
+    pub due_date: Option<NaiveDate>,
+}
+
+/// A customer, with its names normalised once.
+#[derive(Debug, Clone, FromRow)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub account_keys: Vec<String>,
+}
+
+/// A paid Stripe payout no match holds yet.
+#[derive(Debug, Clone, FromRow)]
+pub struct OpenPayout {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub arrival_date: NaiveDate,
+    pub trace_id: Option<String>,
+    pub statement_descriptor: Option<String>,
+}
+
+/// A charge inside a payout that names an invoice (by id, number or in its description).
+#[derive(Debug, Clone, FromRow)]
+pub struct PayoutCharge {
+    pub id: String,
+    pub payout_id: String,
+    pub amount: i64,
+    pub description: Option<String>,
+    pub invoice_id: Option<String>,
+    pub invoice_number: Option<String>,
+}
+
+/// The tenant's customers, indexed for lookup by name token and bank account. Loaded once per
+/// engine pass: customers are few next to transactions and invoices.
+#[derive(Debug, Default)]
+pub struct Customers {
+    pub by_id: HashMap<String, Customer>,
+    by_account: HashMap<String, Vec<String>>,
+    by_token: HashMap<String, Vec<String>>,
+}
+
+/// Name tokens shared by more customers than this say nothing about who paid.
+const COMMON_TOKEN: usize = 50;
+
+impl Customers {
+    pub async fn load(conn: &mut PgConnection, tenant: &TenantId) -> Result<Self, sqlx::Error> {
+        let rows: Vec<Customer> =
+            sqlx::query_as("select id, name, aliases, account_keys from customers where tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_all(conn)
+                .await?;
+        let mut customers = Customers::default();
+        for c in rows {
+            for key in &c.account_keys {
+                customers.by_account.entry(key.clone()).or_default().push(c.id.clone());
+            }
+            let mut tokens = BTreeSet::new();
+            for name in std::iter::once(&c.name).chain(&c.aliases) {
+                tokens.extend(text::normalize_name(name).split(' ').filter(|t| t.len() >= 2).map(str::to_owned));
+            }
+            for token in tokens {
+                customers.by_token.entry(token).or_default().push(c.id.clone());
+            }
+            customers.by_id.insert(c.id.clone(), c);
+        }
+        Ok(customers)
+    }
+
+    /// Customers whose bank account is `account` (a ref key).
+    pub fn by_account(&self, account: &str) -> &[String] {
+        self.by_account.get(account).map_or(&[], Vec::as_slice)
+    }
+
+    /// Customers whose name or an alias shares a distinctive word with `name`.
+    pub fn sharing_a_word(&self, name: &str) -> Vec<&Customer> {
+        let mut found: Vec<&Customer> = Vec::new();
+        let mut seen = HashSet::new();
+        for token in text::normalize_name(name).split(' ').filter(|t| t.len() >= 2) {
+            let Some(ids) = self.by_token.get(token) else { continue };
+            if ids.len() > COMMON_TOKEN {
+                continue;
+            }
+            for id in ids {
+                if seen.insert(id.as_str())
+                    && let Some(c) = self.by_id.get(id)
+                {
+                    found.push(c);
+                }
+            }
+        }
+        found
+    }
+}
+
+const INVOICE_COLUMNS: &str =
+    "id, number, number_key, payment_reference, reference_key, rf_reference, rf_key, customer_id,
+    currency, amount_total - amount_paid as amount_due, issue_date, due_date";
+
+/// Most invoices an amount or a customer brings in: beyond that the signal is too common to help.
+pub const PER_AMOUNT: i64 = 20;
+pub const PER_CUSTOMER: i64 = 50;
+
+/// Open invoices whose number, payment reference or RF reference is one of `keys`.
+pub async fn invoices_by_key(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    keys: &[String],
+) -> Result<Vec<OpenInvoice>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(&format!(
+        "select {INVOICE_COLUMNS} from invoices
+         where tenant_id = $1 and status in ('open', 'partially_paid') and number_key = any($2)
+         union
+         select {INVOICE_COLUMNS} from invoices
+         where tenant_id = $1 and status in ('open', 'partially_paid') and reference_key = any($2)
+         union
+         select {INVOICE_COLUMNS} from invoices
+         where tenant_id = $1 and status in ('open', 'partially_paid') and rf_key = any($2)"
+    ))
+    .bind(tenant.as_str())
+    .bind(keys)
+    .fetch_all(conn)
+    .await
+}
+
+/// Open invoices whose number is one typo away from one of `keys` (long keys only): trigram
+/// candidates from the index, kept only when [`text::within_one_edit`] agrees.
+pub async fn invoices_by_typo(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    keys: &[String],
+) -> Result<Vec<OpenInvoice>, sqlx::Error> {
+    let keys: Vec<&String> = keys.iter().filter(|k| k.len() >= TYPO_MIN_LEN).collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query("set local pg_trgm.similarity_threshold = 0.45").execute(&mut *conn).await?;
+    let found: Vec<OpenInvoice> = sqlx::query_as(&format!(
+        "select distinct on (i.id) {} from unnest($2::text[]) as k(key)
+         cross join lateral (
+             select * from invoices
+             where tenant_id = $1 and status in ('open', 'partially_paid') and number_key % k.key
+             limit 10) i",
+        INVOICE_COLUMNS.split(", ").map(|c| format!("i.{}", c.trim())).collect::<Vec<_>>().join(", ")
+    ))
+    .bind(tenant.as_str())
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(found
+        .into_iter()
+        .filter(|i| {
+            i.number_key
+                .as_deref()
+                .is_some_and(|n| n.len() >= TYPO_MIN_LEN && keys.iter().any(|k| text::within_one_edit(n, k)))
+        })
+        .collect())
+}
+
+/// Open invoices owing exactly one of the `(currency, amount)` pairs, at most [`PER_AMOUNT`] each.
+pub async fn invoices_by_amount(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    amounts: &[(String, i64)],
+) -> Result<Vec<OpenInvoice>, sqlx::Error> {
+    if amounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (currencies, values): (Vec<&str>, Vec<i64>) = amounts.iter().map(|(c, a)| (c.as_str(), *a)).unzip();
+    sqlx::query_as(&format!(
+        "select i.* from unnest($2::text[], $3::int8[]) as a(currency, amount)
+         cross join lateral (
+             select {INVOICE_COLUMNS} from invoices
+             where tenant_id = $1 and status in ('open', 'partially_paid') and currency = a.currency
+               and amount_total - amount_paid = a.amount
+             order by due_date nulls last, id limit $4) i"
+    ))
+    .bind(tenant.as_str())
+    .bind(&currencies)
+    .bind(&values)
+    .bind(PER_AMOUNT)
+    .fetch_all(conn)
+    .await
+}
+
+/// The open invoices of these customers, oldest due first, at most [`PER_CUSTOMER`] each.
+pub async fn invoices_of_customers(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    customers: &[String],
+) -> Result<Vec<OpenInvoice>, sqlx::Error> {
+    if customers.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(&format!(
+        "select i.* from unnest($2::text[]) as c(id)
+         cross join lateral (
+             select {INVOICE_COLUMNS} from invoices
+             where tenant_id = $1 and status in ('open', 'partially_paid') and customer_id = c.id
+             order by due_date nulls last, id limit $3) i"
+    ))
+    .bind(tenant.as_str())
+    .bind(customers)
+    .bind(PER_CUSTOMER)
+    .fetch_all(conn)
+    .await
+}
+
+/// Paid payouts no active match holds, of one of these `(currency, amount)` pairs.
+pub async fn payouts_by_amount(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    amounts: &[(String, i64)],
+) -> Result<Vec<OpenPayout>, sqlx::Error> {
+    if amounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (currencies, values): (Vec<&str>, Vec<i64>) = amounts.iter().map(|(c, a)| (c.as_str(), *a)).unzip();
+    sqlx::query_as(
+        "select p.id, p.amount, p.currency, p.arrival_date, p.trace_id, p.statement_descriptor
+         from stripe_payouts p
+         join (select distinct * from unnest($2::text[], $3::int8[])) as a(currency, amount)
+           on p.currency = a.currency and p.amount = a.amount
+         where p.tenant_id = $1 and p.status = 'paid'
+           and not exists (select 1 from reconciliation_allocations r
+                           where r.tenant_id = p.tenant_id and r.target_type = 'stripe_payout'
+                             and r.target_id = p.id and r.active)",
+    )
+    .bind(tenant.as_str())
+    .bind(&currencies)
+    .bind(&values)
+    .fetch_all(conn)
+    .await
+}
+
+/// The charges inside these payouts that name an invoice, or might in their description.
+pub async fn payout_charges(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    payouts: &[String],
+) -> Result<Vec<PayoutCharge>, sqlx::Error> {
+    if payouts.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "select id, payout_id, amount - amount_refunded as amount, description,
+                metadata ->> 'invoice_id' as invoice_id, metadata ->> 'invoice_number' as invoice_number
+         from stripe_payments
+         where tenant_id = $1 and payout_id = any($2) and status = 'succeeded' and amount > amount_refunded
+         order by payout_id, id",
+    )
+    .bind(tenant.as_str())
+    .bind(payouts)
+    .fetch_all(conn)
+    .await
+}
+
+/// Open invoices by id (those charges name).
+pub async fn invoices_by_id(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    ids: &[String],
+) -> Result<Vec<OpenInvoice>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(&format!(
+        "select {INVOICE_COLUMNS} from invoices
+         where tenant_id = $1 and status in ('open', 'partially_paid') and id = any($2)"
+    ))
+    .bind(tenant.as_str())
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// The target keys a person rejected, per transaction.
+pub async fn rejections(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    transactions: &[String],
+) -> Result<HashMap<String, Vec<String>>, sqlx::Error> {
+    #[derive(FromRow)]
+    struct Row {
+        transaction_id: String,
+        target_key: String,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "select transaction_id, target_key from reconciliation_rejections where tenant_id = $1 and transaction_id = any($2)",
+    )
+    .bind(tenant.as_str())
+    .bind(transactions)
+    .fetch_all(conn)
+    .await?;
+    let mut by: HashMap<String, Vec<String>> = HashMap::new();
+    for r in rows {
+        by.entry(r.transaction_id).or_default().push(r.target_key);
+    }
+    Ok(by)
+}

@@ -1,0 +1,357 @@
+//! What the engine makes of one credit, given what might pay it: the tenant's rules first (an
+//! exclusion, a customer, a preferred kind of counterpart), then every candidate scored, then the
+//! auto-match rule. Pure: the candidates come in, a verdict goes out, with the match each
+//! candidate would make.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::candidates::{Credit, Customer, Customers, OpenInvoice, OpenPayout, PayoutCharge};
+use crate::reconciliation::{
+    matches::{AdjustmentKind, NewAdjustment, NewAllocation, NewMatch, TargetType},
+    rules::{CompiledRules, RuleAction, RulePreference, RuleSubject},
+    scoring::{
+        self, CustomerFacts, Decision, InvoiceFacts, PayoutFacts, Scored, Target, Tuning, TxFacts, score_invoice,
+        score_invoice_set, score_payout, subset_sums,
+    },
+    text,
+};
+
+/// What might pay a batch's credits, by id.
+#[derive(Debug, Default)]
+pub struct Pool {
+    pub invoices: HashMap<String, OpenInvoice>,
+    pub by_key: HashMap<String, Vec<String>>,
+    pub by_amount: HashMap<(String, i64), Vec<String>>,
+    pub by_customer: HashMap<String, Vec<String>>,
+    pub payouts: Vec<OpenPayout>,
+    /// Charges inside those payouts, by payout.
+    pub charges: HashMap<String, Vec<PayoutCharge>>,
+}
+
+impl Pool {
+    pub fn add_invoices(&mut self, invoices: Vec<OpenInvoice>) {
+        for i in invoices {
+            if self.invoices.contains_key(&i.id) {
+                continue;
+            }
+            for key in [&i.number_key, &i.reference_key, &i.rf_key].into_iter().flatten() {
+                self.by_key.entry(key.clone()).or_default().push(i.id.clone());
+            }
+            self.by_amount.entry((i.currency.clone(), i.amount_due)).or_default().push(i.id.clone());
+            if let Some(c) = &i.customer_id {
+                self.by_customer.entry(c.clone()).or_default().push(i.id.clone());
+            }
+            self.invoices.insert(i.id.clone(), i);
+        }
+    }
+}
+
+/// A candidate, scored, with the match it would make.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub scored: Scored,
+    pub proposal: NewMatch,
+}
+
+/// The engine's verdict on one credit.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Certain: match it.
+    Auto(Candidate),
+    /// For a person: ranked, best first.
+    Suggest(Vec<Candidate>),
+    /// Nothing plausible.
+    Nothing,
+}
+
+/// The customer a credit's rules assign, and the kind of counterpart they prefer.
+pub struct RuleHints {
+    pub customer_id: Option<String>,
+    pub prefer: Option<RulePreference>,
+}
+
+/// Applies the tenant's first matching rule to the credit.
+pub fn apply_rules(rules: &CompiledRules, credit: &Credit) -> Result<RuleHints, String> {
+    let subject = RuleSubject {
+        description: credit.description.as_deref(),
+        counterparty_name: credit.counterparty_name.as_deref(),
+        reference: credit.reference.as_deref(),
+        counterparty_account: credit.counterparty_account.as_deref(),
+        amount: credit.amount,
+    };
+    let mut hints = RuleHints { customer_id: credit.customer_id.clone(), prefer: None };
+    if let Some(rule) = rules.first_match(&subject) {
+        match rule.action {
+            RuleAction::Exclude => return Err(rule.name.clone()),
+            RuleAction::AssignCustomer => hints.customer_id = rule.customer_id.clone(),
+            RuleAction::Prefer => hints.prefer = rule.prefer,
+        }
+    }
+    Ok(hints)
+}
+
+/// The customers the credit may come from: by bank account, by the rule's assignment, and by a
+/// name similar enough to theirs.
+pub fn likely_customers<'c>(credit: &Credit, hints: &RuleHints, customers: &'c Customers) -> Vec<&'c Customer> {
+    let mut found: Vec<&Customer> = Vec::new();
+    let mut push = |c: &'c Customer| {
+        if !found.iter().any(|f| f.id == c.id) {
+            found.push(c);
+        }
+    };
+    if let Some(account) = &credit.counterparty_account {
+        for id in customers.by_account(account) {
+            if let Some(c) = customers.by_id.get(id) {
+                push(c);
+            }
+        }
+    }
+    if let Some(c) = hints.customer_id.as_ref().and_then(|id| customers.by_id.get(id)) {
+        push(c);
+    }
+    if let Some(name) = &credit.counterparty_name {
+        let payer = text::NormalizedName::new(name);
+        for c in customers.sharing_a_word(name) {
+            let best = std::iter::once(&c.name)
+                .chain(&c.aliases)
+                .map(|n| payer.similarity(&text::NormalizedName::new(n)))
+                .fold(0.0, f64::max);
+            if best >= NAME_CUSTOMER {
+                push(c);
+            }
+        }
+    }
+    found
+}
+
+/// How similar a payer's name must be to a customer's for the customer's open invoices to be
+/// considered on that ground alone.
+const NAME_CUSTOMER: f64 = 0.85;
+
+/// Scores everything that might pay `credit` and decides.
+pub fn evaluate(
+    credit: &Credit,
+    hints: &RuleHints,
+    likely: &[&Customer],
+    pool: &Pool,
+    customers: &Customers,
+    rejected: &[String],
+    tuning: &Tuning,
+) -> Verdict {
+    let text = credit.text();
+    let tx = TxFacts {
+        amount: credit.amount,
+        currency: &credit.currency,
+        date: credit.date,
+        text: &text,
+        counterparty_name: credit.counterparty_name.as_deref(),
+        counterparty_account: credit.counterparty_account.as_deref(),
+        customer_id: hints.customer_id.as_deref(),
+    };
+    let mut ids: Vec<&String> = Vec::new();
+    for key in text::candidate_keys(&text).iter().chain(&text::rf_references(&text)) {
+        ids.extend(pool.by_key.get(key).into_iter().flatten());
+    }
+    for (id, invoice) in &pool.invoices {
+        // Typo'd references were fetched by trigram; they show up here by their number.
+        if invoice.currency == credit.currency && !ids.contains(&id) && typo_of(invoice, &text) {
+            ids.push(id);
+        }
+    }
+    ids.extend(pool.by_amount.get(&(credit.currency.clone(), credit.amount)).into_iter().flatten());
+    for c in likely {
+        ids.extend(pool.by_customer.get(&c.id).into_iter().flatten());
+    }
+    ids.sort();
+    ids.dedup();
+
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for id in &ids {
+        let invoice = &pool.invoices[id.as_str()];
+        let customer = invoice.customer_id.as_ref().and_then(|c| customers.by_id.get(c));
+        if let Some(scored) = score_invoice(&tx, &facts(invoice), customer.map(customer_facts).as_ref(), tuning) {
+            let proposal = invoice_proposal(credit, &[invoice], tuning);
+            candidates.push(Candidate { scored, proposal });
+        }
+    }
+    // One credit paying several of one customer's invoices.
+    for c in likely {
+        let open: Vec<&OpenInvoice> = pool
+            .by_customer
+            .get(&c.id)
+            .into_iter()
+            .flatten()
+            .map(|id| &pool.invoices[id])
+            .filter(|i| i.currency == credit.currency && i.amount_due < credit.amount)
+            .collect();
+        if open.len() < 2 {
+            continue;
+        }
+        let dues: Vec<i64> = open.iter().map(|i| i.amount_due).collect();
+        let slack = tolerance(credit.amount, tuning);
+        for set in subset_sums(credit.amount, &dues, slack, 3) {
+            let chosen: Vec<&OpenInvoice> = set.iter().map(|&k| open[k]).collect();
+            let set_facts: Vec<InvoiceFacts> = chosen.iter().map(|i| facts(i)).collect();
+            let refs: Vec<&InvoiceFacts> = set_facts.iter().collect();
+            if let Some(scored) = score_invoice_set(&tx, &refs, Some(&customer_facts(c)), tuning) {
+                candidates.push(Candidate { scored, proposal: invoice_proposal(credit, &chosen, tuning) });
+            }
+        }
+    }
+    for payout in &pool.payouts {
+        if payout.currency != credit.currency || payout.amount != credit.amount {
+            continue;
+        }
+        let p = PayoutFacts {
+            id: &payout.id,
+            net: payout.amount,
+            currency: &payout.currency,
+            arrival_date: payout.arrival_date,
+            trace_id: payout.trace_id.as_deref(),
+            statement_descriptor: payout.statement_descriptor.as_deref(),
+        };
+        if let Some(scored) = score_payout(&tx, &p, tuning) {
+            candidates.push(Candidate { scored, proposal: payout_proposal(credit, payout, pool) });
+        }
+    }
+    if let Some(prefer) = hints.prefer {
+        let preferred = |c: &Candidate| match prefer {
+            RulePreference::Invoice => matches!(c.scored.target, Target::Invoices(_)),
+            RulePreference::StripePayout => matches!(c.scored.target, Target::Payout(_)),
+        };
+        if candidates.iter().any(preferred) {
+            candidates.retain(preferred);
+        }
+    }
+    let scored: Vec<Scored> = candidates.iter().map(|c| c.scored.clone()).collect();
+    match scoring::decide(&scored, rejected, tuning) {
+        Decision::AutoMatch(i) => Verdict::Auto(candidates.swap_remove(i)),
+        Decision::Suggest(ranked) => Verdict::Suggest(ranked.into_iter().map(|i| candidates[i].clone()).collect()),
+        Decision::Nothing => Verdict::Nothing,
+    }
+}
+
+/// Whether the credit's text holds the invoice's number with one typo.
+fn typo_of(invoice: &OpenInvoice, text: &str) -> bool {
+    let Some(number) = &invoice.number_key else { return false };
+    number.len() >= text::TYPO_MIN_LEN
+        && text::candidate_keys(text).iter().any(|k| k.len() >= text::TYPO_MIN_LEN && text::within_one_edit(k, number))
+}
+
+fn facts(i: &OpenInvoice) -> InvoiceFacts<'_> {
+    InvoiceFacts {
+        id: &i.id,
+        number: &i.number,
+        payment_reference: i.payment_reference.as_deref(),
+        rf_reference: i.rf_reference.as_deref(),
+        customer_id: i.customer_id.as_deref(),
+        currency: &i.currency,
+        amount_due: i.amount_due,
+        issue_date: i.issue_date,
+        due_date: i.due_date,
+    }
+}
+
+fn customer_facts(c: &Customer) -> CustomerFacts<'_> {
+    CustomerFacts { id: &c.id, name: &c.name, aliases: &c.aliases, account_keys: &c.account_keys }
+}
+
+/// The difference still counted as the amount: the larger of the fixed and the relative one.
+fn tolerance(amount: i64, tuning: &Tuning) -> i64 {
+    tuning.amount_tolerance.max(amount.saturating_mul(tuning.amount_tolerance_permille) / 1000)
+}
+
+/// The match a credit paying these invoices makes. The credit pays them in order of due date;
+/// what it lacks is a short payment when within tolerance (else the last invoice is paid in
+/// part), and what it has over is an overpayment.
+fn invoice_proposal(credit: &Credit, invoices: &[&OpenInvoice], tuning: &Tuning) -> NewMatch {
+    let mut ordered = invoices.to_vec();
+    ordered.sort_by(|a, b| a.due_date.cmp(&b.due_date).then_with(|| a.id.cmp(&b.id)));
+    let due: i64 = ordered.iter().map(|i| i.amount_due).sum();
+    let mut allocations = Vec::new();
+    let mut adjustments = Vec::new();
+    let short = due - credit.amount;
+    let mut left = credit.amount;
+    for (k, invoice) in ordered.iter().enumerate() {
+        let last = k + 1 == ordered.len();
+        // Paid in full: a short payment within tolerance (written off), or an overpayment (the
+        // last invoice takes its due, the rest is booked). Otherwise what is left of the credit.
+        let in_full = (short > 0 && short <= tolerance(credit.amount, tuning)) || (last && short < 0);
+        let amount = if in_full { invoice.amount_due } else { invoice.amount_due.min(left) };
+        if amount <= 0 {
+            continue;
+        }
+        left -= amount;
+        allocations.push(allocation(TargetType::Invoice, &invoice.id, Some(amount)));
+    }
+    let allocated: i64 = allocations.iter().filter_map(|a| a.amount).sum();
+    let difference = credit.amount - allocated;
+    if difference != 0 {
+        let kind = if difference > 0 { AdjustmentKind::Overpayment } else { AdjustmentKind::ShortPayment };
+        adjustments.push(NewAdjustment {
+            kind,
+            amount: difference,
+            currency: Some(credit.currency.clone()),
+            description: Some(match kind {
+                AdjustmentKind::Overpayment => "Paid more than was due".into(),
+                _ => "Short payment within the tenant's tolerance, written off".into(),
+            }),
+        });
+    }
+    NewMatch {
+        transaction_ids: vec![credit.id.clone()],
+        allocations,
+        adjustments,
+        note: None,
+        metadata: BTreeMap::new(),
+    }
+}
+
+/// The match a credit that is a payout makes: the payout at its gross (its refunds, fees and
+/// adjustments booked as `stripe_*` adjustments by the match), and every invoice its charges
+/// name, paid through it.
+fn payout_proposal(credit: &Credit, payout: &OpenPayout, pool: &Pool) -> NewMatch {
+    let mut allocations = vec![allocation(TargetType::StripePayout, &payout.id, None)];
+    let mut paid: HashMap<&str, i64> = HashMap::new();
+    for charge in pool.charges.get(&payout.id).into_iter().flatten() {
+        let Some(invoice) = charge_invoice(charge, pool) else { continue };
+        let left = invoice.amount_due - paid.get(invoice.id.as_str()).copied().unwrap_or(0);
+        let amount = charge.amount.min(left);
+        if amount <= 0 || invoice.currency != payout.currency {
+            continue;
+        }
+        *paid.entry(&invoice.id).or_default() += amount;
+        allocations.push(NewAllocation {
+            target_type: TargetType::Invoice,
+            target_id: invoice.id.clone(),
+            amount: Some(amount),
+            via_payout_id: Some(payout.id.clone()),
+            via_payment_id: Some(charge.id.clone()),
+        });
+    }
+    NewMatch {
+        transaction_ids: vec![credit.id.clone()],
+        allocations,
+        adjustments: Vec::new(),
+        note: None,
+        metadata: BTreeMap::new(),
+    }
+}
+
+/// The open invoice a charge names: its metadata `invoice_id`, else `invoice_number`, else an
+/// invoice number in its description.
+pub fn charge_invoice<'p>(charge: &PayoutCharge, pool: &'p Pool) -> Option<&'p OpenInvoice> {
+    if let Some(invoice) = charge.invoice_id.as_ref().and_then(|id| pool.invoices.get(id)) {
+        return Some(invoice);
+    }
+    let mut keys: Vec<String> = charge.invoice_number.iter().map(|n| text::ref_key(n)).collect();
+    keys.extend(charge.description.iter().flat_map(|d| text::candidate_keys(d)));
+    keys.iter()
+        .flat_map(|k| pool.by_key.get(k).into_iter().flatten())
+        .filter_map(|id| pool.invoices.get(id))
+        .find(|i| i.number_key.as_deref().is_some_and(|n| keys.iter().any(|k| k == n)))
+}
+
+fn allocation(target_type: TargetType, id: &str, amount: Option<i64>) -> NewAllocation {
+    NewAllocation { target_type, target_id: id.to_owned(), amount, via_payout_id: None, via_payment_id: None }
+}

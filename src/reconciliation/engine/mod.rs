@@ -1,0 +1,248 @@
+//! The engine: looks at the credits that need it (`reconcile_pending`), in batches of
+//! [`BATCH`], each batch one short transaction. For each credit it applies the tenant's rules,
+//! gathers what might pay it ([`candidates`], a few set-wise queries per batch), scores and
+//! decides ([`evaluate`]), then writes: certain matches through the same path as a person's
+//! (`matches::create_many`), and ranked suggestions for the rest.
+//!
+//! Credits are claimed `for update skip locked`, so two instances (or a run and the incremental
+//! job) never evaluate the same credit at once and a person's match in progress is never waited
+//! for; the invoices and payouts an automatic match takes are locked the same way, and a
+//! proposal whose rows another writer holds becomes a suggestion instead. Nothing here waits
+//! on a lock a request holds: the API is never locked out.
+
+pub mod candidates;
+pub mod evaluate;
+mod persist;
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::NaiveDate;
+use sqlx::{PgConnection, PgPool};
+
+use self::{
+    candidates::{Credit, Customers},
+    evaluate::{Pool, Verdict},
+};
+use super::{ReconciliationError, rules, scoring::Tuning, settings, text};
+use crate::{db::tenant::begin_tenant, domain::ids::TenantId};
+
+/// Credits evaluated per transaction.
+pub const BATCH: i64 = 500;
+
+/// What a pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub examined: u64,
+    pub auto_matched: u64,
+    pub suggested: u64,
+    pub unmatched: u64,
+    pub excluded: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Self) {
+        self.examined += o.examined;
+        self.auto_matched += o.auto_matched;
+        self.suggested += o.suggested;
+        self.unmatched += o.unmatched;
+        self.excluded += o.excluded;
+    }
+}
+
+/// Which pending credits a pass takes.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub date_from: Option<NaiveDate>,
+    pub date_to: Option<NaiveDate>,
+}
+
+/// What every batch of a pass shares: the tenant's tuning, rules and customers.
+pub struct Context {
+    pub tuning: Tuning,
+    pub rules: rules::CompiledRules,
+    pub customers: Customers,
+}
+
+impl Context {
+    pub async fn load(conn: &mut PgConnection, tenant: &TenantId) -> Result<Self, ReconciliationError> {
+        let settings = settings::load(conn, tenant).await?;
+        let rules = rules::CompiledRules::compile(rules::list_all(conn, tenant).await?);
+        let customers = Customers::load(conn, tenant).await?;
+        Ok(Self { tuning: tuning(&settings), rules, customers })
+    }
+}
+
+/// The scoring tuning a tenant's settings make.
+pub fn tuning(s: &settings::Settings) -> Tuning {
+    use super::scoring::Signal;
+    let mut signals = super::scoring::SignalSwitches::all_on();
+    for (signal, on) in [
+        (Signal::Reference, s.signals.reference),
+        (Signal::RfReference, s.signals.rf_reference),
+        (Signal::BankAccount, s.signals.bank_account),
+        (Signal::Name, s.signals.name),
+        (Signal::Amount, s.signals.amount),
+        (Signal::Date, s.signals.date),
+        (Signal::StripeTrace, s.signals.stripe_trace),
+    ] {
+        signals.set(signal, on);
+    }
+    Tuning {
+        auto_match_threshold: s.auto_match_threshold,
+        suggest_threshold: s.suggest_threshold,
+        amount_tolerance: s.amount_tolerance,
+        amount_tolerance_permille: i64::from(s.amount_tolerance_permille),
+        date_window_days: i64::from(s.date_window_days),
+        banking_delay_days: i64::from(s.banking_delay_days),
+        signals,
+    }
+}
+
+/// Evaluates every pending credit of the tenant, batch after batch, until none is left that
+/// another worker does not hold.
+pub async fn reconcile_pending(pool: &PgPool, tenant: &TenantId) -> Result<Counts, ReconciliationError> {
+    let context = {
+        let mut tx = begin_tenant(pool, tenant).await?;
+        let context = Context::load(&mut tx, tenant).await?;
+        tx.commit().await?;
+        context
+    };
+    let mut total = Counts::default();
+    loop {
+        let mut tx = begin_tenant(pool, tenant).await?;
+        let counts = next_batch(&mut tx, tenant, &context, &Scope::default()).await?;
+        tx.commit().await?;
+        if counts.examined == 0 {
+            return Ok(total);
+        }
+        total += counts;
+    }
+}
+
+/// Claims and evaluates the next batch of pending credits in `scope`, inside the caller's
+/// transaction; zero examined when none is left.
+pub async fn next_batch(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    context: &Context,
+    scope: &Scope,
+) -> Result<Counts, ReconciliationError> {
+    let credits: Vec<Credit> = sqlx::query_as(
+        "select id, amount, currency, coalesce(booking_date, value_date, created_at::date) as date, description,
+                reference, counterparty_name, counterparty_account, customer_id
+         from transactions
+         where tenant_id = $1 and reconcile_pending and match_status in ('unmatched', 'suggested') and amount > 0
+           and ($2::date is null or list_date >= $2) and ($3::date is null or list_date <= $3)
+         order by id limit $4
+         for update skip locked",
+    )
+    .bind(tenant.as_str())
+    .bind(scope.date_from)
+    .bind(scope.date_to)
+    .bind(BATCH)
+    .fetch_all(&mut *conn)
+    .await?;
+    evaluate_credits(conn, tenant, context, credits).await
+}
+
+/// Evaluates claimed credits and writes what the engine decided.
+pub async fn evaluate_credits(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    context: &Context,
+    credits: Vec<Credit>,
+) -> Result<Counts, ReconciliationError> {
+    if credits.is_empty() {
+        return Ok(Counts::default());
+    }
+    let mut excluded = Vec::new();
+    let mut live = Vec::new();
+    for credit in credits {
+        match evaluate::apply_rules(&context.rules, &credit) {
+            Err(rule) => excluded.push((credit.id, rule)),
+            Ok(hints) => live.push((credit, hints)),
+        }
+    }
+    let pool = gather(conn, tenant, context, &live).await?;
+    let ids: Vec<String> = live.iter().map(|(c, _)| c.id.clone()).collect();
+    let rejected = candidates::rejections(conn, tenant, &ids).await?;
+    let none = Vec::new();
+    let verdicts: Vec<(Credit, Verdict)> = live
+        .into_iter()
+        .map(|(credit, hints)| {
+            let likely = evaluate::likely_customers(&credit, &hints, &context.customers);
+            let rejected = rejected.get(&credit.id).unwrap_or(&none);
+            let verdict =
+                evaluate::evaluate(&credit, &hints, &likely, &pool, &context.customers, rejected, &context.tuning);
+            (credit, verdict)
+        })
+        .collect();
+    let mut counts = persist::write(conn, tenant, verdicts).await?;
+    counts.excluded += persist::exclude(conn, tenant, &excluded).await?;
+    counts.examined += excluded.len() as u64;
+    Ok(counts)
+}
+
+/// Everything that might pay the credits, in a handful of queries for the whole batch.
+async fn gather(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    context: &Context,
+    credits: &[(Credit, evaluate::RuleHints)],
+) -> Result<Pool, sqlx::Error> {
+    let mut pool = Pool::default();
+    let mut keys = BTreeSet::new();
+    let mut amounts = BTreeSet::new();
+    let mut customers = BTreeSet::new();
+    let mut texts = Vec::with_capacity(credits.len());
+    for (credit, hints) in credits {
+        let text = credit.text();
+        keys.extend(text::candidate_keys(&text));
+        keys.extend(text::rf_references(&text));
+        texts.push(text);
+        amounts.insert((credit.currency.clone(), credit.amount));
+        for c in evaluate::likely_customers(credit, hints, &context.customers) {
+            customers.insert(c.id.clone());
+        }
+    }
+    let keys: Vec<String> = keys.into_iter().collect();
+    pool.add_invoices(candidates::invoices_by_key(conn, tenant, &keys).await?);
+    // One typo, looked for only where no reference was found exactly.
+    let unresolved: Vec<String> = texts
+        .iter()
+        .filter(|t| !text::candidate_keys(t).iter().any(|k| pool.by_key.contains_key(k)))
+        .flat_map(|t| text::candidate_keys(t))
+        .filter(|k| k.len() >= text::TYPO_MIN_LEN)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    pool.add_invoices(candidates::invoices_by_typo(conn, tenant, &unresolved).await?);
+    let amounts: Vec<(String, i64)> = amounts.into_iter().collect();
+    pool.add_invoices(candidates::invoices_by_amount(conn, tenant, &amounts).await?);
+    let customers: Vec<String> = customers.into_iter().collect();
+    pool.add_invoices(candidates::invoices_of_customers(conn, tenant, &customers).await?);
+
+    pool.payouts = candidates::payouts_by_amount(conn, tenant, &amounts).await?;
+    let payout_ids: Vec<String> = pool.payouts.iter().map(|p| p.id.clone()).collect();
+    let charges = candidates::payout_charges(conn, tenant, &payout_ids).await?;
+    let named: Vec<String> = charges.iter().filter_map(|c| c.invoice_id.clone()).collect();
+    pool.add_invoices(candidates::invoices_by_id(conn, tenant, &named).await?);
+    let charge_keys: Vec<String> = charges
+        .iter()
+        .flat_map(|c| {
+            c.invoice_number
+                .iter()
+                .map(|n| text::ref_key(n))
+                .chain(c.description.iter().flat_map(|d| text::candidate_keys(d)))
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    pool.add_invoices(candidates::invoices_by_key(conn, tenant, &charge_keys).await?);
+    let mut by_payout: HashMap<String, Vec<candidates::PayoutCharge>> = HashMap::new();
+    for c in charges {
+        by_payout.entry(c.payout_id.clone()).or_default().push(c);
+    }
+    pool.charges = by_payout;
+    Ok(pool)
+}
