@@ -72,32 +72,30 @@ pub async fn seed(pool: &PgPool, data: &Dataset, name: &str) -> anyhow::Result<S
     .execute(&mut *tx)
     .await?;
 
+    // One table's COPY text at a time, so that only one is held in memory.
     let t = tenant.as_str();
-    let tables: [(&str, &str, String); 5] = [
-        ("customers", "customers (tenant_id, id, name, aliases, bank_accounts)", customers(t, data)),
-        (
-            "invoices",
-            "invoices (tenant_id, id, number, customer_id, currency, amount_total, issue_date, due_date, status,
-                payment_reference, rf_reference)",
-            invoices(t, data),
-        ),
-        (
-            "stripe_payouts",
-            "stripe_payouts (tenant_id, connection_id, id, status, amount, currency, arrival_date, automatic, method,
-                statement_descriptor, trace_id, gross, refunds, adjustments, fees, net, transaction_count, created,
-                version)",
-            payouts(t, &connection, data),
-        ),
-        (
-            "stripe_payments",
-            "stripe_payments (tenant_id, connection_id, id, status, amount, currency, fee, net, amount_refunded,
-                description, metadata, created, version, payout_id)",
-            charges(t, &connection, data),
-        ),
-        ("transactions", TRANSACTION_COLUMNS, credits_text(t, &account, &data.credits, 0)),
-    ];
-    for (table, columns, rows) in tables {
+    for table in ["customers", "invoices", "stripe_payouts", "stripe_payments", "transactions"] {
         let one = Instant::now();
+        let (columns, rows) = match table {
+            "customers" => ("customers (tenant_id, id, name, aliases, bank_accounts)", customers(t, data)),
+            "invoices" => (
+                "invoices (tenant_id, id, number, customer_id, currency, amount_total, issue_date, due_date, status,
+                    payment_reference, rf_reference)",
+                invoices(t, data),
+            ),
+            "stripe_payouts" => (
+                "stripe_payouts (tenant_id, connection_id, id, status, amount, currency, arrival_date, automatic,
+                    method, statement_descriptor, trace_id, gross, refunds, adjustments, fees, net, transaction_count,
+                    created, version)",
+                payouts(t, &connection, data),
+            ),
+            "stripe_payments" => (
+                "stripe_payments (tenant_id, connection_id, id, status, amount, currency, fee, net, amount_refunded,
+                    description, metadata, created, version, payout_id)",
+                charges(t, &connection, data),
+            ),
+            _ => (TRANSACTION_COLUMNS, credits_text(t, &account, &data.credits, 0)),
+        };
         let count = copy_into(&mut tx, table, columns, rows).await.with_context(|| format!("seeding {table}"))?;
         eprintln!("bench-reconciliation: {table}: {count} rows in {:.1} s", one.elapsed().as_secs_f64());
     }
@@ -202,10 +200,8 @@ async fn copy_into(conn: &mut PgConnection, table: &str, columns: &str, rows: St
             .await?;
     }
     let mut copy = conn.copy_in_raw(&format!("copy {columns} from stdin")).await?;
-    let mut bytes = rows.into_bytes();
-    while !bytes.is_empty() {
-        let rest = bytes.split_off(bytes.len().min(CHUNK));
-        copy.send(std::mem::replace(&mut bytes, rest)).await?;
+    for chunk in rows.as_bytes().chunks(CHUNK) {
+        copy.send(chunk).await?;
     }
     let count = copy.finish().await?;
     for (_, definition) in &indexes {
