@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn quality(pool: &sqlx::PgPool, seed: u64, size: usize) -> anyhow::Result<()> {
-    let data = generate::dataset(seed, size, size * 13 / 10);
+    let data = generate::dataset(seed, size, size * 13 / 10, 0);
     eprintln!(
         "bench-reconciliation: seed {seed}: {} credits, {} open invoices, {} customers, {} payouts of {} charges",
         data.credits.len(),
@@ -133,7 +133,7 @@ async fn quality(pool: &sqlx::PgPool, seed: u64, size: usize) -> anyhow::Result<
 
 async fn scale(pool: &sqlx::PgPool, seed: u64, n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
-    let data = generate::dataset(seed, n, n);
+    let data = generate::dataset(seed, n, n, INCREMENTAL_CREDITS);
     let more = generate::more_credits(&data, seed, INCREMENTAL_CREDITS, 0);
     eprintln!(
         "bench-reconciliation: generated {} credits, {} invoices, {} customers, {} payouts in {:.1} s",

@@ -247,9 +247,9 @@ pub struct Dataset {
     pub account_descriptor: String,
 }
 
-/// A tenant with about `credits` credits and at least `invoices` open invoices (the rest are
-/// distractors nobody pays, a tenth of them 49.00 subscriptions).
-pub fn dataset(seed: u64, credits: usize, invoices: usize) -> Dataset {
+/// A tenant with about `credits` credits and at least `invoices` open invoices, `spare` of them at
+/// least distractors nobody pays (a tenth of them 49.00 subscriptions).
+pub fn dataset(seed: u64, credits: usize, invoices: usize, spare: usize) -> Dataset {
     let mut g = Generator {
         rng: Rng::new(seed),
         data: Dataset { account_descriptor: "BENCHCO ONLINE".into(), ..Dataset::default() },
@@ -274,7 +274,7 @@ pub fn dataset(seed: u64, credits: usize, invoices: usize) -> Dataset {
             .unwrap_or(Scenario::Noise);
         g.credit(scenario);
     }
-    while g.data.invoices.len() < invoices {
+    while g.data.invoices.len() < invoices || g.data.unpaid.len() < spare {
         let customer = g.rng.range(0, g.data.customers.len() as u64) as usize;
         let amount = if g.rng.chance(10) { SUBSCRIPTION } else { g.amount() };
         let index = g.invoice(customer, amount);
@@ -841,7 +841,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_makes_the_same_tenant() {
-        let (a, b) = (dataset(7, 300, 400), dataset(7, 300, 400));
+        let (a, b) = (dataset(7, 300, 400, 0), dataset(7, 300, 400, 0));
         assert_eq!(a.credits.len(), b.credits.len());
         assert!(
             a.credits.iter().zip(&b.credits).all(|(x, y)| x.id == y.id && x.truth == y.truth && x.amount == y.amount)
@@ -851,7 +851,7 @@ mod tests {
 
     #[test]
     fn typos_never_spell_another_invoice() {
-        let data = dataset(3, 2_000, 2_500);
+        let data = dataset(3, 2_000, 2_500, 0);
         let keys: HashSet<String> = data.invoices.iter().map(|i| key(&i.number)).collect();
         for credit in data.credits.iter().filter(|c| c.scenario == Scenario::Typo) {
             let text = credit.description.as_deref().unwrap_or_default();
