@@ -6,7 +6,7 @@
 //! ([`load`]: one `COPY` per table). Then the engine runs once, end to end, and [`truth`] compares
 //! what it matched and suggested with the truth.
 //!
-//! - `quality [--seed S] [--size M]` (the default; M = 3000 credits, about 1.3 M open invoices):
+//! - `quality [--seed S] [--size M]` (the default; M = 3000 credits, about 1.3 × M open invoices):
 //!   automatic-match precision (target ≥ 99.5%) and recall (≥ 85%), and for the credits with a
 //!   target left to a person, the share whose target is among their top 3 suggestions (≥ 97%);
 //!   how each scenario fared, the wrong automatic matches and some misses (on stderr).
