@@ -46,14 +46,7 @@ pub async fn exclude(
     .bind(decided_by.label())
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "update reconciliation_suggestions set status = 'superseded'
-         where tenant_id = $1 and transaction_id = $2 and status = 'open'",
-    )
-    .bind(tenant.as_str())
-    .bind(transaction_id)
-    .execute(&mut *conn)
-    .await?;
+    super::suggestions::supersede(conn, tenant, &[transaction_id]).await?;
     record(conn, tenant, transaction_id, "reconciliation.transaction.exclude", json!({"reason": reason}), decided_by)
         .await?;
     Ok(true)
@@ -105,21 +98,7 @@ async fn record(
     detail: serde_json::Value,
     decided_by: &DecidedBy,
 ) -> Result<(), sqlx::Error> {
-    let (actor_type, actor_id) = decided_by.audit_actor();
-    audit::append_in(
-        conn,
-        tenant,
-        audit::Entry {
-            actor_type,
-            credential_id: actor_id.clone(),
-            actor_id,
-            action: action.into(),
-            resource_type: Some("transaction".into()),
-            resource_id: Some(transaction_id.to_owned()),
-            detail,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let entry = decided_by.audit_entry(action, "transaction", transaction_id, detail);
+    audit::append_in(conn, tenant, entry).await?;
     Ok(())
 }

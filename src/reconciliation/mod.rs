@@ -76,11 +76,27 @@ impl DecidedBy {
         }
     }
 
-    /// The audit entry's actor columns.
-    pub fn audit_actor(&self) -> (String, Option<String>) {
-        match self {
-            DecidedBy::Engine => ("engine".into(), None),
-            DecidedBy::Caller(actor) => (actor.kind().into(), Some(actor.id().into())),
+    /// The audit entry of a decision this actor made on a resource, with its detail.
+    pub fn audit_entry(
+        &self,
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+        detail: serde_json::Value,
+    ) -> crate::audit::Entry {
+        let (actor_type, actor_id) = match self {
+            DecidedBy::Engine => ("engine".to_owned(), None),
+            DecidedBy::Caller(actor) => (actor.kind().to_owned(), Some(actor.id().to_owned())),
+        };
+        crate::audit::Entry {
+            actor_type,
+            credential_id: actor_id.clone(),
+            actor_id,
+            action: action.into(),
+            resource_type: Some(resource_type.into()),
+            resource_id: Some(resource_id.into()),
+            detail,
+            ..Default::default()
         }
     }
 }

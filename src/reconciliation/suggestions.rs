@@ -161,6 +161,24 @@ pub async fn insert(
     Ok(())
 }
 
+/// Withdraws the open suggestions of these transactions (matched, excluded, or looked at again).
+pub async fn supersede<S: AsRef<str>>(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    transactions: &[S],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<&str> = transactions.iter().map(AsRef::as_ref).collect();
+    sqlx::query(
+        "update reconciliation_suggestions set status = 'superseded'
+         where tenant_id = $1 and transaction_id = any($2) and status = 'open'",
+    )
+    .bind(tenant.as_str())
+    .bind(&ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Which suggestions a list returns.
 #[derive(Debug, Clone, Default)]
 pub struct SuggestionFilters {
@@ -318,22 +336,10 @@ pub async fn reject(
     .bind(&row.transaction_id)
     .execute(&mut *conn)
     .await?;
-    let (actor_type, actor_id) = decided_by.audit_actor();
-    audit::append_in(
-        conn,
-        tenant,
-        audit::Entry {
-            actor_type,
-            credential_id: actor_id.clone(),
-            actor_id,
-            action: "reconciliation.suggestion.reject".into(),
-            resource_type: Some("reconciliation_suggestion".into()),
-            resource_id: Some(row.id.clone()),
-            detail: json!({"transaction_id": row.transaction_id, "target": row.target_key, "score": row.score,
-                           "reasons": row.reasons.0}),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let detail = json!({"transaction_id": row.transaction_id, "target": row.target_key, "score": row.score,
+                        "reasons": row.reasons.0});
+    let entry =
+        decided_by.audit_entry("reconciliation.suggestion.reject", "reconciliation_suggestion", &row.id, detail);
+    audit::append_in(conn, tenant, entry).await?;
     Ok(updated.into())
 }

@@ -73,14 +73,7 @@ pub async fn write(
         }
         by
     };
-    sqlx::query(
-        "update reconciliation_suggestions set status = 'superseded'
-         where tenant_id = $1 and transaction_id = any($2) and status = 'open'",
-    )
-    .bind(tenant.as_str())
-    .bind(&open)
-    .execute(&mut *conn)
-    .await?;
+    suggestions::supersede(conn, tenant, &open).await?;
     let mut new = Vec::new();
     let mut changed = Vec::new();
     for (credit, candidates) in &suggested {
@@ -151,14 +144,7 @@ pub async fn exclude(
     .bind(&reasons)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "update reconciliation_suggestions set status = 'superseded'
-         where tenant_id = $1 and transaction_id = any($2) and status = 'open'",
-    )
-    .bind(tenant.as_str())
-    .bind(&ids)
-    .execute(&mut *conn)
-    .await?;
+    suggestions::supersede(conn, tenant, &ids).await?;
     Ok(excluded.len() as u64)
 }
 

@@ -12,6 +12,7 @@
 pub mod create;
 mod read;
 pub mod unmatch;
+mod write;
 
 use std::collections::BTreeMap;
 

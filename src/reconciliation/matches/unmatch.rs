@@ -100,24 +100,11 @@ pub async fn unmatch(
 
     let undone = read::get(conn, tenant, id, false).await?.ok_or(ReconciliationError::NotFound("match"))?;
     events::record(conn, tenant, "transaction.unmatched", &undone).await?;
-    let (actor_type, actor_id) = decided_by.audit_actor();
-    audit::append_in(
-        conn,
-        tenant,
-        audit::Entry {
-            actor_type,
-            credential_id: actor_id.clone(),
-            actor_id,
-            action: "reconciliation.match.unmatch".into(),
-            resource_type: Some("reconciliation_match".into()),
-            resource_id: Some(id.as_str().to_owned()),
-            detail: json!({"reason": reason, "origin": undone.origin, "score": undone.score,
-                           "transactions": undone.transactions, "allocations": undone.allocations,
-                           "adjustments": undone.adjustments}),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let detail = json!({"reason": reason, "origin": undone.origin, "score": undone.score,
+                        "transactions": undone.transactions, "allocations": undone.allocations,
+                        "adjustments": undone.adjustments});
+    let entry = decided_by.audit_entry("reconciliation.match.unmatch", "reconciliation_match", id.as_str(), detail);
+    audit::append_in(conn, tenant, entry).await?;
     Ok(undone)
 }
 
