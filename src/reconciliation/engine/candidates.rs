@@ -143,7 +143,7 @@ impl Customers {
 
 const INVOICE_COLUMNS: &str =
     "id, number, number_key, payment_reference, reference_key, rf_reference, rf_key, customer_id,
-    currency, amount_total - amount_paid as amount_due, issue_date, due_date";
+    currency, amount_due, issue_date, due_date";
 
 /// Most invoices an amount or a customer brings in: beyond that the signal is too common to help.
 pub const PER_AMOUNT: i64 = 20;
@@ -189,7 +189,7 @@ pub async fn invoices_by_amount(
          cross join lateral (
              select {INVOICE_COLUMNS} from invoices
              where tenant_id = $1 and status in ('open', 'partially_paid') and currency = a.currency
-               and amount_total - amount_paid = a.amount
+               and amount_due = a.amount
              order by due_date nulls last, id limit $4) i"
     ))
     .bind(tenant.as_str())
