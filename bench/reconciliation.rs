@@ -20,6 +20,8 @@
 //! when set, otherwise an embedded cluster in `PAYYMO_DATA_DIR` (a throwaway directory when
 //! unset). Progress and details on stderr; on stdout the rows of `bench/run`'s target table.
 
+#[path = "reconciliation/baseline.rs"]
+mod baseline;
 #[path = "reconciliation/generate.rs"]
 mod generate;
 #[path = "reconciliation/load.rs"]
@@ -147,6 +149,7 @@ async fn scale(pool: &sqlx::PgPool, seed: u64, n: usize) -> anyhow::Result<()> {
     let (credits, invoices) = (data.credits.len(), data.invoices.len());
     drop(data);
 
+    baseline::prepare(&mut seeded.session, &seeded.tenant).await?;
     reset_peak_memory();
     let before = memory_kb("VmHWM");
     let (counts, seconds) = pass(pool, &seeded.tenant).await?;
@@ -179,6 +182,26 @@ async fn scale(pool: &sqlx::PgPool, seed: u64, n: usize) -> anyhow::Result<()> {
                 .map_or("unavailable".into(), |kb| format!("{} (shared buffers it touched included)", mb(Some(kb))))
         ),
         "information",
+    );
+    let base = baseline::run(&mut seeded.session, &seeded.tenant).await?;
+    row(
+        "full pass, baseline",
+        &format!(
+            "{:.2} s to write what the pass wrote ({} rows by COPY, {} rows updated) with no matching; the pass \
+             took {:.2} × that",
+            base.seconds,
+            base.rows,
+            base.updated,
+            seconds / base.seconds
+        ),
+        &format!(
+            "<= {FULL_TARGET} s {}",
+            if base.seconds <= FULL_TARGET {
+                "PASS: the target is within this machine's reach"
+            } else {
+                "FAIL: the target is beyond this machine"
+            }
+        ),
     );
     let quality = truth::read(&mut seeded.session, &seeded.tenant, 0).await?;
     truth::print_details(&quality);

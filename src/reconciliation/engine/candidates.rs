@@ -55,6 +55,9 @@ pub struct Customer {
     pub name: String,
     pub aliases: Vec<String>,
     pub account_keys: Vec<String>,
+    /// The name, then each alias, normalised (filled by [`Customers::load`]).
+    #[sqlx(skip)]
+    pub normalized: Vec<text::NormalizedName>,
 }
 
 /// A paid Stripe payout no match holds yet.
@@ -99,13 +102,14 @@ impl Customers {
                 .fetch_all(conn)
                 .await?;
         let mut customers = Customers::default();
-        for c in rows {
+        for mut c in rows {
+            c.normalized = std::iter::once(&c.name).chain(&c.aliases).map(|n| text::NormalizedName::new(n)).collect();
             for key in &c.account_keys {
                 customers.by_account.entry(key.clone()).or_default().push(c.id.clone());
             }
             let mut tokens = BTreeSet::new();
-            for name in std::iter::once(&c.name).chain(&c.aliases) {
-                tokens.extend(text::normalize_name(name).split(' ').filter(|t| t.len() >= 2).map(str::to_owned));
+            for name in &c.normalized {
+                tokens.extend(name.as_str().split(' ').filter(|t| t.len() >= 2).map(str::to_owned));
             }
             for token in tokens {
                 customers.by_token.entry(token).or_default().push(c.id.clone());
@@ -120,11 +124,11 @@ impl Customers {
         self.by_account.get(account).map_or(&[], Vec::as_slice)
     }
 
-    /// Customers whose name or an alias shares a distinctive word with `name`.
-    pub fn sharing_a_word(&self, name: &str) -> Vec<&Customer> {
+    /// Customers whose name or an alias shares a distinctive word with `name` (normalised).
+    pub fn sharing_a_word(&self, name: &text::NormalizedName) -> Vec<&Customer> {
         let mut found: Vec<&Customer> = Vec::new();
         let mut seen = HashSet::new();
-        for token in text::normalize_name(name).split(' ').filter(|t| t.len() >= 2) {
+        for token in name.as_str().split(' ').filter(|t| t.len() >= 2) {
             let Some(ids) = self.by_token.get(token) else { continue };
             if ids.len() > COMMON_TOKEN {
                 continue;

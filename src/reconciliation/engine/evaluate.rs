@@ -111,11 +111,8 @@ pub fn likely_customers<'c>(credit: &Credit, hints: &RuleHints, customers: &'c C
     }
     if let Some(name) = &credit.counterparty_name {
         let payer = text::NormalizedName::new(name);
-        for c in customers.sharing_a_word(name) {
-            let best = std::iter::once(&c.name)
-                .chain(&c.aliases)
-                .map(|n| payer.similarity(&text::NormalizedName::new(n)))
-                .fold(0.0, f64::max);
+        for c in customers.sharing_a_word(&payer) {
+            let best = c.normalized.iter().map(|n| payer.similarity(n)).fold(0.0, f64::max);
             if best >= NAME_CUSTOMER {
                 push(c);
             }

@@ -27,7 +27,7 @@ use super::{ReconciliationError, rules, scoring::Tuning, settings, text};
 use crate::{db::tenant::begin_tenant, domain::ids::TenantId};
 
 /// Credits evaluated per transaction.
-pub const BATCH: i64 = 500;
+pub const BATCH: i64 = 1000;
 
 /// What a pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -166,22 +166,53 @@ pub async fn evaluate_credits(
     let pool = gather(conn, tenant, context, &live).await?;
     let ids: Vec<String> = live.iter().map(|(c, _)| c.id.clone()).collect();
     let rejected = candidates::rejections(conn, tenant, &ids).await?;
-    let none = Vec::new();
-    let verdicts: Vec<(Credit, Verdict)> = live
-        .into_iter()
-        .map(|(credit, hints)| {
-            let likely = evaluate::likely_customers(&credit, &hints, &context.customers);
-            let rejected = rejected.get(&credit.id).unwrap_or(&none);
-            let verdict =
-                evaluate::evaluate(&credit, &hints, &likely, &pool, &context.customers, rejected, &context.tuning);
-            (credit, verdict)
-        })
-        .collect();
+    let verdicts = evaluate_all(context, &pool, live, &rejected);
     let mut counts = persist::write(conn, tenant, verdicts).await?;
     counts.excluded += persist::exclude(conn, tenant, &excluded).await?;
     counts.examined += excluded.len() as u64;
     Ok(counts)
 }
+
+/// Scores and decides every credit. Pure work with nothing to wait for, so on a multi-threaded
+/// runtime it leaves the async workers ([`tokio::task::block_in_place`]) and uses every core:
+/// the credits are split into one chunk per core. On a single-threaded runtime (tests) it runs
+/// inline.
+fn evaluate_all(
+    context: &Context,
+    pool: &Pool,
+    live: Vec<(Credit, evaluate::RuleHints)>,
+    rejected: &HashMap<String, Vec<String>>,
+) -> Vec<(Credit, Verdict)> {
+    let none = Vec::new();
+    let one = |(credit, hints): (Credit, evaluate::RuleHints)| {
+        let likely = evaluate::likely_customers(&credit, &hints, &context.customers);
+        let rejected = rejected.get(&credit.id).unwrap_or(&none);
+        let verdict = evaluate::evaluate(&credit, &hints, &likely, pool, &context.customers, rejected, &context.tuning);
+        (credit, verdict)
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if cores < 2 || live.len() < PARALLEL_FROM || !multi_threaded {
+        return live.into_iter().map(one).collect();
+    }
+    let chunk = live.len().div_ceil(cores);
+    let mut chunks: Vec<Vec<(Credit, evaluate::RuleHints)>> = Vec::new();
+    let mut live = live.into_iter().peekable();
+    while live.peek().is_some() {
+        chunks.push(live.by_ref().take(chunk).collect());
+    }
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                chunks.into_iter().map(|c| scope.spawn(|| c.into_iter().map(one).collect::<Vec<_>>())).collect();
+            handles.into_iter().flat_map(|h| h.join().expect("evaluating credits does not panic")).collect()
+        })
+    })
+}
+
+/// Fewer credits than this are scored on one thread: spawning would cost more than it saves.
+const PARALLEL_FROM: usize = 64;
 
 /// Everything that might pay the credits, in a handful of queries for the whole batch.
 pub async fn gather(
