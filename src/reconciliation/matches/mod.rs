@@ -9,6 +9,7 @@
 //! [`create::create_many`] is the only way a transaction becomes `matched` and an invoice's
 //! `amount_paid` grows; [`unmatch::unmatch`] the only way back.
 
+mod check;
 pub mod create;
 mod read;
 pub mod unmatch;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::json;
 use sqlx::PgConnection;
 
-use super::{Match, MatchOrigin, TargetType, create::Checked};
+use super::{Match, MatchOrigin, TargetType, check::Checked};
 use crate::{audit, domain::ids::TenantId, events, invoices::payments};
 
 /// Writes the checked matches set by set, marks their transactions matched, and pays the invoices.
