@@ -152,11 +152,7 @@ pub async fn simulate(
     if !errors.is_empty() {
         return Err(ReconciliationError::Invalid(errors));
     }
-    let then = Context {
-        tuning: engine::tuning(&settings_then),
-        rules: rules_then,
-        customers: candidates::Customers::load(conn, tenant).await?,
-    };
+    let then = Context { tuning: engine::tuning(&settings_then), rules: rules_then };
 
     let credits: Vec<Credit> = sqlx::query_as(
         "select id, amount, currency, coalesce(booking_date, value_date, created_at::date) as date, description,
@@ -241,15 +237,16 @@ async fn judge(
             }
         }
     }
-    let mut pool: Pool = engine::gather(conn, tenant, context, &live).await?;
+    let mut pool: Pool = engine::gather(conn, tenant, &live).await?;
     pool.add_invoices(restored.0.clone());
     pool.payouts
         .extend(restored.1.iter().filter(|p| !pool.payouts.iter().any(|q| q.id == p.id)).cloned().collect::<Vec<_>>());
+    pool.add_customers(conn, tenant).await?;
     let none = Vec::new();
     let mut verdicts = live.iter().map(|(credit, hints)| {
-        let likely = evaluate::likely_customers(credit, hints, &context.customers);
+        let likely = evaluate::likely_customers(credit, hints, &pool.customers);
         let rejected = rejected.get(&credit.id).unwrap_or(&none);
-        match evaluate::evaluate(credit, hints, &likely, &pool, &context.customers, rejected, &context.tuning) {
+        match evaluate::evaluate(credit, hints, &likely, &pool, &pool.customers, rejected, &context.tuning) {
             Verdict::Auto(c) => Outcome {
                 verdict: "auto_match".into(),
                 target: Some(c.scored.target.key()),

@@ -33,6 +33,7 @@ mod provider_credentials;
 mod rate_limits;
 mod reconciliation_engine;
 mod reconciliation_matches;
+mod reconciliation_payers;
 mod reconciliation_report;
 mod reconciliation_settings;
 mod rls;

@@ -1,7 +1,7 @@
 //! What a batch of bank credits might pay, gathered in a few set-wise queries (never one per
 //! transaction), each served by an index on open invoices: by reference key, by amount due, by
-//! customer; paid, unmatched Stripe payouts by amount; the tenant's customers by name token and
-//! bank account.
+//! customer; paid, unmatched Stripe payouts by amount; the customers the payers may be, by name
+//! word and bank account.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -82,41 +82,122 @@ pub struct PayoutCharge {
     pub invoice_number: Option<String>,
 }
 
-/// The tenant's customers, indexed for lookup by name token and bank account. Loaded once per
-/// engine pass: customers are few next to transactions and invoices.
+/// The customers a batch's credits may come from, and those its candidate invoices belong to,
+/// indexed for lookup by name word and bank account. Asked for per batch (never the tenant's
+/// whole customer list): by the payers' bank accounts and name words and the rules' customers
+/// ([`Customers::for_payers`]), then the candidate invoices' own ([`Customers::add`]).
 #[derive(Debug, Default)]
 pub struct Customers {
     pub by_id: HashMap<String, Customer>,
     by_account: HashMap<String, Vec<String>>,
     by_token: HashMap<String, Vec<String>>,
+    /// Words more than [`COMMON_TOKEN`] customers share: they say nothing about who paid.
+    common: HashSet<String>,
 }
 
-/// Name tokens shared by more customers than this say nothing about who paid.
+/// Name words shared by more customers than this say nothing about who paid.
 const COMMON_TOKEN: usize = 50;
 
+/// What a batch's payers show: their accounts (ref keys), the customers rules assigned, and the
+/// words of their names (normalised).
+#[derive(Debug, Default)]
+pub struct Payers {
+    pub accounts: BTreeSet<String>,
+    pub customer_ids: BTreeSet<String>,
+    pub words: BTreeSet<String>,
+}
+
+impl Payers {
+    pub fn add(&mut self, credit: &Credit, rule_customer: Option<&str>) {
+        self.accounts.extend(credit.counterparty_account.iter().filter(|a| !a.is_empty()).cloned());
+        self.customer_ids.extend(rule_customer.map(str::to_owned));
+        if let Some(name) = &credit.counterparty_name {
+            let name = text::NormalizedName::new(name);
+            self.words.extend(name.as_str().split(' ').filter(|w| w.len() >= 2).map(str::to_owned));
+        }
+    }
+}
+
 impl Customers {
-    pub async fn load(conn: &mut PgConnection, tenant: &TenantId) -> Result<Self, sqlx::Error> {
-        let rows: Vec<Customer> =
-            sqlx::query_as("select id, name, aliases, account_keys from customers where tenant_id = $1")
-                .bind(tenant.as_str())
-                .fetch_all(conn)
-                .await?;
-        let mut customers = Customers::default();
+    /// The customers paying from one of the accounts, assigned by a rule, or sharing a word of
+    /// their name (a word more than [`COMMON_TOKEN`] customers share brings none), through the
+    /// indexes on `account_keys` and `name_words`.
+    pub async fn for_payers(conn: &mut PgConnection, tenant: &TenantId, payers: &Payers) -> Result<Self, sqlx::Error> {
+        let words: Vec<&String> = payers.words.iter().collect();
+        let hits: Vec<(String, String)> = if words.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "select w.word, c.id from unnest($2::text[]) as w(word)
+                 cross join lateral (
+                     select id from customers where tenant_id = $1 and name_words @> array[w.word] limit $3) c",
+            )
+            .bind(tenant.as_str())
+            .bind(&words)
+            .bind(COMMON_TOKEN as i64 + 1)
+            .fetch_all(&mut *conn)
+            .await?
+        };
+        let mut per_word: HashMap<&str, usize> = HashMap::new();
+        for (word, _) in &hits {
+            *per_word.entry(word.as_str()).or_default() += 1;
+        }
+        let common: HashSet<String> =
+            per_word.into_iter().filter(|(_, n)| *n > COMMON_TOKEN).map(|(w, _)| w.to_owned()).collect();
+        let mut ids: BTreeSet<String> = payers.customer_ids.clone();
+        ids.extend(hits.into_iter().filter(|(word, _)| !common.contains(word)).map(|(_, id)| id));
+        let ids: Vec<String> = ids.into_iter().collect();
+        let accounts: Vec<&String> = payers.accounts.iter().collect();
+        let rows: Vec<Customer> = sqlx::query_as(
+            "select id, name, aliases, account_keys from customers
+             where tenant_id = $1 and (id = any($2) or account_keys && $3::text[])",
+        )
+        .bind(tenant.as_str())
+        .bind(&ids)
+        .bind(&accounts)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut customers = Customers { common, ..Customers::default() };
+        customers.insert(rows);
+        Ok(customers)
+    }
+
+    /// Adds the customers of `ids` not loaded yet (the candidate invoices' customers).
+    pub async fn add(&mut self, conn: &mut PgConnection, tenant: &TenantId, ids: &[&str]) -> Result<(), sqlx::Error> {
+        let missing: BTreeSet<&str> = ids.iter().copied().filter(|id| !self.by_id.contains_key(*id)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let missing: Vec<&str> = missing.into_iter().collect();
+        let rows: Vec<Customer> = sqlx::query_as(
+            "select id, name, aliases, account_keys from customers where tenant_id = $1 and id = any($2)",
+        )
+        .bind(tenant.as_str())
+        .bind(&missing)
+        .fetch_all(conn)
+        .await?;
+        self.insert(rows);
+        Ok(())
+    }
+
+    fn insert(&mut self, rows: Vec<Customer>) {
         for mut c in rows {
+            if self.by_id.contains_key(&c.id) {
+                continue;
+            }
             c.normalized = std::iter::once(&c.name).chain(&c.aliases).map(|n| text::NormalizedName::new(n)).collect();
             for key in &c.account_keys {
-                customers.by_account.entry(key.clone()).or_default().push(c.id.clone());
+                self.by_account.entry(key.clone()).or_default().push(c.id.clone());
             }
             let mut tokens = BTreeSet::new();
             for name in &c.normalized {
                 tokens.extend(name.as_str().split(' ').filter(|t| t.len() >= 2).map(str::to_owned));
             }
             for token in tokens {
-                customers.by_token.entry(token).or_default().push(c.id.clone());
+                self.by_token.entry(token).or_default().push(c.id.clone());
             }
-            customers.by_id.insert(c.id.clone(), c);
+            self.by_id.insert(c.id.clone(), c);
         }
-        Ok(customers)
     }
 
     /// Customers whose bank account is `account` (a ref key).
@@ -130,7 +211,7 @@ impl Customers {
         let mut seen = HashSet::new();
         for token in name.as_str().split(' ').filter(|t| t.len() >= 2) {
             let Some(ids) = self.by_token.get(token) else { continue };
-            if ids.len() > COMMON_TOKEN {
+            if ids.len() > COMMON_TOKEN || self.common.contains(token) {
                 continue;
             }
             for id in ids {

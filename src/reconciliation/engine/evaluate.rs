@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::candidates::{Credit, Customer, Customers, OpenInvoice, OpenPayout, PayoutCharge};
+use crate::domain::ids::TenantId;
 use crate::reconciliation::{
     matches::{AdjustmentKind, NewAdjustment, NewAllocation, NewMatch, TargetType},
     rules::{CompiledRules, RuleAction, RulePreference, RuleSubject},
@@ -26,9 +27,17 @@ pub struct Pool {
     pub payouts: Vec<OpenPayout>,
     /// Charges inside those payouts, by payout.
     pub charges: HashMap<String, Vec<PayoutCharge>>,
+    /// Who may have paid, and the invoices' customers.
+    pub customers: Customers,
 }
 
 impl Pool {
+    /// Loads the customers of the pool's invoices that are not loaded yet.
+    pub async fn add_customers(&mut self, conn: &mut sqlx::PgConnection, tenant: &TenantId) -> Result<(), sqlx::Error> {
+        let ids: Vec<&str> = self.invoices.values().filter_map(|i| i.customer_id.as_deref()).collect();
+        self.customers.add(conn, tenant, &ids).await
+    }
+
     pub fn add_invoices(&mut self, invoices: Vec<OpenInvoice>) {
         for i in invoices {
             if self.invoices.contains_key(&i.id) {

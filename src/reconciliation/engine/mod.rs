@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 use sqlx::{PgConnection, PgPool};
 
 use self::{
-    candidates::{Credit, Customers},
+    candidates::{Credit, Customers, Payers},
     evaluate::{Pool, Verdict},
 };
 use super::{ReconciliationError, rules, scoring::Tuning, settings, text};
@@ -56,19 +56,17 @@ pub struct Scope {
     pub date_to: Option<NaiveDate>,
 }
 
-/// What every batch of a pass shares: the tenant's tuning, rules and customers.
+/// What every batch of a pass shares: the tenant's tuning and rules.
 pub struct Context {
     pub tuning: Tuning,
     pub rules: rules::CompiledRules,
-    pub customers: Customers,
 }
 
 impl Context {
     pub async fn load(conn: &mut PgConnection, tenant: &TenantId) -> Result<Self, ReconciliationError> {
         let settings = settings::load(conn, tenant).await?;
         let rules = rules::CompiledRules::compile(rules::list_all(conn, tenant).await?);
-        let customers = Customers::load(conn, tenant).await?;
-        Ok(Self { tuning: tuning(&settings), rules, customers })
+        Ok(Self { tuning: tuning(&settings), rules })
     }
 }
 
@@ -163,7 +161,7 @@ pub async fn evaluate_credits(
             Ok(hints) => live.push((credit, hints)),
         }
     }
-    let pool = gather(conn, tenant, context, &live).await?;
+    let pool = gather(conn, tenant, &live).await?;
     let ids: Vec<String> = live.iter().map(|(c, _)| c.id.clone()).collect();
     let rejected = candidates::rejections(conn, tenant, &ids).await?;
     let verdicts = evaluate_all(context, &pool, live, &rejected);
@@ -185,9 +183,9 @@ fn evaluate_all(
 ) -> Vec<(Credit, Verdict)> {
     let none = Vec::new();
     let one = |(credit, hints): (Credit, evaluate::RuleHints)| {
-        let likely = evaluate::likely_customers(&credit, &hints, &context.customers);
+        let likely = evaluate::likely_customers(&credit, &hints, &pool.customers);
         let rejected = rejected.get(&credit.id).unwrap_or(&none);
-        let verdict = evaluate::evaluate(&credit, &hints, &likely, pool, &context.customers, rejected, &context.tuning);
+        let verdict = evaluate::evaluate(&credit, &hints, &likely, pool, &pool.customers, rejected, &context.tuning);
         (credit, verdict)
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -214,14 +212,18 @@ fn evaluate_all(
 /// Fewer credits than this are scored on one thread: spawning would cost more than it saves.
 const PARALLEL_FROM: usize = 64;
 
-/// Everything that might pay the credits, in a handful of queries for the whole batch.
+/// Everything that might pay the credits, and who may have paid them, in a handful of queries
+/// for the whole batch.
 pub async fn gather(
     conn: &mut PgConnection,
     tenant: &TenantId,
-    context: &Context,
     credits: &[(Credit, evaluate::RuleHints)],
 ) -> Result<Pool, sqlx::Error> {
-    let mut pool = Pool::default();
+    let mut payers = Payers::default();
+    for (credit, hints) in credits {
+        payers.add(credit, hints.customer_id.as_deref());
+    }
+    let mut pool = Pool { customers: Customers::for_payers(conn, tenant, &payers).await?, ..Pool::default() };
     let mut keys = BTreeSet::new();
     let mut amounts = BTreeSet::new();
     let mut customers = BTreeSet::new();
@@ -230,7 +232,7 @@ pub async fn gather(
         keys.extend(text::candidate_keys(&text));
         keys.extend(text::rf_references(&text));
         amounts.insert((credit.currency.clone(), credit.amount));
-        for c in evaluate::likely_customers(credit, hints, &context.customers) {
+        for c in evaluate::likely_customers(credit, hints, &pool.customers) {
             customers.insert(c.id.clone());
         }
     }
@@ -263,5 +265,6 @@ pub async fn gather(
         by_payout.entry(c.payout_id.clone()).or_default().push(c);
     }
     pool.charges = by_payout;
+    pool.add_customers(conn, tenant).await?;
     Ok(pool)
 }

@@ -1,0 +1,95 @@
+//! Who may have paid: the engine asks Postgres, per batch, for the customers sharing a word with
+//! the payers' names (`customers.name_words`, made by the SQL function `payymo_name_words`), then
+//! compares names in Rust (`text::NormalizedName`). The two must cut names into the same words.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{
+    reconciliation_matches::{SCOPES, credits, invoice},
+    support::{TestApp, bank::drain, json_of},
+};
+
+/// Every word the engine looks a payer up by is a word the index holds for the same name.
+#[tokio::test]
+async fn the_index_cuts_names_into_the_words_the_engine_looks_up() {
+    let app = TestApp::spawn().await;
+    let names = [
+        "ACME WIDGETS LTD",
+        "Acme Widgets Limited",
+        "A.C.M.E. O'Brien & Sons",
+        "FP Müller GmbH & Co KG",
+        "MÜLLER SØRENSEN ÆRØ",
+        "Ĺuboš Ťažký s.r.o.",
+        "Crème Brûlée Café",
+        "Straße 42 Þór",
+        "  zen--garden__co  ",
+        "O’Neill’s Bar",
+    ];
+    for name in names {
+        let words: Vec<String> = sqlx::query_scalar("select unnest(payymo_name_words($1, '{}'))")
+            .bind(name)
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+        let normalized = payymo::reconciliation::text::NormalizedName::new(name);
+        for word in normalized.as_str().split(' ').filter(|w| w.len() >= 2) {
+            assert!(words.iter().any(|w| w == word), "{name:?}: the engine's word {word:?} is not among {words:?}");
+        }
+    }
+    let aliases: Vec<String> =
+        sqlx::query_scalar("select unnest(payymo_name_words('Globex', array['Initech Ltd', 'X']))")
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(aliases, ["globex", "initech", "ltd"], "aliases count, one-letter words do not");
+}
+
+/// A payer is found by a distinctive word of its name even among many customers, and a word
+/// that many customers share brings none of them in on its own.
+#[tokio::test]
+async fn a_distinctive_word_finds_the_payer_and_a_common_one_does_not() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let key = app.key(&tenant, SCOPES).await;
+    let customer = |name: String| {
+        let (app, key) = (&app, &key);
+        async move {
+            let created = app.as_key(Method::POST, "/api/v1/customers", key).json(&json!({"name": name})).send().await;
+            json_of(created.unwrap(), 201).await["id"].as_str().unwrap().to_owned()
+        }
+    };
+    for i in 0..60 {
+        customer(format!("Northwind Holdings {i:02}")).await;
+    }
+    let zanzibar = customer("Zanzibar Northwind Holdings".into()).await;
+    let invoice_id = invoice(
+        &app,
+        &key,
+        json!({"number": "Z-1", "currency": "EUR", "amount_total": 31415, "customer_id": zanzibar}),
+    )
+    .await;
+    let txns = credits(
+        &app,
+        &key,
+        "EUR",
+        &[
+            json!({"amount": "314.15", "description": "thank you", "counterparty_name": "ZANZIBAR NORTHWIND"}),
+            json!({"amount": "271.82", "description": "thank you", "counterparty_name": "NORTHWIND HOLDINGS"}),
+        ],
+    )
+    .await;
+    drain(&app).await;
+    let suggested = |txn: &str| {
+        let (app, key) = (&app, &key);
+        let path = format!("/api/v1/reconciliation/suggestions?transaction_id={txn}");
+        async move { json_of(app.as_key(Method::GET, &path, key).send().await.unwrap(), 200).await }
+    };
+    let found: Value = suggested(&txns[0]).await;
+    let first = &found["data"][0];
+    assert_eq!(first["target_ids"], json!([invoice_id]), "{found}");
+    let reasons = first["reasons"].as_array().unwrap();
+    assert!(reasons.iter().any(|r| r["signal"] == "name"), "the name counted: {first}");
+    let none = suggested(&txns[1]).await;
+    assert_eq!(none["data"], json!([]), "61 customers share both words: no one is suggested by name: {none}");
+}
