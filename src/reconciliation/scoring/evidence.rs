@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 
 use super::{CustomerFacts, InvoiceFacts, Scorecard, Signal, Tuning, TxFacts, days, money};
-use crate::reconciliation::text::{NormalizedName, RemittanceText, is_reference_like, ref_key};
+use crate::reconciliation::text::{NormalizedName, RemittanceText, is_letter_code, is_reference_like, ref_key};
 
 pub(super) const REFERENCE: f64 = 0.45;
 pub(super) const RF_REFERENCE: f64 = 0.50;
@@ -56,9 +56,15 @@ pub(super) fn referenced(
         return Referenced::Not;
     }
     let mut typo = Referenced::Not;
-    for shown in std::iter::once(invoice.number).chain(invoice.payment_reference) {
+    // A payment reference may be letters only (`PR-BBSNMMZB`): then it counts when the text
+    // holds exactly it, never one typo away. An invoice number always needs a digit.
+    let codes = std::iter::once((invoice.number, false)).chain(invoice.payment_reference.map(|r| (r, true)));
+    for (shown, letters_may_do) in codes {
         let key = ref_key(shown);
         if !is_reference_like(&key) {
+            if letters_may_do && is_letter_code(&key) && text.contains(&key) {
+                return Referenced::Exact(shown.to_owned());
+            }
             continue;
         }
         if text.contains(&key) {
@@ -406,5 +412,24 @@ mod tests {
         off.signals.set(Signal::RfReference, false);
         off.signals.set(Signal::Reference, false);
         assert_eq!(referenced(&text, &rfs, &inv, &[], &off), Referenced::Not);
+    }
+
+    #[test]
+    fn a_payment_reference_of_letters_counts_only_quoted_exactly() {
+        let tuning = Tuning::default();
+        let quoted = |reference: &str, text: &str| {
+            let inv = InvoiceFacts { payment_reference: Some(reference), ..invoice("inv_a", "INV-2026-0104", 1) };
+            referenced(&RemittanceText::new(text), &[], &inv, &[], &tuning)
+        };
+        assert_eq!(quoted("PR-BBSNMMZB", "pr bbsnmmzb thanks"), Referenced::Exact("PR-BBSNMMZB".into()));
+        assert_eq!(quoted("PR-BBSNMMZB", "PR-BBSNMMZC"), Referenced::Not, "no typo allowed without a digit");
+        assert_eq!(quoted("PR-BBSNMMZB", "BBSNMMZB"), Referenced::Not, "a part of it is not it");
+        assert_eq!(quoted("PR-BBSNMMZB", "SEPA CREDIT TRANSFER"), Referenced::Not);
+        let own_word = quoted("Transfer", "SEPA CREDIT TRANSFER");
+        assert_eq!(own_word, Referenced::Exact("Transfer".into()), "only when the invoice's reference is the word");
+        assert_eq!(quoted("Payment", "PAYMENT"), Referenced::Not, "7 letters are a word, not a code");
+        let letters = invoice("inv_b", "ABCDEFGHJK", 1);
+        let text = RemittanceText::new("ABCDEFGHJK");
+        assert_eq!(referenced(&text, &[], &letters, &[], &tuning), Referenced::Not, "a number needs a digit");
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! | signal | weight | strength |
 //! |---|---|---|
-//! | reference | 0.45 | invoice number or payment reference (ref keys, reference-like: `text::is_reference_like`) found in the text as adjacent tokens: 1; one edit away (keys of 8+ characters): 0.5 |
+//! | reference | 0.45 | invoice number or payment reference (ref keys, reference-like: `text::is_reference_like`) found in the text as adjacent tokens: 1; one edit away (keys of 8+ characters): 0.5; a payment reference of 8+ letters and no digit (`text::is_letter_code`) counts only found exactly |
 //! | rf_reference | 0.50 | the invoice's ISO 11649 reference found with valid check digits: 1 (the number is then not counted again) |
 //! | bank_account | 0.30 | paid from one of the customer's accounts, or a rule assigned the transaction to the invoice's customer: 1; a rule assigned another customer: weight −0.30 |
 //! | name | 0.20 | payer name vs the customer's name and aliases: the similarity, if 0.75 or more |
@@ -30,8 +30,8 @@
 //! reference strength is the share of its invoices referenced, and each invoice past the first
 //! takes 0.05 off the amount's strength, since more invoices make a chance sum likelier.
 //!
-//! A Stripe payout ([`score_payout`]) must equal the credit exactly. Its trace id in the text is
-//! stripe_trace 0.50 (strong); its statement descriptor is 0.50 too, strong only when specific
+//! A Stripe payout ([`score_payout`]) must equal the credit exactly. Its trace id in the text
+//! (reference-like, or a letter code found exactly) is stripe_trace 0.50 (strong); its statement descriptor is 0.50 too, strong only when specific
 //! (a reference-like key of 8+ characters), else strength 0.8; the amount is 0.30 and arriving
 //! from a day before the payout's arrival date to the banking delay after it is date 0.20.
 //!

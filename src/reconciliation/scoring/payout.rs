@@ -2,7 +2,7 @@
 //! usually carrying its trace id or the account's statement descriptor.
 
 use super::{PayoutFacts, Scorecard, Scored, Signal, Target, Tuning, TxFacts, days, money, same_currency};
-use crate::reconciliation::text::{RemittanceText, is_reference_like, ref_key};
+use crate::reconciliation::text::{RemittanceText, is_letter_code, is_reference_like, ref_key};
 
 const STRIPE_TRACE: f64 = 0.50;
 const AMOUNT: f64 = 0.30;
@@ -49,7 +49,8 @@ pub fn score_payout(tx: &TxFacts, payout: &PayoutFacts, tuning: &Tuning) -> Opti
 
 /// The trace id, or else the statement descriptor, found in the text.
 fn add_trace(card: &mut Scorecard, text: &RemittanceText, payout: &PayoutFacts) {
-    let trace = payout.trace_id.map(|t| (t, ref_key(t))).filter(|(_, key)| is_reference_like(key));
+    let trace =
+        payout.trace_id.map(|t| (t, ref_key(t))).filter(|(_, key)| is_reference_like(key) || is_letter_code(key));
     if let Some((trace, _)) = trace.filter(|(_, key)| text.contains(key)) {
         let detail = format!("Stripe trace id {trace} found in the remittance text");
         card.add_strong(Signal::StripeTrace, 1.0, STRIPE_TRACE, detail);
@@ -119,6 +120,18 @@ mod tests {
             "booked 15 days after the payout's arrival date (2026-03-10), outside the 3-day banking delay"
         );
         assert_eq!(scored.reasons[2].strength, 0.0);
+    }
+
+    #[test]
+    fn a_trace_id_of_letters_only_counts_when_quoted_whole() {
+        let tuning = Tuning::default();
+        let letters = payout(Some("STGEANNMQMGRVQ"), None);
+        let scored = score_payout(&tx("STRIPE PAYMENTS STGEANNMQMGRVQ", 98_765, day(10)), &letters, &tuning).unwrap();
+        assert!(scored.strong, "{scored:?}");
+        let other = score_payout(&tx("STRIPE PAYMENTS STGEANNMQMGRVX", 98_765, day(10)), &letters, &tuning).unwrap();
+        assert!(!other.strong && other.reasons.len() == 2, "{other:?}");
+        let short = payout(Some("STGEANN"), None);
+        assert!(!score_payout(&tx("STGEANN", 98_765, day(10)), &short, &tuning).unwrap().strong, "a word");
     }
 
     #[test]

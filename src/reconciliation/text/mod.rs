@@ -31,17 +31,30 @@ pub fn is_reference_like(key: &str) -> bool {
     key.len() >= 4 && digits > 0 && (digits < key.len() || key.len() >= 5)
 }
 
+/// The shortest key without a digit that may still be a code someone quotes: a payment
+/// reference such as `PR-BBSNMMZB`, a Stripe trace id.
+pub const LETTER_CODE_MIN_LEN: usize = 8;
+
+/// Whether a key of letters only is long enough to be a code ([`LETTER_CODE_MIN_LEN`]). Such a
+/// key is looked up, but it only ever counts when it *equals* a counterpart's own code (never as
+/// an invoice number, never one typo away), so a word of the text ("TRANSFER", a payer's name)
+/// is no reference unless an invoice's payment reference is that very word.
+pub fn is_letter_code(key: &str) -> bool {
+    key.len() >= LETTER_CODE_MIN_LEN && key.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
 /// Candidate reference keys in remittance text: each token's ref key plus the concatenations of
 /// 2 and 3 adjacent tokens ("INV 2026 0104" and "inv-2026/0104" both yield `INV20260104`),
-/// deduplicated, in the order found, reference-like only. Two numbers joined by a single `.` or
-/// `,` are one decimal number ("1,250.00"), so they are not concatenated into a key.
+/// deduplicated, in the order found, reference-like or letter codes only. Two numbers joined by
+/// a single `.` or `,` are one decimal number ("1,250.00"), so they are not concatenated into a
+/// key.
 pub fn candidate_keys(text: &str) -> Vec<String> {
     let tokens = RemittanceText::new(text);
     let mut keys: Vec<String> = Vec::new();
     for start in 0..tokens.len() {
         for end in start + 1..=(start + 3).min(tokens.len()) {
             let Some(key) = tokens.span(start, end) else { break };
-            if is_reference_like(key) && !keys.iter().any(|k| k == key) {
+            if (is_reference_like(key) || is_letter_code(key)) && !keys.iter().any(|k| k == key) {
                 keys.push(key.to_owned());
             }
         }
@@ -208,6 +221,25 @@ mod tests {
         for key in ["", "A1", "104", "2026", "1234", "INVOICE", "THANKS"] {
             assert!(!is_reference_like(key), "{key}");
         }
+    }
+
+    #[test]
+    fn long_runs_of_letters_are_codes_and_words_are_not() {
+        for key in ["PRBBSNMMZB", "BBSNMMZB", "STGEANNMQMGRVQ", "TRANSFER"] {
+            assert!(is_letter_code(key), "{key}");
+        }
+        for key in ["", "PAYMENT", "INVOICE", "THANKS", "INV20260104", "PRBBSNM2B"] {
+            assert!(!is_letter_code(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn candidate_keys_take_letter_codes_of_eight_and_more() {
+        let keys = candidate_keys("PR-BBSNMMZB THANKS");
+        assert_eq!(keys, ["PRBBSNMMZB", "PRBBSNMMZBTHANKS", "BBSNMMZB", "BBSNMMZBTHANKS"]);
+        let keys = candidate_keys("payment invoice thanks");
+        assert_eq!(keys, ["PAYMENTINVOICE", "PAYMENTINVOICETHANKS", "INVOICETHANKS"], "7-letter words alone never");
+        assert!(!candidate_keys("INTEREST 104 DAYS").iter().any(|k| k == "104"), "a 3-digit fragment is no key");
     }
 
     #[test]
