@@ -31,9 +31,13 @@
 //! takes 0.05 off the amount's strength, since more invoices make a chance sum likelier.
 //!
 //! A Stripe payout ([`score_payout`]) must equal the credit exactly. Its trace id in the text
-//! (reference-like, or a letter code found exactly) is stripe_trace 0.50 (strong); its statement descriptor is 0.50 too, strong only when specific
-//! (a reference-like key of 8+ characters), else strength 0.8; the amount is 0.30 and arriving
-//! from a day before the payout's arrival date to the banking delay after it is date 0.20.
+//! (reference-like, or a letter code found exactly) is stripe_trace 0.50 (strong); else its
+//! statement descriptor is 0.50 too, strong when specific (a reference-like key of 8+
+//! characters), else strength 0.8, strong only when the credit was booked from a day before the
+//! payout's arrival to the banking delay after it (the date signal on): a descriptor the
+//! account's payouts share names the payout only with its exact net and arrival, and two open
+//! payouts of one net arriving together tie, so `decide` matches neither. The amount is 0.30 and
+//! that arrival window is date 0.20.
 //!
 //! Signals a tenant switched off are not evaluated. Each reason says in words, with numbers, what
 //! was found; amounts are printed in major units with the currency ("1,250.00 GBP").

@@ -14,31 +14,36 @@ const GENERIC_DESCRIPTOR: f64 = 0.8;
 const SPECIFIC_DESCRIPTOR_LEN: usize = 8;
 
 /// Scores a paid payout as what a bank credit is: its trace id in the text (strong), or its
-/// statement descriptor (strong only when specific: a reference-like key of 8+ characters), the
-/// exact amount and arrival within the banking delay. A payout whose net differs from the credit,
-/// or whose currency differs, is never a candidate (None); nor one below the suggest threshold.
+/// statement descriptor, the exact amount and arrival within the banking delay. A specific
+/// descriptor (a reference-like key of 8+ characters) is strong by itself; one the account's
+/// payouts share is strong only with the arrival date, as it names the account, not the payout:
+/// two open payouts of one net arriving together then tie, and `decide` matches neither. A payout
+/// whose net differs from the credit, or whose currency differs, is never a candidate (None); nor
+/// one below the suggest threshold.
 pub fn score_payout(tx: &TxFacts, payout: &PayoutFacts, tuning: &Tuning) -> Option<Scored> {
     if tx.amount <= 0 || tx.amount != payout.net || !same_currency(tx.currency, payout.currency) {
         return None;
     }
+    let (arrival, delay) = (payout.arrival_date, tuning.banking_delay_days.max(0));
+    let late = (tx.date - arrival).num_days();
+    // A day early allows for time zones between Stripe's date and the bank's.
+    let arrived = (-1..=delay).contains(&late);
     let mut card = Scorecard::default();
     if tuning.signals.is_on(Signal::StripeTrace) {
-        add_trace(&mut card, &RemittanceText::new(tx.text), payout);
+        let dated = arrived && tuning.signals.is_on(Signal::Date);
+        add_trace(&mut card, &RemittanceText::new(tx.text), payout, dated);
     }
     if tuning.signals.is_on(Signal::Amount) {
         let detail = format!("amount equal to the payout's net ({})", money(payout.net, payout.currency));
         card.add(Signal::Amount, 1.0, AMOUNT, detail);
     }
     if tuning.signals.is_on(Signal::Date) {
-        let (arrival, delay) = (payout.arrival_date, tuning.banking_delay_days.max(0));
-        let late = (tx.date - arrival).num_days();
         let when = match late {
             0 => format!("booked on the payout's arrival date ({arrival})"),
             _ if late < 0 => format!("booked {} before the payout's arrival date ({arrival})", days(-late)),
             _ => format!("booked {} after the payout's arrival date ({arrival})", days(late)),
         };
-        // A day early allows for time zones between Stripe's date and the bank's.
-        if (-1..=delay).contains(&late) {
+        if arrived {
             card.add(Signal::Date, 1.0, DATE, when);
         } else {
             card.add(Signal::Date, 0.0, DATE, format!("{when}, outside the {}-day banking delay", delay));
@@ -47,8 +52,10 @@ pub fn score_payout(tx: &TxFacts, payout: &PayoutFacts, tuning: &Tuning) -> Opti
     card.finish(Target::Payout(payout.id.to_owned()), tuning)
 }
 
-/// The trace id, or else the statement descriptor, found in the text.
-fn add_trace(card: &mut Scorecard, text: &RemittanceText, payout: &PayoutFacts) {
+/// The trace id, or else the statement descriptor, found in the text; `arrived`: the credit was
+/// booked within the banking delay of the payout's arrival (and the date signal is on), which
+/// with the exact net makes even a shared descriptor proof.
+fn add_trace(card: &mut Scorecard, text: &RemittanceText, payout: &PayoutFacts, arrived: bool) {
     let trace =
         payout.trace_id.map(|t| (t, ref_key(t))).filter(|(_, key)| is_reference_like(key) || is_letter_code(key));
     if let Some((trace, _)) = trace.filter(|(_, key)| text.contains(key)) {
@@ -64,9 +71,16 @@ fn add_trace(card: &mut Scorecard, text: &RemittanceText, payout: &PayoutFacts) 
     if key.len() >= SPECIFIC_DESCRIPTOR_LEN && is_reference_like(&key) {
         let detail = format!("statement descriptor {descriptor} found in the remittance text");
         card.add_strong(Signal::StripeTrace, 1.0, STRIPE_TRACE, detail);
+    } else if arrived {
+        let detail = format!(
+            "statement descriptor {descriptor} found in the remittance text (shared by the account's payouts; \
+             with the exact net and the arrival date it names this one)"
+        );
+        card.add_strong(Signal::StripeTrace, GENERIC_DESCRIPTOR, STRIPE_TRACE, detail);
     } else {
         let detail = format!(
-            "statement descriptor {descriptor} found in the remittance text (shared by the account's payouts, so not proof)"
+            "statement descriptor {descriptor} found in the remittance text (shared by the account's payouts, \
+             and booked outside the arrival window, so not proof)"
         );
         card.add(Signal::StripeTrace, GENERIC_DESCRIPTOR, STRIPE_TRACE, detail);
     }
@@ -77,6 +91,7 @@ mod tests {
     use chrono::NaiveDate;
 
     use super::*;
+    use crate::reconciliation::scoring::{Decision, Refusal, decide_explained};
 
     fn day(d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
@@ -142,11 +157,47 @@ mod tests {
         assert!(scored.strong && scored.score >= 0.9, "{scored:?}");
         assert_eq!(scored.reasons[2].detail, "booked 1 day after the payout's arrival date (2026-03-10)");
 
+        let late = score_payout(&tx("acme po 20260310", 98_765, day(20)), &specific, &tuning).expect("a candidate");
+        assert!(late.strong, "a specific descriptor needs no date: {late:?}");
+    }
+
+    #[test]
+    fn a_shared_descriptor_proves_the_payout_only_with_its_net_and_arrival() {
+        let tuning = Tuning::default();
         let generic = payout(None, Some("ACME LTD"));
         let scored = score_payout(&tx("ACME LTD", 98_765, day(9)), &generic, &tuning).expect("a candidate");
-        assert!(!scored.strong && scored.score >= 0.9, "{scored:?}");
+        assert!(scored.strong && scored.score >= 0.9, "a day early is within the window: {scored:?}");
         assert_eq!(scored.reasons[0].strength, GENERIC_DESCRIPTOR);
-        assert!(scored.reasons[0].detail.ends_with("(shared by the account's payouts, so not proof)"));
+        assert!(scored.reasons[0].detail.ends_with("with the exact net and the arrival date it names this one)"));
+        assert!(score_payout(&tx("ACME LTD", 98_765, day(13)), &generic, &tuning).unwrap().strong, "3 days late");
+
+        for booked in [day(8), day(14)] {
+            let scored = score_payout(&tx("ACME LTD", 98_765, booked), &generic, &tuning).expect("a candidate");
+            assert!(!scored.strong, "{booked}: {scored:?}");
+            assert!(scored.reasons[0].detail.ends_with("booked outside the arrival window, so not proof)"));
+        }
+        let mut undated = Tuning::default();
+        undated.signals.set(Signal::Date, false);
+        let scored = score_payout(&tx("ACME LTD", 98_765, day(10)), &generic, &undated).expect("a candidate");
+        assert!(!scored.strong, "without the date signal the arrival proves nothing: {scored:?}");
+        assert_eq!(score_payout(&tx("ACME LTD", 98_766, day(10)), &generic, &tuning), None, "the net must be exact");
+    }
+
+    #[test]
+    fn two_payouts_of_one_net_arriving_together_are_never_matched_by_a_shared_descriptor() {
+        let tuning = Tuning::default();
+        let tx = tx("STRIPE ACME LTD", 98_765, day(11));
+        let first = payout(None, Some("ACME LTD"));
+        let second = PayoutFacts { id: "po_2", arrival_date: day(12), ..first };
+        let candidates: Vec<Scored> = [first, second].iter().filter_map(|p| score_payout(&tx, p, &tuning)).collect();
+        assert!(candidates.iter().all(|c| c.strong), "{candidates:?}");
+        let (decision, why) = decide_explained(&candidates, &[], &tuning);
+        assert_eq!((decision, why), (Decision::Suggest(vec![0, 1]), Some(Refusal::Ambiguous)));
+        let long_ago = PayoutFacts { id: "po_2", arrival_date: day(1), ..first };
+        let candidates: Vec<Scored> = [first, long_ago].iter().filter_map(|p| score_payout(&tx, p, &tuning)).collect();
+        assert!(candidates[0].strong && !candidates[1].strong, "{candidates:?}");
+        let why = decide_explained(&candidates, &[], &tuning).1;
+        assert_eq!(why, Some(Refusal::Ambiguous), "one of the account's older payouts is as likely");
     }
 
     #[test]

@@ -153,7 +153,7 @@ fn p6_a_rejected_target_is_never_in_the_result() {
 }
 
 #[test]
-fn p7_payouts_are_proved_by_their_trace_and_net_only() {
+fn p7_payouts_are_proved_by_their_net_and_trace_or_descriptor_and_arrival() {
     let tuning = Tuning::default();
     let payout = PayoutFacts {
         id: "po_1",
@@ -166,7 +166,9 @@ fn p7_payouts_are_proved_by_their_trace_and_net_only() {
     let scored = score_payout(&tx("STRIPE TRACE 20260201 77", 125_000), &payout, &tuning).unwrap();
     assert!(scored.strong && scored.score >= 0.95, "{scored:?}");
     let scored = score_payout(&tx("STRIPE ACME", 125_000), &payout, &tuning).unwrap();
-    assert!(!scored.strong && scored.score >= 0.9, "{scored:?}");
+    assert!(scored.strong && scored.score >= 0.9, "booked the day after arrival: {scored:?}");
+    let late = TxFacts { date: day(2, 9), ..tx("STRIPE ACME", 125_000) };
+    assert!(!score_payout(&late, &payout, &tuning).unwrap().strong, "a shared descriptor, a week late");
     assert_eq!(score_payout(&tx("STRIPE TRACE 20260201 77", 125_001), &payout, &tuning), None);
 }
 
