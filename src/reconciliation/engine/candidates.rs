@@ -231,6 +231,7 @@ const INVOICE_COLUMNS: &str =
     currency, amount_due, issue_date, due_date";
 
 /// Most invoices an amount or a customer brings in: beyond that the signal is too common to help.
+/// The queries return one more, so that `Pool` can tell a complete group from a cut one.
 pub const PER_AMOUNT: i64 = 20;
 pub const PER_CUSTOMER: i64 = 50;
 
@@ -259,7 +260,8 @@ pub async fn invoices_by_key(
     .await
 }
 
-/// Open invoices owing exactly one of the `(currency, amount)` pairs, at most [`PER_AMOUNT`] each.
+/// Open invoices owing exactly one of the `(currency, amount)` pairs, at most [`PER_AMOUNT`] + 1
+/// each (the extra one only says the group was cut).
 pub async fn invoices_by_amount(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -280,12 +282,13 @@ pub async fn invoices_by_amount(
     .bind(tenant.as_str())
     .bind(&currencies)
     .bind(&values)
-    .bind(PER_AMOUNT)
+    .bind(PER_AMOUNT + 1)
     .fetch_all(conn)
     .await
 }
 
-/// The open invoices of these customers, oldest due first, at most [`PER_CUSTOMER`] each.
+/// The open invoices of these customers, oldest due first, at most [`PER_CUSTOMER`] + 1 each (the
+/// extra one only says the customer has more).
 pub async fn invoices_of_customers(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -303,7 +306,7 @@ pub async fn invoices_of_customers(
     ))
     .bind(tenant.as_str())
     .bind(customers)
-    .bind(PER_CUSTOMER)
+    .bind(PER_CUSTOMER + 1)
     .fetch_all(conn)
     .await
 }

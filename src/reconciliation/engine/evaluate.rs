@@ -3,9 +3,10 @@
 //! auto-match rule. Pure: the candidates come in, a verdict goes out, with the match each
 //! candidate would make.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
 
-use super::candidates::{Credit, Customer, Customers, OpenInvoice, OpenPayout, PayoutCharge};
+use super::candidates::{Credit, Customer, Customers, OpenInvoice, OpenPayout, PER_AMOUNT, PER_CUSTOMER, PayoutCharge};
 use crate::domain::ids::TenantId;
 use crate::reconciliation::{
     matches::{AdjustmentKind, NewAdjustment, NewAllocation, NewMatch, TargetType},
@@ -29,6 +30,11 @@ pub struct Pool {
     pub charges: HashMap<String, Vec<PayoutCharge>>,
     /// Who may have paid, and the invoices' customers.
     pub customers: Customers,
+    /// The `(currency, amount due)` groups and the customers whose open invoices are *all* in
+    /// the pool. Evidence that rests on "no other open invoice" (a typo'd reference, the only set
+    /// a credit can pay) holds only for these: for the others a cap left some out.
+    pub complete_amounts: HashSet<(String, i64)>,
+    pub complete_customers: HashSet<String>,
 }
 
 impl Pool {
@@ -36,6 +42,23 @@ impl Pool {
     pub async fn add_customers(&mut self, conn: &mut sqlx::PgConnection, tenant: &TenantId) -> Result<(), sqlx::Error> {
         let ids: Vec<&str> = self.invoices.values().filter_map(|i| i.customer_id.as_deref()).collect();
         self.customers.add(conn, tenant, &ids).await
+    }
+
+    /// Adds what `candidates::invoices_by_amount` found for `amounts`: it asks for one more than
+    /// [`PER_AMOUNT`] of each, so an amount that brings more is cut to [`PER_AMOUNT`] (the first
+    /// that came) and known incomplete; the others are complete.
+    pub fn add_amount_groups(&mut self, amounts: &[(String, i64)], invoices: Vec<OpenInvoice>) {
+        let (kept, complete) = capped(amounts, invoices, |i| (i.currency.clone(), i.amount_due), PER_AMOUNT);
+        self.complete_amounts.extend(complete);
+        self.add_invoices(kept);
+    }
+
+    /// Adds what `candidates::invoices_of_customers` found for `customers`, the same way with
+    /// [`PER_CUSTOMER`].
+    pub fn add_customer_groups(&mut self, customers: &[String], invoices: Vec<OpenInvoice>) {
+        let (kept, complete) = capped(customers, invoices, |i| i.customer_id.clone().unwrap_or_default(), PER_CUSTOMER);
+        self.complete_customers.extend(complete);
+        self.add_invoices(kept);
     }
 
     pub fn add_invoices(&mut self, invoices: Vec<OpenInvoice>) {
@@ -53,6 +76,28 @@ impl Pool {
             self.invoices.insert(i.id.clone(), i);
         }
     }
+}
+
+/// At most `cap` of `invoices` per group (the first, in the order given) and the groups asked
+/// for that the cap did not cut: those that brought `cap` or fewer.
+fn capped<K: Eq + Hash + Clone>(
+    asked: &[K],
+    invoices: Vec<OpenInvoice>,
+    group: impl Fn(&OpenInvoice) -> K,
+    cap: i64,
+) -> (Vec<OpenInvoice>, HashSet<K>) {
+    let cap = usize::try_from(cap).unwrap_or(0);
+    let mut counts: HashMap<K, usize> = HashMap::new();
+    let mut kept = Vec::with_capacity(invoices.len());
+    for invoice in invoices {
+        let count = counts.entry(group(&invoice)).or_default();
+        *count += 1;
+        if *count <= cap {
+            kept.push(invoice);
+        }
+    }
+    let complete = asked.iter().filter(|k| counts.get(*k).is_none_or(|&n| n <= cap)).cloned().collect();
+    (kept, complete)
 }
 
 /// A candidate, scored, with the match it would make.
@@ -349,4 +394,54 @@ pub fn charge_invoice<'p>(charge: &PayoutCharge, pool: &'p Pool) -> Option<&'p O
 
 fn allocation(target_type: TargetType, id: &str, amount: Option<i64>) -> NewAllocation {
     NewAllocation { target_type, target_id: id.to_owned(), amount, via_payout_id: None, via_payment_id: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(id: &str, customer: &str, amount_due: i64) -> OpenInvoice {
+        OpenInvoice {
+            id: id.into(),
+            number: id.to_uppercase(),
+            number_key: Some(text::ref_key(id)),
+            payment_reference: None,
+            reference_key: None,
+            rf_reference: None,
+            rf_key: None,
+            customer_id: Some(customer.into()),
+            currency: "EUR".into(),
+            amount_due,
+            issue_date: None,
+            due_date: None,
+        }
+    }
+
+    #[test]
+    fn an_amount_group_the_cap_cut_is_kept_to_the_cap_and_known_incomplete() {
+        let cap = usize::try_from(PER_AMOUNT).unwrap();
+        let mut found: Vec<OpenInvoice> = (0..=cap).map(|n| open(&format!("inv_s{n:02}"), "cus_a", 4_900)).collect();
+        found.push(open("inv_x", "cus_b", 12_345));
+        let asked = [("EUR".to_owned(), 4_900), ("EUR".to_owned(), 12_345), ("EUR".to_owned(), 777)];
+        let mut pool = Pool::default();
+        pool.add_amount_groups(&asked, found);
+        assert_eq!(pool.by_amount[&asked[0]].len(), cap, "the extra one only told the group was cut");
+        assert!(!pool.invoices.contains_key(&format!("inv_s{cap:02}")));
+        assert!(!pool.complete_amounts.contains(&asked[0]));
+        assert!(pool.complete_amounts.contains(&asked[1]));
+        assert!(pool.complete_amounts.contains(&asked[2]), "none owes it: complete, and empty");
+    }
+
+    #[test]
+    fn a_customer_with_more_open_invoices_than_the_cap_is_known_incomplete() {
+        let cap = usize::try_from(PER_CUSTOMER).unwrap();
+        let mut found: Vec<OpenInvoice> =
+            (0..=cap).map(|n| open(&format!("inv_a{n:02}"), "cus_a", 100 + n as i64)).collect();
+        found.extend((0..cap).map(|n| open(&format!("inv_b{n:02}"), "cus_b", 100 + n as i64)));
+        let mut pool = Pool::default();
+        pool.add_customer_groups(&["cus_a".to_owned(), "cus_b".to_owned()], found);
+        assert_eq!((pool.by_customer["cus_a"].len(), pool.by_customer["cus_b"].len()), (cap, cap));
+        assert!(!pool.complete_customers.contains("cus_a"));
+        assert!(pool.complete_customers.contains("cus_b"), "exactly the cap is all of them");
+    }
 }

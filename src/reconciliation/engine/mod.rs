@@ -239,9 +239,9 @@ pub async fn gather(
     let keys: Vec<String> = keys.into_iter().collect();
     pool.add_invoices(candidates::invoices_by_key(conn, tenant, &keys).await?);
     let amounts: Vec<(String, i64)> = amounts.into_iter().collect();
-    pool.add_invoices(candidates::invoices_by_amount(conn, tenant, &amounts).await?);
+    pool.add_amount_groups(&amounts, candidates::invoices_by_amount(conn, tenant, &amounts).await?);
     let customers: Vec<String> = customers.into_iter().collect();
-    pool.add_invoices(candidates::invoices_of_customers(conn, tenant, &customers).await?);
+    pool.add_customer_groups(&customers, candidates::invoices_of_customers(conn, tenant, &customers).await?);
 
     pool.payouts = candidates::payouts_by_amount(conn, tenant, &amounts).await?;
     let payout_ids: Vec<String> = pool.payouts.iter().map(|p| p.id.clone()).collect();
