@@ -12,8 +12,8 @@ use crate::reconciliation::{
     matches::{AdjustmentKind, NewAdjustment, NewAllocation, NewMatch, TargetType},
     rules::{CompiledRules, RuleAction, RulePreference, RuleSubject},
     scoring::{
-        self, CustomerFacts, Decision, InvoiceFacts, PayoutFacts, Scored, Target, Tuning, TxFacts, score_invoice,
-        score_invoice_set, score_payout, subset_sums,
+        self, CustomerFacts, Decision, InvoiceFacts, PayoutFacts, Rivals, Scored, Target, Tuning, TxFacts,
+        quotes_exactly, score_invoice_among, score_invoice_set, score_payout, subset_sums,
     },
     text,
 };
@@ -205,18 +205,27 @@ pub fn evaluate(
     for key in text::candidate_keys(&text).iter().chain(&text::rf_references(&text)) {
         ids.extend(pool.by_key.get(key).into_iter().flatten());
     }
-    ids.extend(pool.by_amount.get(&(credit.currency.clone(), credit.amount)).into_iter().flatten());
+    let quoted: Vec<&OpenInvoice> =
+        ids.iter().map(|id| &pool.invoices[id.as_str()]).filter(|i| quotes_exactly(&text, &facts(i))).collect();
+    let amount = (credit.currency.clone(), credit.amount);
+    let owing: Vec<&String> = pool.by_amount.get(&amount).into_iter().flatten().collect();
+    ids.extend(&owing);
     for c in likely {
         ids.extend(pool.by_customer.get(&c.id).into_iter().flatten());
     }
     ids.sort();
     ids.dedup();
 
+    let owing_the_credit: Option<Vec<InvoiceFacts>> = pool
+        .complete_amounts
+        .contains(&amount)
+        .then(|| owing.iter().map(|id| facts(&pool.invoices[id.as_str()])).collect());
+    let rivals = Rivals { owing_the_credit: owing_the_credit.as_deref(), quotes_an_invoice: !quoted.is_empty() };
     let mut candidates: Vec<Candidate> = Vec::new();
     for id in &ids {
         let invoice = &pool.invoices[id.as_str()];
-        let customer = invoice.customer_id.as_ref().and_then(|c| customers.by_id.get(c));
-        if let Some(scored) = score_invoice(&tx, &facts(invoice), customer.map(customer_facts).as_ref(), tuning) {
+        let customer = invoice.customer_id.as_ref().and_then(|c| customers.by_id.get(c)).map(customer_facts);
+        if let Some(scored) = score_invoice_among(&tx, &facts(invoice), customer.as_ref(), &rivals, tuning) {
             let proposal = invoice_proposal(credit, &[invoice], tuning);
             candidates.push(Candidate { scored, proposal });
         }

@@ -15,6 +15,8 @@ pub(super) const DATE: f64 = 0.10;
 
 /// A reference one edit away: a hint, since sequential invoice numbers are one edit apart.
 pub(super) const ONE_EDIT: f64 = 0.5;
+/// A reference one edit away that can mean only this invoice (`Rivals::leave_only`).
+pub(super) const ONE_EDIT_ONLY: f64 = 0.8;
 /// Names less similar than this are different payers, not evidence.
 const NAME_MIN: f64 = 0.75;
 const WITHIN_TOLERANCE: f64 = 0.7;
@@ -33,6 +35,13 @@ pub(super) enum Referenced {
     OneEdit {
         found: String,
         shown: String,
+    },
+    /// The same, where nothing else can be meant: the only open invoice owing exactly the credit
+    /// (`amount`, printed) that the text comes near.
+    OneEditOnly {
+        found: String,
+        shown: String,
+        amount: String,
     },
     Not,
 }
@@ -99,6 +108,15 @@ pub(super) fn add_reference(card: &mut Scorecard, referenced: Referenced) {
             ONE_EDIT,
             REFERENCE,
             format!("reference {found} differs by one character from {shown}"),
+        ),
+        Referenced::OneEditOnly { found, shown, amount } => card.add_strong(
+            Signal::Reference,
+            ONE_EDIT_ONLY,
+            REFERENCE,
+            format!(
+                "reference {found} differs by one character from {shown}, and no other open invoice owing \
+                 {amount} is that close to the text"
+            ),
         ),
         Referenced::Not => {}
     }

@@ -5,20 +5,75 @@ use super::evidence::{
     DATE, ONE_EDIT, REFERENCE, RF_REFERENCE, Referenced, add_amount, add_customer, add_date, add_reference, date_fit,
     referenced, tolerance,
 };
-use super::{CustomerFacts, InvoiceFacts, Scorecard, Scored, Signal, Target, Tuning, TxFacts, same_currency};
+use super::{CustomerFacts, InvoiceFacts, Scorecard, Scored, Signal, Target, Tuning, TxFacts, money, same_currency};
 use crate::reconciliation::text::{RemittanceText, ref_key, rf_references};
 
 /// The most invoices one credit is taken to pay together: beyond it chance sums abound and the
 /// subset search grows.
 pub const MAX_SET: usize = 6;
 
+/// What the engine saw of the other open invoices, for the evidence that holds only when nothing
+/// else can be meant. [`Rivals::default`] knows nothing, so that evidence never counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rivals<'a> {
+    /// Every open invoice owing exactly the credit, in its currency (the candidate among them),
+    /// or None when a cap may have left some out.
+    pub owing_the_credit: Option<&'a [InvoiceFacts<'a>]>,
+    /// Whether the text quotes any open invoice exactly ([`quotes_exactly`]).
+    pub quotes_an_invoice: bool,
+}
+
+impl Rivals<'_> {
+    /// Whether a reference one edit from `invoice`'s can mean only `invoice`, which owes exactly
+    /// the credit: the text quotes no open invoice exactly (a key that is another invoice's
+    /// number is no typo), every open invoice owing the credit is known, and none of the others
+    /// has a number, payment reference or RF the text holds or comes within one edit of.
+    /// Sequential numbers are one edit apart, so without all of this a typo proves nothing.
+    fn leave_only(&self, invoice: &InvoiceFacts, text: &RemittanceText) -> bool {
+        let Some(owing) = self.owing_the_credit else { return false };
+        let near = |other: &&InvoiceFacts| {
+            std::iter::once(other.number)
+                .chain(other.payment_reference)
+                .chain(other.rf_reference)
+                .map(ref_key)
+                .any(|key| !key.is_empty() && text.find(&key).is_some())
+        };
+        !self.quotes_an_invoice
+            && owing.iter().any(|o| o.id == invoice.id)
+            && !owing.iter().filter(|o| o.id != invoice.id).any(|o| near(&o))
+    }
+}
+
+/// Whether the text quotes `invoice` exactly: its number or payment reference as a reference
+/// (`Referenced::Exact`), or its creditor reference with valid check digits, whatever signals
+/// the tenant switched off (a quote is a quote when judging what else the text may mean).
+pub fn quotes_exactly(text: &str, invoice: &InvoiceFacts) -> bool {
+    let rfs = if invoice.rf_reference.is_some() { rf_references(text) } else { Vec::new() };
+    matches!(
+        referenced(&RemittanceText::new(text), &rfs, invoice, &[], &Tuning::default()),
+        Referenced::Exact(_) | Referenced::Rf(_)
+    )
+}
+
 /// Scores one open invoice as what the transaction pays (`customer` is the invoice's customer if
-/// known). None when the currency differs, the transaction is not a credit, nothing is due, or
-/// the score is below the suggest threshold.
+/// known), knowing nothing of its rivals. None when the currency differs, the transaction is not
+/// a credit, nothing is due, or the score is below the suggest threshold.
 pub fn score_invoice(
     tx: &TxFacts,
     invoice: &InvoiceFacts,
     customer: Option<&CustomerFacts>,
+    tuning: &Tuning,
+) -> Option<Scored> {
+    score_invoice_among(tx, invoice, customer, &Rivals::default(), tuning)
+}
+
+/// [`score_invoice`], knowing its `rivals`: a reference one edit away is then strong (strength
+/// 0.8) when the credit is exactly the amount due and [`Rivals`] leave only this invoice.
+pub fn score_invoice_among(
+    tx: &TxFacts,
+    invoice: &InvoiceFacts,
+    customer: Option<&CustomerFacts>,
+    rivals: &Rivals,
     tuning: &Tuning,
 ) -> Option<Scored> {
     if tx.amount <= 0 || invoice.amount_due <= 0 || !same_currency(tx.currency, invoice.currency) {
@@ -27,7 +82,17 @@ pub fn score_invoice(
     let text = RemittanceText::new(tx.text);
     let rfs = if invoice.rf_reference.is_some() { rf_references(tx.text) } else { Vec::new() };
     let mut card = Scorecard::default();
-    add_reference(&mut card, referenced(&text, &rfs, invoice, &[], tuning));
+    let reference = match referenced(&text, &rfs, invoice, &[], tuning) {
+        Referenced::OneEdit { found, shown }
+            if tx.amount == invoice.amount_due
+                && tuning.signals.is_on(Signal::Amount)
+                && rivals.leave_only(invoice, &text) =>
+        {
+            Referenced::OneEditOnly { found, shown, amount: money(tx.amount, tx.currency) }
+        }
+        other => other,
+    };
+    add_reference(&mut card, reference);
     add_customer(&mut card, tx, invoice.customer_id, customer, tuning);
     add_amount(&mut card, tx.amount, invoice.amount_due, tx.currency, 1, tuning);
     add_date(&mut card, tx.date, invoice, tuning);
@@ -88,7 +153,7 @@ fn add_set_references(card: &mut Scorecard, hits: Vec<Referenced>) {
                 found.push(rf);
             }
             Referenced::Exact(reference) => found.push(reference),
-            Referenced::OneEdit { found: key, shown } => {
+            Referenced::OneEdit { found: key, shown } | Referenced::OneEditOnly { found: key, shown, .. } => {
                 near.push(format!("{key} differs by one character from {shown}"));
             }
             Referenced::Not => {}
@@ -164,6 +229,75 @@ mod tests {
         assert_eq!(partial.score, 0.8533, "reference, partial amount and date: 0.64 of 0.75");
         assert!(partial.strong);
         assert_eq!(super::super::decide(&[partial], &[], &tuning), super::super::Decision::Suggest(vec![0]));
+    }
+
+    /// The reference reason and whether the candidate is strong.
+    fn typo_verdict(tx: &TxFacts, inv: &InvoiceFacts, rivals: &Rivals, tuning: &Tuning) -> (f64, bool) {
+        let scored = score_invoice_among(tx, inv, None, rivals, tuning).expect("a candidate");
+        (scored.reasons[0].strength, scored.strong)
+    }
+
+    #[test]
+    fn a_typo_proves_the_only_open_invoice_owing_the_credit_that_it_comes_near() {
+        let tuning = Tuning::default();
+        let inv = invoice("inv_a", "INV-2026-0104", 125_000);
+        let far = invoice("inv_f", "INV-2026-0977", 125_000);
+        let tx = tx("PAYMENT INV-2026-0140", 125_000);
+        let owing = [inv, far];
+        let rivals = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false };
+        let scored = score_invoice_among(&tx, &inv, None, &rivals, &tuning).unwrap();
+        assert!(scored.strong && scored.score >= 0.9, "without a name or account: {scored:?}");
+        assert_eq!(scored.reasons[0].strength, 0.8);
+        let detail = "reference INV20260140 differs by one character from INV-2026-0104, and no other open invoice \
+                      owing 1,250.00 GBP is that close to the text";
+        assert_eq!(scored.reasons[0].detail, detail);
+        let other = score_invoice_among(&tx, &far, None, &rivals, &tuning).unwrap();
+        let decision = super::super::decide(&[scored, other], &[], &tuning);
+        assert_eq!(decision, super::super::Decision::AutoMatch(0), "the far sibling owing the same has no reference");
+        assert_eq!(typo_verdict(&tx, &inv, &Rivals::default(), &tuning), (0.5, false), "nothing known of rivals");
+    }
+
+    #[test]
+    fn a_typo_proves_nothing_when_another_invoice_could_be_meant() {
+        let tuning = Tuning::default();
+        let inv = invoice("inv_a", "INV-2026-0104", 125_000);
+        let tx = tx("PAYMENT INV-2026-0140", 125_000);
+        let hint = (0.5, false);
+        let cut = Rivals { owing_the_credit: None, quotes_an_invoice: false };
+        assert_eq!(typo_verdict(&tx, &inv, &cut, &tuning), hint, "a cap cut the invoices owing the credit");
+        let sibling = invoice("inv_b", "INV-2026-0141", 125_000);
+        let owing = [inv, sibling];
+        let two = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false };
+        assert_eq!(typo_verdict(&tx, &inv, &two, &tuning), hint, "INV20260140 is one edit from INV-2026-0141 too");
+        let by_reference =
+            InvoiceFacts { payment_reference: Some("INV 2026 0140"), ..invoice("inv_c", "C-1", 125_000) };
+        let owing = [inv, by_reference];
+        let quoted = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false };
+        assert_eq!(typo_verdict(&tx, &inv, &quoted, &tuning), hint, "another's payment reference is in the text");
+        let owing = [inv];
+        let alone = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false };
+        let named = Rivals { quotes_an_invoice: true, ..alone };
+        assert_eq!(typo_verdict(&tx, &inv, &named, &tuning), hint, "the text quotes an open invoice exactly");
+        let missing = Rivals { owing_the_credit: Some(&[]), quotes_an_invoice: false };
+        assert_eq!(typo_verdict(&tx, &inv, &missing, &tuning), hint, "the invoice must be among those owing it");
+        let short = TxFacts { amount: 120_000, ..tx };
+        assert!(!score_invoice_among(&short, &inv, None, &alone, &tuning).unwrap().strong, "not the amount due");
+        let mut blind = Tuning::default();
+        blind.signals.set(Signal::Amount, false);
+        assert_eq!(typo_verdict(&tx, &inv, &alone, &blind), hint, "the amount signal is off");
+        assert_eq!(typo_verdict(&tx, &inv, &alone, &tuning), (0.8, true), "and all else equal, it proves");
+    }
+
+    #[test]
+    fn a_quote_is_the_number_payment_reference_or_valid_rf_not_a_typo() {
+        let mut inv = invoice("inv_a", "INV-2026-0104", 1);
+        assert!(quotes_exactly("paid inv 2026 0104", &inv));
+        assert!(!quotes_exactly("paid inv 2026 0140", &inv), "one edit away is no quote");
+        inv.payment_reference = Some("PR-BBSNMMZB");
+        assert!(quotes_exactly("PR BBSNMMZB", &inv));
+        inv.rf_reference = Some("RF18539007547034");
+        assert!(quotes_exactly("RF18 5390 0754 7034", &inv));
+        assert!(!quotes_exactly("RF19 5390 0754 7034", &inv), "another creditor reference");
     }
 
     fn pair<'a>() -> [InvoiceFacts<'a>; 2] {

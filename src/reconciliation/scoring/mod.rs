@@ -13,7 +13,7 @@
 //!
 //! | signal | weight | strength |
 //! |---|---|---|
-//! | reference | 0.45 | invoice number or payment reference (ref keys, reference-like: `text::is_reference_like`) found in the text as adjacent tokens: 1; one edit away (keys of 8+ characters): 0.5; a payment reference of 8+ letters and no digit (`text::is_letter_code`) counts only found exactly |
+//! | reference | 0.45 | invoice number or payment reference (ref keys, reference-like: `text::is_reference_like`) found in the text as adjacent tokens: 1; one edit away (keys of 8+ characters): 0.5, or 0.8 and strong when [`Rivals`] leave only this invoice (below); a payment reference of 8+ letters and no digit (`text::is_letter_code`) counts only found exactly |
 //! | rf_reference | 0.50 | the invoice's ISO 11649 reference found with valid check digits: 1 (the number is then not counted again) |
 //! | bank_account | 0.30 | paid from one of the customer's accounts, or a rule assigned the transaction to the invoice's customer: 1; a rule assigned another customer: weight −0.30 |
 //! | name | 0.20 | payer name vs the customer's name and aliases: the similarity, if 0.75 or more |
@@ -23,8 +23,12 @@
 //!
 //! A candidate is *strong* when an exact reference, a valid creditor reference, the customer's
 //! bank account (or a rule's customer) or a Stripe trace supports it; auto-matching needs one. A
-//! reference one character off is not strong: sequential invoice numbers are one edit apart, so it
-//! suggests rather than proves, and its low strength lets the exact sibling win when both are open.
+//! reference one character off is not strong by itself: sequential invoice numbers are one edit
+//! apart, so it suggests rather than proves, and its low strength lets the exact sibling win when
+//! both are open. It proves the invoice ([`score_invoice_among`]) only when the credit is exactly
+//! the amount due and the engine can tell nothing else is meant ([`Rivals`]): it saw every open
+//! invoice owing exactly the credit (no cap cut them), none of the others has a reference the
+//! text holds or comes within one edit of, and the text quotes no open invoice exactly.
 //!
 //! A set of invoices ([`score_invoice_set`]) must sum to the credit within tolerance; its
 //! reference strength is the share of its invoices referenced, and each invoice past the first
@@ -54,7 +58,7 @@ mod tuning;
 use chrono::NaiveDate;
 
 pub use decide::{AMBIGUITY_MARGIN, Decision, Refusal, decide, decide_explained};
-pub use invoice::{MAX_SET, score_invoice, score_invoice_set};
+pub use invoice::{MAX_SET, Rivals, quotes_exactly, score_invoice, score_invoice_among, score_invoice_set};
 pub use payout::score_payout;
 pub use subset::{SUBSET_MAX_AMOUNTS, SUBSET_MAX_STEPS, subset_sums};
 pub use tuning::{Signal, SignalSwitches, Tuning};
