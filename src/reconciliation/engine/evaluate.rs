@@ -13,7 +13,7 @@ use crate::reconciliation::{
     rules::{CompiledRules, RuleAction, RulePreference, RuleSubject},
     scoring::{
         self, CustomerFacts, Decision, InvoiceFacts, PayoutFacts, Rivals, Scored, Target, Tuning, TxFacts,
-        quotes_exactly, score_invoice_among, score_invoice_set, score_payout, subset_sums,
+        quotes_exactly, score_invoice_among, score_invoice_set, score_payout, score_sole_quoted_set, subset_sums,
     },
     text,
 };
@@ -230,16 +230,24 @@ pub fn evaluate(
             candidates.push(Candidate { scored, proposal });
         }
     }
-    // One credit paying several of one customer's invoices.
+    // One credit paying several of one customer's invoices: the only set holding an invoice the
+    // text quotes, when all the customer's open invoices are known and the text quotes none of
+    // anyone else's; then the sets the amounts make.
     for c in likely {
-        let open: Vec<&OpenInvoice> = pool
-            .by_customer
-            .get(&c.id)
-            .into_iter()
-            .flatten()
-            .map(|id| &pool.invoices[id])
-            .filter(|i| i.currency == credit.currency && i.amount_due < credit.amount)
-            .collect();
+        let all: Vec<&OpenInvoice> =
+            pool.by_customer.get(&c.id).into_iter().flatten().map(|id| &pool.invoices[id]).collect();
+        let mut sole = None;
+        let quoted_elsewhere = quoted.iter().any(|i| i.customer_id.as_ref() != Some(&c.id));
+        if !quoted.is_empty() && !quoted_elsewhere && pool.complete_customers.contains(&c.id) {
+            let all_facts: Vec<InvoiceFacts> = all.iter().map(|i| facts(i)).collect();
+            if let Some((set, scored)) = score_sole_quoted_set(&tx, &all_facts, Some(&customer_facts(c)), tuning) {
+                let chosen: Vec<&OpenInvoice> = set.iter().map(|&k| all[k]).collect();
+                sole = Some(scored.target.clone());
+                candidates.push(Candidate { scored, proposal: invoice_proposal(credit, &chosen, tuning) });
+            }
+        }
+        let open: Vec<&OpenInvoice> =
+            all.into_iter().filter(|i| i.currency == credit.currency && i.amount_due < credit.amount).collect();
         if open.len() < 2 {
             continue;
         }
@@ -249,7 +257,9 @@ pub fn evaluate(
             let chosen: Vec<&OpenInvoice> = set.iter().map(|&k| open[k]).collect();
             let set_facts: Vec<InvoiceFacts> = chosen.iter().map(|i| facts(i)).collect();
             let refs: Vec<&InvoiceFacts> = set_facts.iter().collect();
-            if let Some(scored) = score_invoice_set(&tx, &refs, Some(&customer_facts(c)), tuning) {
+            if let Some(scored) = score_invoice_set(&tx, &refs, Some(&customer_facts(c)), tuning)
+                .filter(|scored| sole.as_ref() != Some(&scored.target))
+            {
                 candidates.push(Candidate { scored, proposal: invoice_proposal(credit, &chosen, tuning) });
             }
         }

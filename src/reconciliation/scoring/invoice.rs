@@ -5,6 +5,7 @@ use super::evidence::{
     DATE, ONE_EDIT, REFERENCE, RF_REFERENCE, Referenced, add_amount, add_customer, add_date, add_reference, date_fit,
     referenced, tolerance,
 };
+use super::subset::sole_set_with;
 use super::{CustomerFacts, InvoiceFacts, Scorecard, Scored, Signal, Target, Tuning, TxFacts, money, same_currency};
 use crate::reconciliation::text::{RemittanceText, ref_key, rf_references};
 
@@ -110,6 +111,50 @@ pub fn score_invoice_set(
     customer: Option<&CustomerFacts>,
     tuning: &Tuning,
 ) -> Option<Scored> {
+    score_set(tx, invoices, customer, false, tuning)
+}
+
+/// The only set of one customer's open invoices that the credit can pay and that holds an
+/// invoice the text quotes exactly, scored: strong from that quote even when the text names only
+/// some of the set's invoices ("INV-0104, INV-0105 ETC"), as no other set can be meant.
+///
+/// `open` must be *all* the customer's open invoices (the caller knows no cap cut them), and the
+/// text must quote no open invoice outside them. The set is the one when exactly one set of 2 to
+/// [`MAX_SET`] of them sums to the credit within tolerance and holds a quoted invoice, and it sums
+/// to the credit exactly and holds every quoted one. Returns its indexes into `open` and its
+/// score; None when there is no such set, or it scores below the suggest threshold.
+pub fn score_sole_quoted_set(
+    tx: &TxFacts,
+    open: &[InvoiceFacts],
+    customer: Option<&CustomerFacts>,
+    tuning: &Tuning,
+) -> Option<(Vec<usize>, Scored)> {
+    let first = open.first()?;
+    let one_customer = first.customer_id.is_some() && open.iter().all(|i| i.customer_id == first.customer_id);
+    if tx.amount <= 0 || !one_customer || !tuning.signals.is_on(Signal::Amount) {
+        return None;
+    }
+    let payable = |i: &InvoiceFacts| i.amount_due > 0 && same_currency(i.currency, tx.currency);
+    let amounts: Vec<i64> = open.iter().map(|i| if payable(i) { i.amount_due } else { 0 }).collect();
+    let quoted: Vec<usize> = (0..open.len()).filter(|&k| quotes_exactly(tx.text, &open[k])).collect();
+    let set = sole_set_with(tx.amount, &amounts, tolerance(tx.amount, tuning), &quoted)?;
+    let sum = set.iter().try_fold(0_i64, |sum, &k| sum.checked_add(amounts[k]))?;
+    if sum != tx.amount || !quoted.iter().all(|k| set.contains(k)) {
+        return None;
+    }
+    let invoices: Vec<&InvoiceFacts> = set.iter().map(|&k| &open[k]).collect();
+    let scored = score_set(tx, &invoices, customer, true, tuning)?;
+    Some((set, scored))
+}
+
+/// A set's score; `sole`: no other set of the customer's open invoices can be meant.
+fn score_set(
+    tx: &TxFacts,
+    invoices: &[&InvoiceFacts],
+    customer: Option<&CustomerFacts>,
+    sole: bool,
+    tuning: &Tuning,
+) -> Option<Scored> {
     let first = invoices.first()?;
     let fits = |i: &&InvoiceFacts| {
         i.customer_id == first.customer_id && i.amount_due > 0 && same_currency(i.currency, tx.currency)
@@ -133,7 +178,8 @@ pub fn score_invoice_set(
     let mut card = Scorecard::default();
     let keys: Vec<String> =
         invoices.iter().flat_map(|i| std::iter::once(i.number).chain(i.payment_reference)).map(ref_key).collect();
-    add_set_references(&mut card, invoices.iter().map(|i| referenced(&text, &rfs, i, &keys, tuning)).collect());
+    let hits = invoices.iter().map(|i| referenced(&text, &rfs, i, &keys, tuning)).collect();
+    add_set_references(&mut card, hits, sole);
     add_customer(&mut card, tx, first.customer_id, customer, tuning);
     add_amount(&mut card, tx.amount, due, tx.currency, invoices.len(), tuning);
     if tuning.signals.is_on(Signal::Date) {
@@ -142,8 +188,9 @@ pub fn score_invoice_set(
     card.finish(Target::Invoices(ids), tuning)
 }
 
-/// One reason for the references a set's invoices have in the text.
-fn add_set_references(card: &mut Scorecard, hits: Vec<Referenced>) {
+/// One reason for the references a set's invoices have in the text: strong when they are all
+/// quoted, or when some are and the set is the `sole` one that can be meant.
+fn add_set_references(card: &mut Scorecard, hits: Vec<Referenced>, sole: bool) {
     let count = hits.len();
     let (mut found, mut near, mut by_rf) = (Vec::new(), Vec::new(), 0);
     for hit in hits {
@@ -171,8 +218,12 @@ fn add_set_references(card: &mut Scorecard, hits: Vec<Referenced>) {
         parts.push(format!("references {list} found in the remittance text ({n} of the {count} invoices)"));
     }
     parts.extend(near);
+    let sole = sole && !found.is_empty();
+    if sole && found.len() < count {
+        parts.push("no other set of the customer's open invoices pays the credit with a quoted one".into());
+    }
     let detail = parts.join("; ");
-    if found.len() == count {
+    if found.len() == count || sole {
         card.add_strong(signal, strength, weight, detail);
     } else {
         card.add(signal, strength, weight, detail);
@@ -334,6 +385,75 @@ mod tests {
         let detail = "references INV-2026-0104 found in the remittance text (1 of the 2 invoices); \
                       INV20260106 differs by one character from INV-2026-0105";
         assert_eq!(scored.reasons[0].detail, detail);
+    }
+
+    /// A's number quoted, A and B paying 500.00, C too large to be in a set.
+    fn quoted_in_part<'a>() -> (TxFacts<'a>, Vec<InvoiceFacts<'a>>) {
+        let mut tx = tx("PAYMENT INV-2026-0104 ETC", 50_000);
+        tx.counterparty_name = Some("ACME WIDGETS LTD");
+        let open = vec![
+            invoice("inv_a", "INV-2026-0104", 30_000),
+            invoice("inv_b", "INV-2026-0105", 20_000),
+            invoice("inv_c", "INV-2026-0300", 70_000),
+        ];
+        (tx, open)
+    }
+
+    fn sole(tx: &TxFacts, open: &[InvoiceFacts], tuning: &Tuning) -> Option<Vec<usize>> {
+        score_sole_quoted_set(tx, open, Some(&acme(&[], &[])), tuning).map(|(set, _)| set)
+    }
+
+    #[test]
+    fn the_only_set_holding_a_quoted_invoice_is_strong_though_quoted_in_part() {
+        let tuning = Tuning::default();
+        let (tx, open) = quoted_in_part();
+        let (set, scored) = score_sole_quoted_set(&tx, &open, Some(&acme(&[], &[])), &tuning).unwrap();
+        assert_eq!(set, [0, 1]);
+        assert_eq!(scored.target.key(), "invoices:inv_a,inv_b");
+        assert!(scored.strong && scored.score >= 0.9, "{scored:?}");
+        let detail = "references INV-2026-0104 found in the remittance text (1 of the 2 invoices); \
+                      no other set of the customer's open invoices pays the credit with a quoted one";
+        assert_eq!(scored.reasons[0].detail, detail);
+        assert_eq!(scored.reasons[0].strength, 0.5, "the share quoted, as for any set");
+
+        let one = score_invoice(&tx, &open[0], Some(&acme(&[], &[])), &tuning).unwrap();
+        let decision = super::super::decide(&[scored, one], &[], &tuning);
+        assert_eq!(decision, super::super::Decision::AutoMatch(0), "A alone is overpaid");
+
+        let plain = score_invoice_set(&tx, &[&open[0], &open[1]], Some(&acme(&[], &[])), &tuning).unwrap();
+        assert!(!plain.strong, "without knowing it is the only one, a set quoted in part proves nothing");
+        let mut unquoted = open.clone();
+        unquoted.extend([invoice("inv_e", "E-1", 25_000), invoice("inv_f", "F-1", 25_000)]);
+        assert_eq!(sole(&tx, &unquoted, &tuning), Some(vec![0, 1]), "a set without a quote is no rival here");
+    }
+
+    #[test]
+    fn no_set_is_proved_when_another_could_be_meant_or_a_quote_is_left_out() {
+        let tuning = Tuning::default();
+        let (tx, open) = quoted_in_part();
+        let mut twin = open.clone();
+        twin.push(invoice("inv_d", "INV-2026-0400", 20_000));
+        assert_eq!(sole(&tx, &twin, &tuning), None, "A + B and A + D both pay it");
+        let both = TxFacts { text: "PAYMENT INV-2026-0104 INV-2026-0300 ETC", ..tx };
+        assert_eq!(sole(&both, &open, &tuning), None, "C is quoted but in no set");
+        let typo = TxFacts { text: "PAYMENT INV-2026-0140 ETC", ..tx };
+        assert_eq!(sole(&typo, &open, &tuning), None, "one edit away is no quote");
+        let loose = Tuning { amount_tolerance: 10, ..Tuning::default() };
+        assert_eq!(sole(&TxFacts { amount: 50_005, ..tx }, &open, &loose), None, "within tolerance, not exact");
+        let mut mixed = open.clone();
+        mixed[1].customer_id = Some("cus_other");
+        assert_eq!(sole(&tx, &mixed, &tuning), None, "not one customer's invoices");
+        let mut euros = open.clone();
+        euros[0].currency = "EUR";
+        assert_eq!(sole(&tx, &euros, &tuning), None, "the quoted invoice is in another currency");
+        let mut blind = Tuning::default();
+        blind.signals.set(Signal::Amount, false);
+        assert_eq!(sole(&tx, &open, &blind), None, "the amount signal is off");
+        let mut unread = Tuning::default();
+        unread.signals.set(Signal::Reference, false);
+        let (_, scored) = score_sole_quoted_set(&tx, &open, Some(&acme(&[], &[])), &unread).unwrap();
+        assert!(!scored.strong, "the reference signal is off: {scored:?}");
+        assert_eq!(sole(&tx, &[], &tuning), None);
     }
 
     #[test]

@@ -32,7 +32,12 @@
 //!
 //! A set of invoices ([`score_invoice_set`]) must sum to the credit within tolerance; its
 //! reference strength is the share of its invoices referenced, and each invoice past the first
-//! takes 0.05 off the amount's strength, since more invoices make a chance sum likelier.
+//! takes 0.05 off the amount's strength, since more invoices make a chance sum likelier. It is
+//! strong from references when the text quotes all its invoices exactly, or
+//! ([`score_sole_quoted_set`]) some of them and it is the only set that can be meant: the only
+//! set of the customer's open invoices (all known, no cap cut them) that sums to the credit
+//! within tolerance and holds a quoted invoice, summing exactly and holding every invoice the
+//! text quotes, which quotes nobody else's.
 //!
 //! A Stripe payout ([`score_payout`]) must equal the credit exactly. Its trace id in the text
 //! (reference-like, or a letter code found exactly) is stripe_trace 0.50 (strong); else its
@@ -58,7 +63,9 @@ mod tuning;
 use chrono::NaiveDate;
 
 pub use decide::{AMBIGUITY_MARGIN, Decision, Refusal, decide, decide_explained};
-pub use invoice::{MAX_SET, Rivals, quotes_exactly, score_invoice, score_invoice_among, score_invoice_set};
+pub use invoice::{
+    MAX_SET, Rivals, quotes_exactly, score_invoice, score_invoice_among, score_invoice_set, score_sole_quoted_set,
+};
 pub use payout::score_payout;
 pub use subset::{SUBSET_MAX_AMOUNTS, SUBSET_MAX_STEPS, subset_sums};
 pub use tuning::{Signal, SignalSwitches, Tuning};

@@ -38,6 +38,7 @@ fn search(target: i64, amounts: &[i64], tolerance: i64, limit: usize) -> (Vec<Ve
         high: i128::from(target) + tolerance,
         limit,
         steps: 0,
+        max_steps: SUBSET_MAX_STEPS,
         chosen: Vec::with_capacity(MAX_SET),
         found: Vec::new(),
     };
@@ -59,6 +60,77 @@ fn search(target: i64, amounts: &[i64], tolerance: i64, limit: usize) -> (Vec<Ve
     (sets, search.steps)
 }
 
+/// The one set of 2 to [`MAX_SET`] of `amounts` that sums to `target` within `tolerance` and
+/// holds at least one of `anchors` (indexes), as sorted indexes. None when there is none or more
+/// than one, or when the search could not finish within [`SUBSET_MAX_STEPS`]: None never hides a
+/// second set. Unlike [`subset_sums`] no positive amount is left out, since "only one" must have
+/// looked at them all.
+pub fn sole_set_with(target: i64, amounts: &[i64], tolerance: i64, anchors: &[usize]) -> Option<Vec<usize>> {
+    sole_set_within(target, amounts, tolerance, anchors, SUBSET_MAX_STEPS)
+}
+
+/// [`sole_set_with`], giving up after `max_steps`.
+fn sole_set_within(
+    target: i64,
+    amounts: &[i64],
+    tolerance: i64,
+    anchors: &[usize],
+    max_steps: usize,
+) -> Option<Vec<usize>> {
+    let tolerance = i128::from(tolerance.max(0));
+    let mut found: Vec<Vec<usize>> = Vec::new();
+    let mut steps = 0;
+    for (k, &anchor) in anchors.iter().enumerate() {
+        let earlier = &anchors[..k];
+        let first = i128::from(*amounts.get(anchor)?);
+        if first <= 0 || earlier.contains(&anchor) {
+            continue;
+        }
+        // The sets holding an earlier anchor were counted with it.
+        let rest = i128::from(target) - first;
+        let mut pool: Vec<(i64, usize)> = amounts
+            .iter()
+            .enumerate()
+            .filter(|&(i, &a)| i != anchor && !earlier.contains(&i) && a > 0 && i128::from(a) <= rest + tolerance)
+            .map(|(i, &a)| (a, i))
+            .collect();
+        pool.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut prefix = vec![0_i128];
+        for (amount, _) in &pool {
+            prefix.push(prefix[prefix.len() - 1] + i128::from(*amount));
+        }
+        let mut search = Search {
+            prefix,
+            low: rest - tolerance,
+            high: rest + tolerance,
+            limit: 2 - found.len(),
+            steps,
+            max_steps,
+            chosen: Vec::with_capacity(MAX_SET),
+            found: Vec::new(),
+        };
+        for size in 1..MAX_SET.min(pool.len() + 1) {
+            if !search.extend(0, size, 0) {
+                break;
+            }
+        }
+        steps = search.steps;
+        if steps > max_steps {
+            return None;
+        }
+        for positions in search.found {
+            let mut set: Vec<usize> = positions.iter().map(|&p| pool[p].1).collect();
+            set.push(anchor);
+            set.sort_unstable();
+            found.push(set);
+        }
+        if found.len() > 1 {
+            return None;
+        }
+    }
+    found.pop()
+}
+
 /// A depth-first search over amounts sorted largest first, pruned by the largest and smallest
 /// sums the remaining picks can still reach.
 struct Search {
@@ -68,6 +140,7 @@ struct Search {
     high: i128,
     limit: usize,
     steps: usize,
+    max_steps: usize,
     /// Positions picked so far.
     chosen: Vec<usize>,
     found: Vec<Vec<usize>>,
@@ -85,7 +158,7 @@ impl Search {
         let n = self.prefix.len() - 1;
         for p in from..=n - left {
             self.steps += 1;
-            if self.steps > SUBSET_MAX_STEPS {
+            if self.steps > self.max_steps {
                 return false;
             }
             // The largest sum from here on only shrinks as `p` moves right.
@@ -143,6 +216,50 @@ mod tests {
         assert_eq!(sets.len(), kept * (kept - 1) / 2, "every pair of the first 23 hundreds");
         assert!(sets.iter().flatten().all(|&i| i < SUBSET_MAX_AMOUNTS - 1), "150 is larger: it takes a place");
         assert_eq!(subset_sums(250, &amounts, 0, 1), [[0, 30]]);
+    }
+
+    #[test]
+    fn the_sole_set_with_an_anchor_is_found_and_a_second_one_refuses() {
+        let amounts = [500, 300, 200, 700, 150];
+        assert_eq!(sole_set_with(800, &amounts, 0, &[0]), Some(vec![0, 1]));
+        assert_eq!(sole_set_with(1_000, &amounts, 0, &[0]), Some(vec![0, 1, 2]));
+        assert_eq!(sole_set_with(1_000, &amounts, 0, &[3]), Some(vec![1, 3]), "700 + 300");
+        assert_eq!(sole_set_with(850, &amounts, 0, &[0]), Some(vec![0, 2, 4]), "700 + 150 holds no anchor");
+        assert_eq!(sole_set_with(650, &amounts, 0, &[2]), Some(vec![1, 2, 4]), "500 + 150 holds no anchor");
+        let twice = [500, 300, 300];
+        assert_eq!(sole_set_with(800, &twice, 0, &[0]), None, "either 300 may be meant");
+        assert_eq!(sole_set_with(800, &twice, 0, &[1]), Some(vec![0, 1]), "the quoted 300 and the 500");
+        assert_eq!(sole_set_with(800, &[500, 300, 200, 100], 0, &[0, 1]), None, "500 + 300 and 500 + 200 + 100");
+        assert_eq!(sole_set_with(800, &[500, 300, 310], 10, &[0]), None, "a sum within tolerance is a rival too");
+        assert_eq!(sole_set_with(800, &[500, 300, 310], 0, &[0]), Some(vec![0, 1]));
+        assert_eq!(sole_set_with(800, &[500, 300], 0, &[]), None, "no anchor, no set");
+        assert_eq!(sole_set_with(800, &[500, 300], 0, &[7]), None, "an anchor that is no amount");
+        assert_eq!(sole_set_with(500, &[500, 0, -3], 0, &[0]), None, "one invoice is not a set");
+        let seven = [100; 7];
+        assert_eq!(sole_set_with(700, &seven, 0, &[0]), None, "more than MAX_SET invoices is no set");
+    }
+
+    #[test]
+    fn the_sole_set_counts_each_set_once_whichever_anchors_it_holds() {
+        assert_eq!(sole_set_with(800, &[500, 300, 50], 0, &[0, 1]), Some(vec![0, 1]));
+        assert_eq!(sole_set_with(850, &[500, 300, 50], 0, &[2, 0]), Some(vec![0, 1, 2]));
+        assert_eq!(sole_set_with(800, &[500, 300, 50], 0, &[1, 1]), Some(vec![0, 1]), "an anchor twice");
+    }
+
+    #[test]
+    fn the_sole_set_is_never_claimed_when_the_search_gives_up() {
+        let amounts = [500, 300, 200, 700, 150];
+        assert_eq!(sole_set_within(850, &amounts, 0, &[0], 1_000), Some(vec![0, 2, 4]));
+        assert_eq!(sole_set_within(850, &amounts, 0, &[0], 3), None, "cut short, it may have missed a second set");
+        // Even amounts never reach an odd target: nothing prunes, and the bound stops it.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let spread: Vec<i64> = (0..60)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                2 * ((state >> 33) % 50_000) as i64 + 2
+            })
+            .collect();
+        assert_eq!(sole_set_with(150_001, &spread, 0, &[0, 1, 2]), None);
     }
 
     #[test]
