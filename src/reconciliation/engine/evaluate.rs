@@ -220,7 +220,18 @@ pub fn evaluate(
         .complete_amounts
         .contains(&amount)
         .then(|| owing.iter().map(|id| facts(&pool.invoices[id.as_str()])).collect());
-    let rivals = Rivals { owing_the_credit: owing_the_credit.as_deref(), quotes_an_invoice: !quoted.is_empty() };
+    let quoted_in_full: Vec<String> = quoted
+        .iter()
+        .filter(|i| i.currency == credit.currency && i.amount_due == credit.amount)
+        .flat_map(|i| [&i.number_key, &i.reference_key, &i.rf_key])
+        .flatten()
+        .cloned()
+        .collect();
+    let rivals = Rivals {
+        owing_the_credit: owing_the_credit.as_deref(),
+        quotes_an_invoice: !quoted.is_empty(),
+        quoted_in_full: &quoted_in_full,
+    };
     let mut candidates: Vec<Candidate> = Vec::new();
     for id in &ids {
         let invoice = &pool.invoices[id.as_str()];

@@ -22,6 +22,10 @@ pub struct Rivals<'a> {
     pub owing_the_credit: Option<&'a [InvoiceFacts<'a>]>,
     /// Whether the text quotes any open invoice exactly ([`quotes_exactly`]).
     pub quotes_an_invoice: bool,
+    /// The ref keys (numbers, payment references, RFs) of the open invoices the text quotes
+    /// exactly and the credit pays in full: the quote and the amount explain such a key, so it is
+    /// no typo of another invoice's (which may owe as much: a subscription's sibling).
+    pub quoted_in_full: &'a [String],
 }
 
 impl Rivals<'_> {
@@ -68,8 +72,10 @@ pub fn score_invoice(
     score_invoice_among(tx, invoice, customer, &Rivals::default(), tuning)
 }
 
-/// [`score_invoice`], knowing its `rivals`: a reference one edit away is then strong (strength
-/// 0.8) when the credit is exactly the amount due and [`Rivals`] leave only this invoice.
+/// [`score_invoice`], knowing its `rivals`: a key of the text that is the reference of another
+/// open invoice the credit pays in full is no near miss for this one, and a reference one edit
+/// away is strong (strength 0.8) when the credit is exactly the amount due and [`Rivals`] leave
+/// only this invoice.
 pub fn score_invoice_among(
     tx: &TxFacts,
     invoice: &InvoiceFacts,
@@ -83,7 +89,7 @@ pub fn score_invoice_among(
     let text = RemittanceText::new(tx.text);
     let rfs = if invoice.rf_reference.is_some() { rf_references(tx.text) } else { Vec::new() };
     let mut card = Scorecard::default();
-    let reference = match referenced(&text, &rfs, invoice, &[], tuning) {
+    let reference = match referenced(&text, &rfs, invoice, rivals.quoted_in_full, tuning) {
         Referenced::OneEdit { found, shown }
             if tx.amount == invoice.amount_due
                 && tuning.signals.is_on(Signal::Amount)
@@ -295,7 +301,7 @@ mod tests {
         let far = invoice("inv_f", "INV-2026-0977", 125_000);
         let tx = tx("PAYMENT INV-2026-0140", 125_000);
         let owing = [inv, far];
-        let rivals = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false };
+        let rivals = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false, quoted_in_full: &[] };
         let scored = score_invoice_among(&tx, &inv, None, &rivals, &tuning).unwrap();
         assert!(scored.strong && scored.score >= 0.9, "without a name or account: {scored:?}");
         assert_eq!(scored.reasons[0].strength, 0.8);
@@ -314,22 +320,22 @@ mod tests {
         let inv = invoice("inv_a", "INV-2026-0104", 125_000);
         let tx = tx("PAYMENT INV-2026-0140", 125_000);
         let hint = (0.5, false);
-        let cut = Rivals { owing_the_credit: None, quotes_an_invoice: false };
+        let cut = Rivals { owing_the_credit: None, quotes_an_invoice: false, quoted_in_full: &[] };
         assert_eq!(typo_verdict(&tx, &inv, &cut, &tuning), hint, "a cap cut the invoices owing the credit");
         let sibling = invoice("inv_b", "INV-2026-0141", 125_000);
         let owing = [inv, sibling];
-        let two = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false };
+        let two = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false, quoted_in_full: &[] };
         assert_eq!(typo_verdict(&tx, &inv, &two, &tuning), hint, "INV20260140 is one edit from INV-2026-0141 too");
         let by_reference =
             InvoiceFacts { payment_reference: Some("INV 2026 0140"), ..invoice("inv_c", "C-1", 125_000) };
         let owing = [inv, by_reference];
-        let quoted = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false };
+        let quoted = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false, quoted_in_full: &[] };
         assert_eq!(typo_verdict(&tx, &inv, &quoted, &tuning), hint, "another's payment reference is in the text");
         let owing = [inv];
-        let alone = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false };
+        let alone = Rivals { owing_the_credit: Some(&owing), quotes_an_invoice: false, quoted_in_full: &[] };
         let named = Rivals { quotes_an_invoice: true, ..alone };
         assert_eq!(typo_verdict(&tx, &inv, &named, &tuning), hint, "the text quotes an open invoice exactly");
-        let missing = Rivals { owing_the_credit: Some(&[]), quotes_an_invoice: false };
+        let missing = Rivals { owing_the_credit: Some(&[]), quotes_an_invoice: false, quoted_in_full: &[] };
         assert_eq!(typo_verdict(&tx, &inv, &missing, &tuning), hint, "the invoice must be among those owing it");
         let short = TxFacts { amount: 120_000, ..tx };
         assert!(!score_invoice_among(&short, &inv, None, &alone, &tuning).unwrap().strong, "not the amount due");
@@ -337,6 +343,33 @@ mod tests {
         blind.signals.set(Signal::Amount, false);
         assert_eq!(typo_verdict(&tx, &inv, &alone, &blind), hint, "the amount signal is off");
         assert_eq!(typo_verdict(&tx, &inv, &alone, &tuning), (0.8, true), "and all else equal, it proves");
+    }
+
+    #[test]
+    fn a_quoted_invoice_takes_its_key_from_its_one_edit_siblings() {
+        let tuning = Tuning::default();
+        let mut tx = tx("SUBSCRIPTION INV-2026-1507", 4_900);
+        tx.counterparty_name = Some("ACME WIDGETS LTD");
+        let (quoted, sibling) = (invoice("inv_a", "INV-2026-1507", 4_900), invoice("inv_b", "INV-2026-3507", 4_900));
+        let customer = acme(&[], &[]);
+        let score =
+            |inv: &InvoiceFacts, rivals: &Rivals| score_invoice_among(&tx, inv, Some(&customer), rivals, &tuning);
+        let blind = [score(&quoted, &Rivals::default()).unwrap(), score(&sibling, &Rivals::default()).unwrap()];
+        assert_eq!((blind[0].score, blind[1].score), (1.0, 1.0), "a hint, a name and the amount clamp to 1 too");
+        assert_eq!(super::super::decide(&blind, &[], &tuning), super::super::Decision::Suggest(vec![0, 1]));
+        let keys = ["INV20261507".to_owned()];
+        let rivals = Rivals { owing_the_credit: None, quotes_an_invoice: true, quoted_in_full: &keys };
+        let seen = [score(&quoted, &rivals).unwrap(), score(&sibling, &rivals).unwrap()];
+        assert!(seen[1].reasons.iter().all(|r| r.signal != Signal::Reference), "{:?}", seen[1]);
+        assert_eq!(super::super::decide(&seen, &[], &tuning), super::super::Decision::AutoMatch(0), "{seen:?}");
+
+        // Quoted but owing more, the typo's reading stays open: a part payment of INV-2026-1507,
+        // or INV-2026-3507 paid in full with one character wrong.
+        let owing_more = invoice("inv_a", "INV-2026-1507", 9_800);
+        let rivals = Rivals { owing_the_credit: None, quotes_an_invoice: true, quoted_in_full: &[] };
+        let open = [score(&owing_more, &rivals).unwrap(), score(&sibling, &rivals).unwrap()];
+        assert!(open[0].strong && open[1].reasons[0].signal == Signal::Reference, "{open:?}");
+        assert!(!matches!(super::super::decide(&open, &[], &tuning), super::super::Decision::AutoMatch(_)), "{open:?}");
     }
 
     #[test]

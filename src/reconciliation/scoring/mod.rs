@@ -28,7 +28,10 @@
 //! both are open. It proves the invoice ([`score_invoice_among`]) only when the credit is exactly
 //! the amount due and the engine can tell nothing else is meant ([`Rivals`]): it saw every open
 //! invoice owing exactly the credit (no cap cut them), none of the others has a reference the
-//! text holds or comes within one edit of, and the text quotes no open invoice exactly.
+//! text holds or comes within one edit of, and the text quotes no open invoice exactly. A key of
+//! the text that is the reference of an open invoice the credit pays in full is no near miss for
+//! any other: the quote and the amount explain it (else a subscription's sibling owing as much
+//! ties with it at 1.0, clamped).
 //!
 //! A set of invoices ([`score_invoice_set`]) must sum to the credit within tolerance; its
 //! reference strength is the share of its invoices referenced, and each invoice past the first
