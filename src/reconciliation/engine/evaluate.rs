@@ -12,8 +12,8 @@ use crate::reconciliation::{
     matches::{AdjustmentKind, NewAdjustment, NewAllocation, NewMatch, TargetType},
     rules::{CompiledRules, RuleAction, RulePreference, RuleSubject},
     scoring::{
-        self, CustomerFacts, Decision, InvoiceFacts, PayoutFacts, Rivals, Scored, Target, Tuning, TxFacts,
-        quotes_exactly, score_invoice_among, score_invoice_set, score_payout, score_sole_quoted_set, subset_sums,
+        self, CustomerFacts, Decision, InvoiceFacts, PayoutFacts, Rivals, Scored, Seen, Target, Tuning, TxFacts,
+        quotes_exactly_seen, score_invoice_among, score_invoice_set, score_payout, score_sole_quoted_set, subset_sums,
     },
     text,
 };
@@ -190,6 +190,7 @@ pub fn evaluate(
     tuning: &Tuning,
 ) -> Verdict {
     let text = credit.text();
+    let seen = Seen::new(&text, credit.counterparty_name.as_deref());
     let tx = TxFacts {
         amount: credit.amount,
         currency: &credit.currency,
@@ -198,15 +199,16 @@ pub fn evaluate(
         counterparty_name: credit.counterparty_name.as_deref(),
         counterparty_account: credit.counterparty_account.as_deref(),
         customer_id: hints.customer_id.as_deref(),
+        seen: Some(&seen),
     };
     // Invoices the text names exactly, owe exactly the credit, or belong to the likely payers: a
     // reference one typo away is found by scoring among the last two.
     let mut ids: Vec<&String> = Vec::new();
-    for key in text::candidate_keys(&text).iter().chain(&text::rf_references(&text)) {
+    for key in text::candidate_keys(&text).iter().chain(&seen.rfs) {
         ids.extend(pool.by_key.get(key).into_iter().flatten());
     }
     let quoted: Vec<&OpenInvoice> =
-        ids.iter().map(|id| &pool.invoices[id.as_str()]).filter(|i| quotes_exactly(&text, &facts(i))).collect();
+        ids.iter().map(|id| &pool.invoices[id.as_str()]).filter(|i| quotes_exactly_seen(&seen, &facts(i))).collect();
     let amount = (credit.currency.clone(), credit.amount);
     let owing: Vec<&String> = pool.by_amount.get(&amount).into_iter().flatten().collect();
     ids.extend(&owing);
@@ -323,7 +325,13 @@ fn facts(i: &OpenInvoice) -> InvoiceFacts<'_> {
 }
 
 fn customer_facts(c: &Customer) -> CustomerFacts<'_> {
-    CustomerFacts { id: &c.id, name: &c.name, aliases: &c.aliases, account_keys: &c.account_keys }
+    CustomerFacts {
+        id: &c.id,
+        name: &c.name,
+        aliases: &c.aliases,
+        account_keys: &c.account_keys,
+        normalized: Some(&c.normalized),
+    }
 }
 
 /// The difference still counted as the amount: the larger of the fixed and the relative one.

@@ -160,11 +160,21 @@ pub(super) fn add_customer(
     if !tuning.signals.is_on(Signal::Name) {
         return;
     }
-    let payer_key = NormalizedName::new(payer);
+    let owned;
+    let payer_key = match tx.seen.and_then(|s| s.payer.as_ref()) {
+        Some(key) => key,
+        None => {
+            owned = NormalizedName::new(payer);
+            &owned
+        }
+    };
     let names = std::iter::once(customer.name).chain(customer.aliases.iter().map(String::as_str));
     let mut best: Option<(f64, &str, bool)> = None;
     for (i, name) in names.enumerate() {
-        let similarity = payer_key.similarity(&NormalizedName::new(name));
+        let similarity = match customer.normalized.and_then(|n| n.get(i)) {
+            Some(normalized) => payer_key.similarity(normalized),
+            None => payer_key.similarity(&NormalizedName::new(name)),
+        };
         if best.is_none_or(|(b, _, _)| similarity > b) {
             best = Some((similarity, name, i > 0));
         }

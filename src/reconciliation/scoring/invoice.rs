@@ -6,8 +6,10 @@ use super::evidence::{
     referenced, tolerance,
 };
 use super::subset::sole_set_with;
-use super::{CustomerFacts, InvoiceFacts, Scorecard, Scored, Signal, Target, Tuning, TxFacts, money, same_currency};
-use crate::reconciliation::text::{RemittanceText, ref_key, rf_references};
+use super::{
+    CustomerFacts, InvoiceFacts, Scorecard, Scored, Seen, Signal, Target, Tuning, TxFacts, money, same_currency, seen,
+};
+use crate::reconciliation::text::{RemittanceText, ref_key};
 
 /// The most invoices one credit is taken to pay together: beyond it chance sums abound and the
 /// subset search grows.
@@ -53,9 +55,13 @@ impl Rivals<'_> {
 /// (`Referenced::Exact`), or its creditor reference with valid check digits, whatever signals
 /// the tenant switched off (a quote is a quote when judging what else the text may mean).
 pub fn quotes_exactly(text: &str, invoice: &InvoiceFacts) -> bool {
-    let rfs = if invoice.rf_reference.is_some() { rf_references(text) } else { Vec::new() };
+    quotes_exactly_seen(&Seen::new(text, None), invoice)
+}
+
+/// [`quotes_exactly`], for a text already read ([`Seen`]).
+pub fn quotes_exactly_seen(seen: &Seen, invoice: &InvoiceFacts) -> bool {
     matches!(
-        referenced(&RemittanceText::new(text), &rfs, invoice, &[], &Tuning::default()),
+        referenced(&seen.text, &seen.rfs, invoice, &[], &Tuning::default()),
         Referenced::Exact(_) | Referenced::Rf(_)
     )
 }
@@ -86,14 +92,15 @@ pub fn score_invoice_among(
     if tx.amount <= 0 || invoice.amount_due <= 0 || !same_currency(tx.currency, invoice.currency) {
         return None;
     }
-    let text = RemittanceText::new(tx.text);
-    let rfs = if invoice.rf_reference.is_some() { rf_references(tx.text) } else { Vec::new() };
+    let mut slot = None;
+    let seen = seen(tx, &mut slot);
+    let text = &seen.text;
     let mut card = Scorecard::default();
-    let reference = match referenced(&text, &rfs, invoice, rivals.quoted_in_full, tuning) {
+    let reference = match referenced(text, &seen.rfs, invoice, rivals.quoted_in_full, tuning) {
         Referenced::OneEdit { found, shown }
             if tx.amount == invoice.amount_due
                 && tuning.signals.is_on(Signal::Amount)
-                && rivals.leave_only(invoice, &text) =>
+                && rivals.leave_only(invoice, text) =>
         {
             Referenced::OneEditOnly { found, shown, amount: money(tx.amount, tx.currency) }
         }
@@ -142,7 +149,9 @@ pub fn score_sole_quoted_set(
     }
     let payable = |i: &InvoiceFacts| i.amount_due > 0 && same_currency(i.currency, tx.currency);
     let amounts: Vec<i64> = open.iter().map(|i| if payable(i) { i.amount_due } else { 0 }).collect();
-    let quoted: Vec<usize> = (0..open.len()).filter(|&k| quotes_exactly(tx.text, &open[k])).collect();
+    let mut slot = None;
+    let seen = seen(tx, &mut slot);
+    let quoted: Vec<usize> = (0..open.len()).filter(|&k| quotes_exactly_seen(seen, &open[k])).collect();
     let set = sole_set_with(tx.amount, &amounts, tolerance(tx.amount, tuning), &quoted)?;
     let sum = set.iter().try_fold(0_i64, |sum, &k| sum.checked_add(amounts[k]))?;
     if sum != tx.amount || !quoted.iter().all(|k| set.contains(k)) {
@@ -178,13 +187,12 @@ fn score_set(
     {
         return None;
     }
-    let text = RemittanceText::new(tx.text);
-    let any_rf = invoices.iter().any(|i| i.rf_reference.is_some());
-    let rfs = if any_rf { rf_references(tx.text) } else { Vec::new() };
+    let mut slot = None;
+    let seen = seen(tx, &mut slot);
     let mut card = Scorecard::default();
     let keys: Vec<String> =
         invoices.iter().flat_map(|i| std::iter::once(i.number).chain(i.payment_reference)).map(ref_key).collect();
-    let hits = invoices.iter().map(|i| referenced(&text, &rfs, i, &keys, tuning)).collect();
+    let hits = invoices.iter().map(|i| referenced(&seen.text, &seen.rfs, i, &keys, tuning)).collect();
     add_set_references(&mut card, hits, sole);
     add_customer(&mut card, tx, first.customer_id, customer, tuning);
     add_amount(&mut card, tx.amount, due, tx.currency, invoices.len(), tuning);

@@ -67,13 +67,17 @@ use chrono::NaiveDate;
 
 pub use decide::{AMBIGUITY_MARGIN, Decision, Refusal, decide, decide_explained};
 pub use invoice::{
-    MAX_SET, Rivals, quotes_exactly, score_invoice, score_invoice_among, score_invoice_set, score_sole_quoted_set,
+    MAX_SET, Rivals, quotes_exactly, quotes_exactly_seen, score_invoice, score_invoice_among, score_invoice_set,
+    score_sole_quoted_set,
 };
 pub use payout::score_payout;
 pub use subset::{SUBSET_MAX_AMOUNTS, SUBSET_MAX_STEPS, subset_sums};
 pub use tuning::{Signal, SignalSwitches, Tuning};
 
-use crate::domain::money::{Currency, format_minor_units};
+use crate::{
+    domain::money::{Currency, format_minor_units},
+    reconciliation::text::{NormalizedName, RemittanceText, rf_references},
+};
 
 /// The weighted sum that scores 1.0: an exact reference (0.45) and an exact amount (0.30).
 pub const FULL_EVIDENCE: f64 = 0.75;
@@ -92,6 +96,32 @@ pub struct TxFacts<'a> {
     pub counterparty_account: Option<&'a str>,
     /// The customer a reconciliation rule assigned: as strong a hint as the bank account.
     pub customer_id: Option<&'a str>,
+    /// The text tokenised and the payer's name normalised, once: pass it when scoring many
+    /// candidates for one transaction (None: each scoring derives them again).
+    pub seen: Option<&'a Seen>,
+}
+
+/// What scoring reads from a transaction's text and payer name, derived once.
+#[derive(Debug)]
+pub struct Seen {
+    pub text: RemittanceText,
+    /// The text's creditor references with valid check digits (ref keys).
+    pub rfs: Vec<String>,
+    pub payer: Option<NormalizedName>,
+}
+
+impl Seen {
+    pub fn new(text: &str, payer: Option<&str>) -> Self {
+        Self { text: RemittanceText::new(text), rfs: rf_references(text), payer: payer.map(NormalizedName::new) }
+    }
+}
+
+/// `tx.seen`, or what it would hold, derived now into `slot`.
+fn seen<'s>(tx: &'s TxFacts, slot: &'s mut Option<Seen>) -> &'s Seen {
+    match tx.seen {
+        Some(seen) => seen,
+        None => slot.insert(Seen::new(tx.text, tx.counterparty_name)),
+    }
 }
 
 /// An open invoice as scoring sees it.
@@ -117,6 +147,8 @@ pub struct CustomerFacts<'a> {
     pub aliases: &'a [String],
     /// Ref keys of the customer's bank accounts (`customers.account_keys`).
     pub account_keys: &'a [String],
+    /// The name, then each alias, normalised once (None: normalised when compared).
+    pub normalized: Option<&'a [NormalizedName]>,
 }
 
 /// A paid Stripe payout as scoring sees it.
@@ -297,5 +329,57 @@ mod tests {
             Some(0.0),
             "never negative"
         );
+    }
+}
+
+#[cfg(test)]
+mod seen_tests {
+    use super::properties::{acme, day, invoice, tx};
+    use super::*;
+
+    /// The engine reads a credit's text and normalises names once ([`Seen`],
+    /// [`CustomerFacts::normalized`]); scoring must not depend on whether it did.
+    #[test]
+    fn what_was_read_once_scores_as_what_is_read_each_time() {
+        let tuning = Tuning::default();
+        let aliases = ["ACME W".to_owned(), "Acme Holdings".to_owned()];
+        let accounts = ["GB33BUKB20201555555555".to_owned()];
+        let normalized: Vec<NormalizedName> = std::iter::once("Acme Widgets Limited")
+            .chain(aliases.iter().map(String::as_str))
+            .map(NormalizedName::new)
+            .collect();
+        let plain = acme(&aliases, &accounts);
+        let read = CustomerFacts { normalized: Some(&normalized), ..plain };
+        let mut rf = invoice("inv_rf", "INV-2026-0300", 50_000);
+        rf.rf_reference = Some("RF18539007547034");
+        let invoices = [invoice("inv_a", "INV-2026-0104", 125_000), invoice("inv_b", "INV-2026-0105", 75_000), rf];
+        for (text, amount, payer) in [
+            ("PAYMENT INV-2026-0104 THANK YOU", 125_000, Some("ACME WIDGETS LTD")),
+            ("inv 2026 0140", 125_000, Some("ACME W")),
+            ("RF18 5390 0754 7034", 50_000, None),
+            ("INV-2026-0104 INV-2026-0105", 200_000, Some("ACME HOLDINGS")),
+            ("BACS CREDIT", 75_000, Some("Someone Else")),
+        ] {
+            let mut each = tx(text, amount);
+            each.date = day(1, 20);
+            each.counterparty_name = payer;
+            let seen = Seen::new(text, payer);
+            let once = TxFacts { seen: Some(&seen), ..each };
+            for i in &invoices {
+                assert_eq!(
+                    score_invoice(&each, i, Some(&plain), &tuning),
+                    score_invoice(&once, i, Some(&read), &tuning),
+                    "{text} against {}",
+                    i.number
+                );
+                assert_eq!(quotes_exactly(text, i), quotes_exactly_seen(&seen, i), "{text} quotes {}", i.number);
+            }
+            let set = [&invoices[0], &invoices[1]];
+            assert_eq!(
+                score_invoice_set(&each, &set, Some(&plain), &tuning),
+                score_invoice_set(&once, &set, Some(&read), &tuning),
+                "{text} against the set"
+            );
+        }
     }
 }

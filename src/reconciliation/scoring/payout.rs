@@ -1,7 +1,7 @@
 //! Scoring a bank credit against a paid Stripe payout: the payout's net lands as one credit,
 //! usually carrying its trace id or the account's statement descriptor.
 
-use super::{PayoutFacts, Scorecard, Scored, Signal, Target, Tuning, TxFacts, days, money, same_currency};
+use super::{PayoutFacts, Scorecard, Scored, Signal, Target, Tuning, TxFacts, days, money, same_currency, seen};
 use crate::reconciliation::text::{RemittanceText, is_letter_code, is_reference_like, ref_key};
 
 const STRIPE_TRACE: f64 = 0.50;
@@ -31,7 +31,8 @@ pub fn score_payout(tx: &TxFacts, payout: &PayoutFacts, tuning: &Tuning) -> Opti
     let mut card = Scorecard::default();
     if tuning.signals.is_on(Signal::StripeTrace) {
         let dated = arrived && tuning.signals.is_on(Signal::Date);
-        add_trace(&mut card, &RemittanceText::new(tx.text), payout, dated);
+        let mut slot = None;
+        add_trace(&mut card, &seen(tx, &mut slot).text, payout, dated);
     }
     if tuning.signals.is_on(Signal::Amount) {
         let detail = format!("amount equal to the payout's net ({})", money(payout.net, payout.currency));
@@ -106,6 +107,7 @@ mod tests {
             counterparty_name: Some("STRIPE"),
             counterparty_account: None,
             customer_id: None,
+            seen: None,
         }
     }
 

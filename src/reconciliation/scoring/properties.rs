@@ -18,6 +18,7 @@ pub(super) fn tx(text: &str, amount: i64) -> TxFacts<'_> {
         counterparty_name: None,
         counterparty_account: None,
         customer_id: None,
+        seen: None,
     }
 }
 
@@ -36,7 +37,7 @@ pub(super) fn invoice<'a>(id: &'a str, number: &'a str, amount_due: i64) -> Invo
 }
 
 pub(super) fn acme<'a>(aliases: &'a [String], accounts: &'a [String]) -> CustomerFacts<'a> {
-    CustomerFacts { id: "cus_acme", name: "Acme Widgets Limited", aliases, account_keys: accounts }
+    CustomerFacts { id: "cus_acme", name: "Acme Widgets Limited", aliases, account_keys: accounts, normalized: None }
 }
 
 fn reference_strength(scored: &Scored) -> Option<f64> {
