@@ -36,6 +36,7 @@ mod reconciliation_matches;
 mod reconciliation_payers;
 mod reconciliation_report;
 mod reconciliation_settings;
+mod reconciliation_typos;
 mod rls;
 mod sessions;
 mod states;

@@ -235,6 +235,31 @@ const INVOICE_COLUMNS: &str =
 pub const PER_AMOUNT: i64 = 20;
 pub const PER_CUSTOMER: i64 = 50;
 
+/// Which of `keys` are the number or payment reference of an invoice that is no longer open
+/// (paid, void, uncollectible, draft): a text quoting one names that invoice, not a typo of an
+/// open one.
+pub async fn closed_keys(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    keys: &[String],
+) -> Result<HashSet<String>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found: Vec<String> = sqlx::query_scalar(
+        "select number_key from invoices
+         where tenant_id = $1 and status not in ('open', 'partially_paid') and number_key = any($2)
+         union
+         select reference_key from invoices
+         where tenant_id = $1 and status not in ('open', 'partially_paid') and reference_key = any($2)",
+    )
+    .bind(tenant.as_str())
+    .bind(keys)
+    .fetch_all(conn)
+    .await?;
+    Ok(found.into_iter().collect())
+}
+
 /// Open invoices whose number, payment reference or RF reference is one of `keys`.
 pub async fn invoices_by_key(
     conn: &mut PgConnection,

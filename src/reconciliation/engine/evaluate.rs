@@ -30,6 +30,8 @@ pub struct Pool {
     pub charges: HashMap<String, Vec<PayoutCharge>>,
     /// Who may have paid, and the invoices' customers.
     pub customers: Customers,
+    /// Keys in the batch's texts that name an invoice no longer open (`candidates::closed_keys`).
+    pub closed_keys: HashSet<String>,
     /// The `(currency, amount due)` groups and the customers whose open invoices are *all* in
     /// the pool. Evidence that rests on "no other open invoice" (a typo'd reference, the only set
     /// a credit can pay) holds only for these: for the others a cap left some out.
@@ -204,8 +206,10 @@ pub fn evaluate(
     // Invoices the text names exactly, owe exactly the credit, or belong to the likely payers: a
     // reference one typo away is found by scoring among the last two.
     let mut ids: Vec<&String> = Vec::new();
+    let mut names_a_closed_invoice = false;
     for key in text::candidate_keys(&text).iter().chain(&seen.rfs) {
         ids.extend(pool.by_key.get(key).into_iter().flatten());
+        names_a_closed_invoice |= pool.closed_keys.contains(key);
     }
     let quoted: Vec<&OpenInvoice> =
         ids.iter().map(|id| &pool.invoices[id.as_str()]).filter(|i| quotes_exactly_seen(&seen, &facts(i))).collect();
@@ -231,7 +235,8 @@ pub fn evaluate(
         .collect();
     let rivals = Rivals {
         owing_the_credit: owing_the_credit.as_deref(),
-        quotes_an_invoice: !quoted.is_empty(),
+        // An invoice paid already counts too: paying it twice is no typo of its neighbour's number.
+        quotes_an_invoice: !quoted.is_empty() || names_a_closed_invoice,
         quoted_in_full: &quoted_in_full,
     };
     let mut candidates: Vec<Candidate> = Vec::new();

@@ -237,6 +237,7 @@ pub async fn gather(
         }
     }
     let keys: Vec<String> = keys.into_iter().collect();
+    pool.closed_keys = candidates::closed_keys(conn, tenant, &keys).await?;
     pool.add_invoices(candidates::invoices_by_key(conn, tenant, &keys).await?);
     let amounts: Vec<(String, i64)> = amounts.into_iter().collect();
     pool.add_amount_groups(&amounts, candidates::invoices_by_amount(conn, tenant, &amounts).await?);

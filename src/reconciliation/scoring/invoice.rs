@@ -22,7 +22,8 @@ pub struct Rivals<'a> {
     /// Every open invoice owing exactly the credit, in its currency (the candidate among them),
     /// or None when a cap may have left some out.
     pub owing_the_credit: Option<&'a [InvoiceFacts<'a>]>,
-    /// Whether the text quotes any open invoice exactly ([`quotes_exactly`]).
+    /// Whether the text quotes any invoice exactly ([`quotes_exactly`]), open or no longer open
+    /// (paid already: paying it twice is no typo of another's number).
     pub quotes_an_invoice: bool,
     /// The ref keys (numbers, payment references, RFs) of the open invoices the text quotes
     /// exactly and the credit pays in full: the quote and the amount explain such a key, so it is
@@ -32,7 +33,7 @@ pub struct Rivals<'a> {
 
 impl Rivals<'_> {
     /// Whether a reference one edit from `invoice`'s can mean only `invoice`, which owes exactly
-    /// the credit: the text quotes no open invoice exactly (a key that is another invoice's
+    /// the credit: the text quotes no invoice exactly (a key that is another invoice's
     /// number is no typo), every open invoice owing the credit is known, and none of the others
     /// has a number, payment reference or RF the text holds or comes within one edit of.
     /// Sequential numbers are one edit apart, so without all of this a typo proves nothing.
