@@ -1,6 +1,7 @@
 //! Who may have paid: the engine asks Postgres, per batch, for the customers sharing a word with
-//! the payers' names (`customers.name_words`, made by the SQL function `payymo_name_words`), then
-//! compares names in Rust (`text::NormalizedName`). The two must cut names into the same words.
+//! the payers' names (`customer_lookup_keys`, words cut by the SQL function `payymo_name_words`),
+//! then compares names in Rust (`text::NormalizedName`). The two must cut names into the same
+//! words, and the lookup rows must follow every change of a customer.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -92,4 +93,39 @@ async fn a_distinctive_word_finds_the_payer_and_a_common_one_does_not() {
     assert!(reasons.iter().any(|r| r["signal"] == "name"), "the name counted: {first}");
     let none = suggested(&txns[1]).await;
     assert_eq!(none["data"], json!([]), "61 customers share both words: no one is suggested by name: {none}");
+}
+
+/// The lookup rows follow the customer: created with it, changed with its name, aliases and bank
+/// accounts, gone with it.
+#[tokio::test]
+async fn the_lookup_keys_follow_every_change_of_a_customer() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let key = app.key(&tenant, SCOPES).await;
+    let db = app.superuser_pool().await;
+    let keys = |id: String| {
+        let db = db.clone();
+        async move {
+            let keys: Vec<String> =
+                sqlx::query_scalar("select key from customer_lookup_keys where customer_id = $1 order by key")
+                    .bind(id)
+                    .fetch_all(&db)
+                    .await
+                    .unwrap();
+            keys
+        }
+    };
+    let body = json!({"name": "Acme Widgets Ltd", "aliases": ["ACME W"],
+                      "bank_accounts": [{"iban": "GB82WEST12345698765432"}]});
+    let created = app.as_key(Method::POST, "/api/v1/customers", &key).json(&body).send().await.unwrap();
+    let id = json_of(created, 201).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(keys(id.clone()).await, ["a:GB82WEST12345698765432", "w:acme", "w:ltd", "w:widgets"]);
+
+    let path = format!("/api/v1/customers/{id}");
+    let patch = json!({"name": "Globex Müller", "aliases": [], "bank_accounts": []});
+    json_of(app.as_key(Method::PATCH, &path, &key).json(&patch).send().await.unwrap(), 200).await;
+    assert_eq!(keys(id.clone()).await, ["w:globex", "w:muller"]);
+
+    json_of(app.as_key(Method::DELETE, &path, &key).send().await.unwrap(), 200).await;
+    assert!(keys(id).await.is_empty());
 }

@@ -120,41 +120,50 @@ impl Payers {
 
 impl Customers {
     /// The customers paying from one of the accounts, assigned by a rule, or sharing a word of
-    /// their name (a word more than [`COMMON_TOKEN`] customers share brings none), through the
-    /// indexes on `account_keys` and `name_words`.
+    /// their name (a word more than [`COMMON_TOKEN`] customers share brings none), looked up in
+    /// `customer_lookup_keys` (one row per customer and word or account, kept by a trigger).
     pub async fn for_payers(conn: &mut PgConnection, tenant: &TenantId, payers: &Payers) -> Result<Self, sqlx::Error> {
-        let words: Vec<&String> = payers.words.iter().collect();
-        let hits: Vec<(String, String)> = if words.is_empty() {
+        let keys: Vec<String> = payers
+            .words
+            .iter()
+            .map(|w| format!("w:{w}"))
+            .chain(payers.accounts.iter().map(|a| format!("a:{a}")))
+            .collect();
+        let hits: Vec<(String, String)> = if keys.is_empty() {
             Vec::new()
         } else {
             sqlx::query_as(
-                "select w.word, c.id from unnest($2::text[]) as w(word)
+                "select k.key, c.customer_id from unnest($2::text[]) as k(key)
                  cross join lateral (
-                     select id from customers where tenant_id = $1 and name_words @> array[w.word] limit $3) c",
+                     select customer_id from customer_lookup_keys
+                     where tenant_id = $1 and key = k.key order by customer_id limit $3) c",
             )
             .bind(tenant.as_str())
-            .bind(&words)
+            .bind(&keys)
             .bind(COMMON_TOKEN as i64 + 1)
             .fetch_all(&mut *conn)
             .await?
         };
         let mut per_word: HashMap<&str, usize> = HashMap::new();
-        for (word, _) in &hits {
-            *per_word.entry(word.as_str()).or_default() += 1;
+        for (key, _) in &hits {
+            if let Some(word) = key.strip_prefix("w:") {
+                *per_word.entry(word).or_default() += 1;
+            }
         }
         let common: HashSet<String> =
             per_word.into_iter().filter(|(_, n)| *n > COMMON_TOKEN).map(|(w, _)| w.to_owned()).collect();
         let mut ids: BTreeSet<String> = payers.customer_ids.clone();
-        ids.extend(hits.into_iter().filter(|(word, _)| !common.contains(word)).map(|(_, id)| id));
+        ids.extend(
+            hits.into_iter()
+                .filter(|(key, _)| key.strip_prefix("w:").is_none_or(|w| !common.contains(w)))
+                .map(|(_, id)| id),
+        );
         let ids: Vec<String> = ids.into_iter().collect();
-        let accounts: Vec<&String> = payers.accounts.iter().collect();
         let rows: Vec<Customer> = sqlx::query_as(
-            "select id, name, aliases, account_keys from customers
-             where tenant_id = $1 and (id = any($2) or account_keys && $3::text[])",
+            "select id, name, aliases, account_keys from customers where tenant_id = $1 and id = any($2)",
         )
         .bind(tenant.as_str())
         .bind(&ids)
-        .bind(&accounts)
         .fetch_all(&mut *conn)
         .await?;
         let mut customers = Customers { common, ..Customers::default() };
