@@ -158,16 +158,9 @@ impl Customers {
                 .filter(|(key, _)| key.strip_prefix("w:").is_none_or(|w| !common.contains(w)))
                 .map(|(_, id)| id),
         );
-        let ids: Vec<String> = ids.into_iter().collect();
-        let rows: Vec<Customer> = sqlx::query_as(
-            "select id, name, aliases, account_keys from customers where tenant_id = $1 and id = any($2)",
-        )
-        .bind(tenant.as_str())
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut customers = Customers { common, ..Customers::default() };
-        customers.insert(rows);
+        customers.insert(by_id(conn, tenant, &ids).await?);
         Ok(customers)
     }
 
@@ -178,14 +171,7 @@ impl Customers {
             return Ok(());
         }
         let missing: Vec<&str> = missing.into_iter().collect();
-        let rows: Vec<Customer> = sqlx::query_as(
-            "select id, name, aliases, account_keys from customers where tenant_id = $1 and id = any($2)",
-        )
-        .bind(tenant.as_str())
-        .bind(&missing)
-        .fetch_all(conn)
-        .await?;
-        self.insert(rows);
+        self.insert(by_id(conn, tenant, &missing).await?);
         Ok(())
     }
 
@@ -233,6 +219,15 @@ impl Customers {
         }
         found
     }
+}
+
+/// The customers of `ids`.
+async fn by_id(conn: &mut PgConnection, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Customer>, sqlx::Error> {
+    sqlx::query_as("select id, name, aliases, account_keys from customers where tenant_id = $1 and id = any($2)")
+        .bind(tenant.as_str())
+        .bind(ids)
+        .fetch_all(conn)
+        .await
 }
 
 const INVOICE_COLUMNS: &str =
