@@ -4,11 +4,13 @@
 -- the customers sharing a word or an account with its payers, in `customer_lookup_keys`: one row
 -- per customer and key, kept by a trigger. (A GIN index on an array column cannot serve this
 -- under row-level security: array containment is not leakproof, so the tenant policy runs first
--- and every lookup reads all of the tenant's customers.) The words are the name's and aliases' lowercase
--- ASCII words of two or more characters, accents folded as `text::names` folds them (à → a,
--- ß → ss, æ → ae, upper case too: a C-locale lower() leaves them), '.', apostrophes and
--- combining marks dropped inside words ("A.C.M.E." → acme), '&' read as "and". `text::index_words` is the same in
--- Rust; a test holds the two together.
+-- and every lookup reads all of the tenant's customers.)
+--
+-- The words are the name's and aliases' lowercase ASCII words of two or more characters, accents
+-- folded as `text::names` folds them (à → a, ß → ss, æ → ae, upper case too: a C-locale lower()
+-- leaves them), '.', apostrophes and combining marks dropped inside words ("A.C.M.E." → acme),
+-- '&' read as "and": every word of `text::NormalizedName` is among them (tested in
+-- tests/api/reconciliation_payers.rs).
 create function payymo_name_words(name text, aliases text[]) returns text[]
     language sql immutable parallel safe as $$
     select coalesce(array_agg(distinct w), '{}')
