@@ -55,7 +55,7 @@ pub struct Customer {
     pub name: String,
     pub aliases: Vec<String>,
     pub account_keys: Vec<String>,
-    /// The name, then each alias, normalised (filled by [`Customers::load`]).
+    /// The name, then each alias, normalised (filled as [`Customers`] takes the row in).
     #[sqlx(skip)]
     pub normalized: Vec<text::NormalizedName>,
 }
