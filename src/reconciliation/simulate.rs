@@ -18,7 +18,8 @@ use super::{
     engine::{
         self, Context,
         candidates::{self, Credit, OpenInvoice},
-        evaluate::{self, Pool, Verdict},
+        evaluate::{self, Reading, Verdict},
+        pool::Pool,
     },
     rules::{self, CompiledRules, Rule, RuleSpec},
     settings::{self, SettingsPatch},
@@ -233,20 +234,19 @@ async fn judge(
             Err(_) => outcomes.push(Some(Outcome { verdict: "exclude".into(), target: None, score: None })),
             Ok(hints) => {
                 outcomes.push(None);
-                live.push((credit.clone(), hints));
+                live.push(Reading::new(credit.clone(), hints));
             }
         }
     }
-    let mut pool: Pool = engine::gather(conn, tenant, &live).await?;
-    pool.add_invoices(restored.0.clone());
+    let mut pool: Pool = engine::gather(conn, tenant, &mut live).await?;
+    pool.add_restored(restored.0.clone());
     pool.payouts
         .extend(restored.1.iter().filter(|p| !pool.payouts.iter().any(|q| q.id == p.id)).cloned().collect::<Vec<_>>());
     pool.add_customers(conn, tenant).await?;
     let none = Vec::new();
-    let mut verdicts = live.iter().map(|(credit, hints)| {
-        let likely = evaluate::likely_customers(credit, hints, &pool.customers);
-        let rejected = rejected.get(&credit.id).unwrap_or(&none);
-        match evaluate::evaluate(credit, hints, &likely, &pool, &pool.customers, rejected, &context.tuning) {
+    let mut verdicts = live.iter().map(|reading| {
+        let rejected = rejected.get(&reading.credit.id).unwrap_or(&none);
+        match evaluate::evaluate(reading, &pool, rejected, &context.tuning) {
             Verdict::Auto(c) => Outcome {
                 verdict: "auto_match".into(),
                 target: Some(c.scored.target.key()),

@@ -108,11 +108,11 @@ pub struct Payers {
 }
 
 impl Payers {
-    pub fn add(&mut self, credit: &Credit, rule_customer: Option<&str>) {
+    pub fn add(&mut self, reading: &super::evaluate::Reading) {
+        let credit = &reading.credit;
         self.accounts.extend(credit.counterparty_account.iter().filter(|a| !a.is_empty()).cloned());
-        self.customer_ids.extend(rule_customer.map(str::to_owned));
-        if let Some(name) = &credit.counterparty_name {
-            let name = text::NormalizedName::new(name);
+        self.customer_ids.extend(reading.hints.customer_id.iter().cloned());
+        if let Some(name) = &reading.seen.payer {
             self.words.extend(name.as_str().split(' ').filter(|w| w.len() >= 2).map(str::to_owned));
         }
     }

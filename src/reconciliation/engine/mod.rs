@@ -13,6 +13,8 @@
 pub mod candidates;
 pub mod evaluate;
 mod persist;
+pub mod pool;
+mod proposal;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -21,7 +23,8 @@ use sqlx::{PgConnection, PgPool};
 
 use self::{
     candidates::{Credit, Customers, Payers},
-    evaluate::{Pool, Verdict},
+    evaluate::{Reading, Verdict},
+    pool::Pool,
 };
 use super::{ReconciliationError, rules, scoring::Tuning, settings, text};
 use crate::{db::tenant::begin_tenant, domain::ids::TenantId};
@@ -158,16 +161,26 @@ pub async fn evaluate_credits(
     for credit in credits {
         match evaluate::apply_rules(&context.rules, &credit) {
             Err(rule) => excluded.push((credit.id, rule)),
-            Ok(hints) => live.push((credit, hints)),
+            Ok(hints) => live.push(Reading::new(credit, hints)),
         }
     }
-    let pool = gather(conn, tenant, &live).await?;
-    let ids: Vec<String> = live.iter().map(|(c, _)| c.id.clone()).collect();
+    let started = std::time::Instant::now();
+    let pool = gather(conn, tenant, &mut live).await?;
+    let ids: Vec<String> = live.iter().map(|r| r.credit.id.clone()).collect();
     let rejected = candidates::rejections(conn, tenant, &ids).await?;
+    let gathered = started.elapsed();
     let verdicts = evaluate_all(context, &pool, live, &rejected);
+    let scored = started.elapsed();
     let mut counts = persist::write(conn, tenant, verdicts).await?;
     counts.excluded += persist::exclude(conn, tenant, &excluded).await?;
     counts.examined += excluded.len() as u64;
+    tracing::debug!(
+        examined = counts.examined,
+        gather_ms = gathered.as_millis() as u64,
+        score_ms = (scored - gathered).as_millis() as u64,
+        write_ms = (started.elapsed() - scored).as_millis() as u64,
+        "evaluated a batch of credits"
+    );
     Ok(counts)
 }
 
@@ -178,15 +191,14 @@ pub async fn evaluate_credits(
 fn evaluate_all(
     context: &Context,
     pool: &Pool,
-    live: Vec<(Credit, evaluate::RuleHints)>,
+    live: Vec<Reading>,
     rejected: &HashMap<String, Vec<String>>,
 ) -> Vec<(Credit, Verdict)> {
     let none = Vec::new();
-    let one = |(credit, hints): (Credit, evaluate::RuleHints)| {
-        let likely = evaluate::likely_customers(&credit, &hints, &pool.customers);
-        let rejected = rejected.get(&credit.id).unwrap_or(&none);
-        let verdict = evaluate::evaluate(&credit, &hints, &likely, pool, &pool.customers, rejected, &context.tuning);
-        (credit, verdict)
+    let one = |reading: Reading| {
+        let rejected = rejected.get(&reading.credit.id).unwrap_or(&none);
+        let verdict = evaluate::evaluate(&reading, pool, rejected, &context.tuning);
+        (reading.credit, verdict)
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let multi_threaded = tokio::runtime::Handle::try_current()
@@ -195,7 +207,7 @@ fn evaluate_all(
         return live.into_iter().map(one).collect();
     }
     let chunk = live.len().div_ceil(cores);
-    let mut chunks: Vec<Vec<(Credit, evaluate::RuleHints)>> = Vec::new();
+    let mut chunks: Vec<Vec<Reading>> = Vec::new();
     let mut live = live.into_iter().peekable();
     while live.peek().is_some() {
         chunks.push(live.by_ref().take(chunk).collect());
@@ -212,29 +224,23 @@ fn evaluate_all(
 /// Fewer credits than this are scored on one thread: spawning would cost more than it saves.
 const PARALLEL_FROM: usize = 64;
 
-/// Everything that might pay the credits, and who may have paid them, in a handful of queries
-/// for the whole batch.
-pub async fn gather(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    credits: &[(Credit, evaluate::RuleHints)],
-) -> Result<Pool, sqlx::Error> {
+/// Everything that might pay the credits read, in a handful of queries for the whole batch; and
+/// who may have paid each (`Reading::likely`).
+pub async fn gather(conn: &mut PgConnection, tenant: &TenantId, readings: &mut [Reading]) -> Result<Pool, sqlx::Error> {
     let mut payers = Payers::default();
-    for (credit, hints) in credits {
-        payers.add(credit, hints.customer_id.as_deref());
+    for reading in readings.iter() {
+        payers.add(reading);
     }
     let mut pool = Pool { customers: Customers::for_payers(conn, tenant, &payers).await?, ..Pool::default() };
     let mut keys = BTreeSet::new();
     let mut amounts = BTreeSet::new();
     let mut customers = BTreeSet::new();
-    for (credit, hints) in credits {
-        let text = credit.text();
-        keys.extend(text::candidate_keys(&text));
-        keys.extend(text::rf_references(&text));
-        amounts.insert((credit.currency.clone(), credit.amount));
-        for c in evaluate::likely_customers(credit, hints, &pool.customers) {
-            customers.insert(c.id.clone());
-        }
+    for reading in readings.iter_mut() {
+        keys.extend(reading.keys().cloned());
+        amounts.insert((reading.credit.currency.clone(), reading.credit.amount));
+        reading.likely =
+            evaluate::likely_customers(reading, &pool.customers).into_iter().map(|c| c.id.clone()).collect();
+        customers.extend(reading.likely.iter().cloned());
     }
     let keys: Vec<String> = keys.into_iter().collect();
     pool.closed_keys = candidates::closed_keys(conn, tenant, &keys).await?;

@@ -171,10 +171,12 @@ pub(super) fn add_customer(
     let names = std::iter::once(customer.name).chain(customer.aliases.iter().map(String::as_str));
     let mut best: Option<(f64, &str, bool)> = None;
     for (i, name) in names.enumerate() {
-        let similarity = match customer.normalized.and_then(|n| n.get(i)) {
-            Some(normalized) => payer_key.similarity(normalized),
-            None => payer_key.similarity(&NormalizedName::new(name)),
-        };
+        let similarity =
+            match (customer.payer_similarity.and_then(|s| s.get(i)), customer.normalized.and_then(|n| n.get(i))) {
+                (Some(&known), _) => known,
+                (None, Some(normalized)) => payer_key.similarity(normalized),
+                (None, None) => payer_key.similarity(&NormalizedName::new(name)),
+            };
         if best.is_none_or(|(b, _, _)| similarity > b) {
             best = Some((similarity, name, i > 0));
         }

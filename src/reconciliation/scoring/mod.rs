@@ -76,7 +76,7 @@ pub use tuning::{Signal, SignalSwitches, Tuning};
 
 use crate::{
     domain::money::{Currency, format_minor_units},
-    reconciliation::text::{NormalizedName, RemittanceText, rf_references},
+    reconciliation::text::{NormalizedName, RemittanceText, candidate_keys_in, rf_references},
 };
 
 /// The weighted sum that scores 1.0: an exact reference (0.45) and an exact amount (0.30).
@@ -105,6 +105,8 @@ pub struct TxFacts<'a> {
 #[derive(Debug)]
 pub struct Seen {
     pub text: RemittanceText,
+    /// The reference keys the text may quote ([`candidate_keys_in`]).
+    pub keys: Vec<String>,
     /// The text's creditor references with valid check digits (ref keys).
     pub rfs: Vec<String>,
     pub payer: Option<NormalizedName>,
@@ -112,7 +114,13 @@ pub struct Seen {
 
 impl Seen {
     pub fn new(text: &str, payer: Option<&str>) -> Self {
-        Self { text: RemittanceText::new(text), rfs: rf_references(text), payer: payer.map(NormalizedName::new) }
+        let text_read = RemittanceText::new(text);
+        Self {
+            keys: candidate_keys_in(&text_read),
+            text: text_read,
+            rfs: rf_references(text),
+            payer: payer.map(NormalizedName::new),
+        }
     }
 }
 
@@ -149,6 +157,9 @@ pub struct CustomerFacts<'a> {
     pub account_keys: &'a [String],
     /// The name, then each alias, normalised once (None: normalised when compared).
     pub normalized: Option<&'a [NormalizedName]>,
+    /// The payer's similarity to the name, then to each alias, computed once per transaction and
+    /// customer (None: computed when compared).
+    pub payer_similarity: Option<&'a [f64]>,
 }
 
 /// A paid Stripe payout as scoring sees it.
@@ -337,8 +348,9 @@ mod seen_tests {
     use super::properties::{acme, day, invoice, tx};
     use super::*;
 
-    /// The engine reads a credit's text and normalises names once ([`Seen`],
-    /// [`CustomerFacts::normalized`]); scoring must not depend on whether it did.
+    /// The engine reads a credit's text, normalises names and compares the payer with a customer
+    /// once ([`Seen`], [`CustomerFacts::normalized`], [`CustomerFacts::payer_similarity`]);
+    /// scoring must not depend on whether it did.
     #[test]
     fn what_was_read_once_scores_as_what_is_read_each_time() {
         let tuning = Tuning::default();
@@ -365,11 +377,22 @@ mod seen_tests {
             each.counterparty_name = payer;
             let seen = Seen::new(text, payer);
             let once = TxFacts { seen: Some(&seen), ..each };
+            let similarities: Vec<f64> = match &seen.payer {
+                Some(p) => normalized.iter().map(|n| p.similarity(n)).collect(),
+                None => Vec::new(),
+            };
+            let compared = CustomerFacts { payer_similarity: Some(&similarities), ..read };
             for i in &invoices {
                 assert_eq!(
                     score_invoice(&each, i, Some(&plain), &tuning),
                     score_invoice(&once, i, Some(&read), &tuning),
                     "{text} against {}",
+                    i.number
+                );
+                assert_eq!(
+                    score_invoice(&each, i, Some(&plain), &tuning),
+                    score_invoice(&once, i, Some(&compared), &tuning),
+                    "{text} against {}, names compared once",
                     i.number
                 );
                 assert_eq!(quotes_exactly(text, i), quotes_exactly_seen(&seen, i), "{text} quotes {}", i.number);

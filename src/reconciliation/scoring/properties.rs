@@ -37,7 +37,14 @@ pub(super) fn invoice<'a>(id: &'a str, number: &'a str, amount_due: i64) -> Invo
 }
 
 pub(super) fn acme<'a>(aliases: &'a [String], accounts: &'a [String]) -> CustomerFacts<'a> {
-    CustomerFacts { id: "cus_acme", name: "Acme Widgets Limited", aliases, account_keys: accounts, normalized: None }
+    CustomerFacts {
+        id: "cus_acme",
+        name: "Acme Widgets Limited",
+        aliases,
+        account_keys: accounts,
+        normalized: None,
+        payer_similarity: None,
+    }
 }
 
 fn reference_strength(scored: &Scored) -> Option<f64> {

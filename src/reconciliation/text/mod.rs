@@ -49,7 +49,11 @@ pub fn is_letter_code(key: &str) -> bool {
 /// a single `.` or `,` are one decimal number ("1,250.00"), so they are not concatenated into a
 /// key.
 pub fn candidate_keys(text: &str) -> Vec<String> {
-    let tokens = RemittanceText::new(text);
+    candidate_keys_in(&RemittanceText::new(text))
+}
+
+/// [`candidate_keys`] of text already tokenised.
+pub fn candidate_keys_in(tokens: &RemittanceText) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     for start in 0..tokens.len() {
         for end in start + 1..=(start + 3).min(tokens.len()) {
