@@ -95,6 +95,39 @@ async fn a_distinctive_word_finds_the_payer_and_a_common_one_does_not() {
     assert_eq!(none["data"], json!([]), "61 customers share both words: no one is suggested by name: {none}");
 }
 
+/// A credit quoting every invoice it pays is matched to them together even when the payer's name
+/// says nothing about whose they are: the customer of the quoted invoices is searched for sets.
+#[tokio::test]
+async fn a_credit_quoting_several_invoices_pays_them_whoever_the_payer_seems() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let key = app.key(&tenant, SCOPES).await;
+    let created = app.as_key(Method::POST, "/api/v1/customers", &key).json(&json!({"name": "Acme Widgets"})).send();
+    let acme = json_of(created.await.unwrap(), 201).await["id"].as_str().unwrap().to_owned();
+    let body = |number: &str, amount: i64| {
+        json!({"number": number, "currency": "EUR", "amount_total": amount, "customer_id": acme,
+               "issue_date": "2026-11-20", "due_date": "2026-12-20"})
+    };
+    let first = invoice(&app, &key, body("INV-2026-00731", 12_000)).await;
+    let second = invoice(&app, &key, body("INV-2026-00732", 8_050)).await;
+    let txns = credits(
+        &app,
+        &key,
+        "EUR",
+        &[json!({"amount": "200.50", "description": "INV-2026-00731 INV-2026-00732",
+                 "counterparty_name": "J SMITH PAYROLL SERVICES"})],
+    )
+    .await;
+    drain(&app).await;
+    let path = format!("/api/v1/transactions/{}", txns[0]);
+    let txn = json_of(app.as_key(Method::GET, &path, &key).send().await.unwrap(), 200).await;
+    assert_eq!(txn["match_status"], "matched", "both numbers quoted, the sum exact: {txn}");
+    for id in [&first, &second] {
+        let paid = app.as_key(Method::GET, &format!("/api/v1/invoices/{id}"), &key).send().await.unwrap();
+        assert_eq!(json_of(paid, 200).await["status"], "paid");
+    }
+}
+
 /// The lookup rows follow the customer: created with it, changed with its name, aliases and bank
 /// accounts, gone with it.
 #[tokio::test]

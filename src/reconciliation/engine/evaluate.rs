@@ -75,13 +75,16 @@ pub struct Reading {
     pub seen: Seen,
     /// Ids of the customers the credit may come from ([`likely_customers`]).
     pub likely: Vec<String>,
+    /// Ids of the customers of the open invoices the text quotes exactly that owe less than the
+    /// credit ([`customers_of_quoted_parts`]): the credit may pay a set of theirs, whoever paid.
+    pub quoted_customers: Vec<String>,
 }
 
 impl Reading {
     pub fn new(credit: Credit, hints: RuleHints) -> Self {
         let text = credit.text();
         let seen = Seen::new(&text, credit.counterparty_name.as_deref());
-        Self { credit, hints, text, seen, likely: Vec::new() }
+        Self { credit, hints, text, seen, likely: Vec::new(), quoted_customers: Vec::new() }
     }
 
     /// Every key the text may quote an invoice by: reference keys, then RF references.
@@ -121,6 +124,24 @@ pub fn likely_customers<'c>(reading: &Reading, customers: &'c Customers) -> Vec<
             let best = c.normalized.iter().map(|n| payer.similarity(n)).fold(0.0, f64::max);
             if best >= NAME_CUSTOMER {
                 push(c);
+            }
+        }
+    }
+    found
+}
+
+/// The customers of the open invoices in the pool that the credit's text quotes exactly and that
+/// owe less than it: a credit quoting "INV-1 INV-2" pays a set of that customer's invoices even
+/// when the payer's name says nothing (a name shared by many customers, or none given).
+pub fn customers_of_quoted_parts(reading: &Reading, pool: &Pool) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for key in reading.keys() {
+        for invoice in pool.by_key.get(key).into_iter().flatten().map(|id| &pool.invoices[id.as_str()]) {
+            let part = invoice.currency == reading.credit.currency && invoice.amount_due < reading.credit.amount;
+            if let Some(c) = invoice.customer_id.as_ref().filter(|c| part && !found.contains(c))
+                && quotes_exactly_seen(&reading.seen, &facts(invoice))
+            {
+                found.push(c.clone());
             }
         }
     }
@@ -208,10 +229,17 @@ pub fn evaluate<'a>(reading: &'a Reading, pool: &'a Pool, rejected: &[String], t
             plans.push(Plan::Invoices(vec![invoice]));
         }
     }
-    // One credit paying several of one customer's invoices: the only set holding an invoice the
-    // text quotes, when all the customer's open invoices are known and the text quotes none of
-    // anyone else's; then the sets the amounts make.
-    for &c in &likely {
+    // One credit paying several of one customer's invoices (a likely payer's, or the customer of
+    // an invoice it quotes): the only set holding an invoice the text quotes, when all the
+    // customer's open invoices are known and the text quotes none of anyone else's; then the sets
+    // the amounts make.
+    let mut set_payers = likely.clone();
+    for c in reading.quoted_customers.iter().filter_map(|id| customers.by_id.get(id)) {
+        if !set_payers.iter().any(|p| p.id == c.id) {
+            set_payers.push(c);
+        }
+    }
+    for &c in &set_payers {
         let all: Vec<&OpenInvoice> =
             pool.by_customer.get(&c.id).into_iter().flatten().map(|id| &pool.invoices[id]).collect();
         let mut sole = None;
