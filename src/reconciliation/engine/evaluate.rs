@@ -75,16 +75,13 @@ pub struct Reading {
     pub seen: Seen,
     /// Ids of the customers the credit may come from ([`likely_customers`]).
     pub likely: Vec<String>,
-    /// Ids of the customers of the open invoices the text quotes exactly that owe less than the
-    /// credit ([`customers_of_quoted_parts`]): the credit may pay a set of theirs, whoever paid.
-    pub quoted_customers: Vec<String>,
 }
 
 impl Reading {
     pub fn new(credit: Credit, hints: RuleHints) -> Self {
         let text = credit.text();
         let seen = Seen::new(&text, credit.counterparty_name.as_deref());
-        Self { credit, hints, text, seen, likely: Vec::new(), quoted_customers: Vec::new() }
+        Self { credit, hints, text, seen, likely: Vec::new() }
     }
 
     /// Every key the text may quote an invoice by: reference keys, then RF references.
@@ -132,13 +129,14 @@ pub fn likely_customers<'c>(reading: &Reading, customers: &'c Customers) -> Vec<
 
 /// The customers of the open invoices in the pool that the credit's text quotes exactly and that
 /// owe less than it: a credit quoting "INV-1 INV-2" pays a set of that customer's invoices even
-/// when the payer's name says nothing (a name shared by many customers, or none given).
+/// when the payer's name says nothing (a name shared by many customers, or none given). Gathering
+/// asks for their open invoices; scoring takes the same customers from the invoices it sees quoted.
 pub fn customers_of_quoted_parts(reading: &Reading, pool: &Pool) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for key in reading.keys() {
         for invoice in pool.by_key.get(key).into_iter().flatten().map(|id| &pool.invoices[id.as_str()]) {
-            let part = invoice.currency == reading.credit.currency && invoice.amount_due < reading.credit.amount;
-            if let Some(c) = invoice.customer_id.as_ref().filter(|c| part && !found.contains(c))
+            if let Some(c) =
+                invoice.customer_id.as_ref().filter(|c| may_be_part(invoice, &reading.credit) && !found.contains(c))
                 && quotes_exactly_seen(&reading.seen, &facts(invoice))
             {
                 found.push(c.clone());
@@ -146,6 +144,11 @@ pub fn customers_of_quoted_parts(reading: &Reading, pool: &Pool) -> Vec<String> 
         }
     }
     found
+}
+
+/// Whether the credit may pay `invoice` together with others of its customer's.
+fn may_be_part(invoice: &OpenInvoice, credit: &Credit) -> bool {
+    invoice.currency == credit.currency && invoice.amount_due < credit.amount
 }
 
 /// How similar a payer's name must be to a customer's for the customer's open invoices to be
@@ -234,7 +237,8 @@ pub fn evaluate<'a>(reading: &'a Reading, pool: &'a Pool, rejected: &[String], t
     // customer's open invoices are known and the text quotes none of anyone else's; then the sets
     // the amounts make.
     let mut set_payers = likely.clone();
-    for c in reading.quoted_customers.iter().filter_map(|id| customers.by_id.get(id)) {
+    let quoted_parts = quoted.iter().filter(|i| may_be_part(i, credit));
+    for c in quoted_parts.filter_map(|i| i.customer_id.as_ref().and_then(|id| customers.by_id.get(id))) {
         if !set_payers.iter().any(|p| p.id == c.id) {
             set_payers.push(c);
         }
@@ -295,11 +299,7 @@ pub fn evaluate<'a>(reading: &'a Reading, pool: &'a Pool, rejected: &[String], t
             RulePreference::StripePayout => matches!(c.target, Target::Payout(_)),
         };
         if candidates.iter().any(preferred) {
-            let keep: Vec<bool> = candidates.iter().map(preferred).collect();
-            let mut k = keep.iter();
-            candidates.retain(|_| *k.next().unwrap_or(&false));
-            let mut k = keep.iter();
-            plans.retain(|_| *k.next().unwrap_or(&false));
+            (candidates, plans) = candidates.into_iter().zip(plans).filter(|(c, _)| preferred(c)).unzip();
         }
     }
     let draw_up = |i: usize, candidates: &[Scored]| Candidate {

@@ -245,9 +245,8 @@ pub async fn gather(conn: &mut PgConnection, tenant: &TenantId, readings: &mut [
     let keys: Vec<String> = keys.into_iter().collect();
     pool.closed_keys = candidates::closed_keys(conn, tenant, &keys).await?;
     pool.add_invoices(candidates::invoices_by_key(conn, tenant, &keys).await?);
-    for reading in readings.iter_mut() {
-        reading.quoted_customers = evaluate::customers_of_quoted_parts(reading, &pool);
-        customers.extend(reading.quoted_customers.iter().cloned());
+    for reading in readings.iter() {
+        customers.extend(evaluate::customers_of_quoted_parts(reading, &pool));
     }
     let amounts: Vec<(String, i64)> = amounts.into_iter().collect();
     pool.add_amount_groups(&amounts, candidates::invoices_by_amount(conn, tenant, &amounts).await?);
