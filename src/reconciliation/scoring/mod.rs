@@ -60,17 +60,16 @@ mod invoice;
 mod payout;
 #[cfg(test)]
 mod properties;
+mod set;
 mod subset;
 mod tuning;
 
 use chrono::NaiveDate;
 
 pub use decide::{AMBIGUITY_MARGIN, Decision, Refusal, decide, decide_explained};
-pub use invoice::{
-    MAX_SET, Rivals, quotes_exactly, quotes_exactly_seen, score_invoice, score_invoice_among, score_invoice_set,
-    score_sole_quoted_set,
-};
+pub use invoice::{Rivals, quotes_exactly, quotes_exactly_seen, score_invoice, score_invoice_among};
 pub use payout::score_payout;
+pub use set::{MAX_SET, score_invoice_set, score_sole_quoted_set};
 pub use subset::{SUBSET_MAX_AMOUNTS, SUBSET_MAX_STEPS, subset_sums};
 pub use tuning::{Signal, SignalSwitches, Tuning};
 
