@@ -7,7 +7,7 @@
 macro_rules! states {
     ($(
         $(#[$meta:meta])*
-        $name:ident { $($(#[$variant_meta:meta])* $variant:ident = $text:literal),+ $(,)? }
+        $name:ident { $($(#[$variant_meta:meta])* $variant:ident = $text:tt),+ $(,)? }
     )+) => {$(
         $(#[$meta])*
         #[derive(

@@ -62,3 +62,33 @@ async fn every_state_enum_lists_what_its_column_allows() {
         assert_eq!(allowed(&pool, table, column).await, values, "{table}.{column}");
     }
 }
+
+/// The committed OpenAPI document spells every state as the API does (`bank_charge`, not
+/// `BankCharge`): clients generate their enums from it.
+#[test]
+fn every_state_enum_is_documented_as_it_is_spelled() {
+    use payymo::reconciliation::matches::AdjustmentKind;
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("openapi/openapi.json").unwrap()).unwrap();
+    let documented = |schema: &str| -> BTreeSet<String> {
+        let values = spec["components"]["schemas"][schema]["enum"].as_array();
+        let values = values.unwrap_or_else(|| panic!("{schema} has no enum in the spec"));
+        values.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    let cases: Vec<(&str, BTreeSet<String>)> = vec![
+        ("ConnectionStatus", names(ConnectionStatus::ALL.iter().map(|s| s.as_str()))),
+        ("AccountKind", names(AccountKind::ALL.iter().map(|s| s.as_str()))),
+        ("TransactionStatus", names(TransactionStatus::ALL.iter().map(|s| s.as_str()))),
+        ("MatchStatus", names(MatchStatus::ALL.iter().map(|s| s.as_str()))),
+        ("DeliveryStatus", names(DeliveryStatus::ALL.iter().map(|s| s.as_str()))),
+        ("RunStatus", names(RunStatus::ALL.iter().map(|s| s.as_str()))),
+        ("StripeConnectionMethod", names(StripeConnectionMethod::ALL.iter().map(|s| s.as_str()))),
+        ("RuleField", names(RuleField::ALL.iter().map(|s| s.as_str()))),
+        ("RuleOperator", names(RuleOperator::ALL.iter().map(|s| s.as_str()))),
+        ("RuleAction", names(RuleAction::ALL.iter().map(|s| s.as_str()))),
+        ("AdjustmentKind", names(AdjustmentKind::ALL.iter().map(|s| s.as_str()))),
+    ];
+    for (schema, values) in cases {
+        assert_eq!(documented(schema), values, "{schema}");
+    }
+}
