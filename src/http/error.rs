@@ -32,6 +32,8 @@ pub enum ErrorCode {
     InsufficientScope,
     /// 403: the API key may not be used from this IP address.
     IpNotAllowed,
+    /// 403: the signed-in user is not a member of the tenant asked for.
+    NotAMember,
     /// 404: no such route or resource (another tenant's resource answers this too).
     NotFound,
     /// 405: the route exists but not with this method.
@@ -85,6 +87,7 @@ impl ErrorCode {
         Self::InvalidCredentials,
         Self::InsufficientScope,
         Self::IpNotAllowed,
+        Self::NotAMember,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,
@@ -116,6 +119,7 @@ impl ErrorCode {
             Self::InvalidCredentials => "invalid_credentials",
             Self::InsufficientScope => "insufficient_scope",
             Self::IpNotAllowed => "ip_not_allowed",
+            Self::NotAMember => "not_a_member",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -144,7 +148,7 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest | Self::MalformedJson => StatusCode::BAD_REQUEST,
             Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope | Self::IpNotAllowed => StatusCode::FORBIDDEN,
+            Self::InsufficientScope | Self::IpNotAllowed | Self::NotAMember => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -175,6 +179,7 @@ impl ErrorCode {
             Self::InvalidCredentials => "Invalid credentials",
             Self::InsufficientScope => "Insufficient scope",
             Self::IpNotAllowed => "IP address not allowed",
+            Self::NotAMember => "Not a member",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "Payload too large",

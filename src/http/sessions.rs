@@ -1,16 +1,22 @@
-//! User sessions for client portals: sign in with email, password and tenant; rotate the refresh
-//! token; sign out; and `GET /me`.
+//! User sessions for client portals: sign in with email and password; rotate the refresh token,
+//! optionally switching tenant; sign out; and `GET /me`.
 //!
 //! Each sign-in starts a family of refresh tokens. Every refresh uses up its token and issues the
 //! next; presenting a used token again means it was copied, so the whole family is revoked and the
 //! reuse is audited as a security incident.
+//!
+//! The refresh token travels in the JSON body, or, for a browser portal that must not keep it
+//! where JavaScript can read it, in an `HttpOnly` cookie (see [`cookie`]).
+
+mod cookie;
+mod me;
 
 use std::time::Duration;
 
 use axum::{
     extract::State,
-    http::{StatusCode, header},
-    response::IntoResponse,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -25,11 +31,11 @@ use super::{
 };
 use crate::{
     audit,
-    auth::{Actor, Environment, Principal, password},
+    auth::password,
     db::tenant::{begin_platform, begin_tenant},
     domain::{
         ids::{RefreshFamilyId, RefreshTokenId, TenantId, UserId},
-        scope::{Role, Scope},
+        scope::Role,
         secret::{random_base62, sha256},
     },
     ratelimit::Quota,
@@ -47,7 +53,7 @@ pub fn public_router() -> OpenApiRouter<AppState> {
 
 /// Authenticated: who am I.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(me))
+    OpenApiRouter::new().routes(routes!(me::me))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -55,14 +61,46 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Login {
     pub email: String,
     pub password: String,
-    /// The tenant to sign in to (`ten_…`); the user must be a member.
-    pub tenant_id: String,
+    /// The tenant to sign in to (`ten_…`); the user must be a member. Without it, the user's
+    /// first tenant by name; `GET /me` lists the others, and `/auth/refresh` switches to them.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Where to deliver the refresh token: `body` (the default) or `cookie`.
+    #[serde(default)]
+    pub refresh_token_in: RefreshTokenIn,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// Where a session's refresh token is delivered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshTokenIn {
+    /// In the response body's `refresh_token`, for clients that keep it in secure storage.
+    #[default]
+    Body,
+    /// In the `payymo_refresh` cookie (`HttpOnly`, `SameSite=Strict`, `Path=/api/v1/auth`) and
+    /// not in the body: for browser portals, so that no script can read it.
+    Cookie,
+}
+
+/// Every field may be left out: `{}` refreshes the session in the `payymo_refresh` cookie.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    pub refresh_token: String,
+    /// The refresh token; without it, the one in the `payymo_refresh` cookie.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Switch to this tenant (`ten_…`), one the user is a member of: the new session is for it,
+    /// with the user's role there. Without it, the session stays in its tenant.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    /// The refresh token of the session to end; without it, the one in the `payymo_refresh` cookie.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
 }
 
 /// An access token and the refresh token that renews it.
@@ -74,8 +112,11 @@ pub struct Session {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
-    /// Single use: exchange it at `/auth/refresh` for a new pair.
-    pub refresh_token: String,
+    /// Single use: exchange it at `/auth/refresh` for a new pair. Absent when the refresh token
+    /// was delivered in the `payymo_refresh` cookie instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub refresh_token: Option<String>,
     pub refresh_token_expires_at: DateTime<Utc>,
     pub tenant_id: String,
     pub user_id: String,
@@ -84,16 +125,24 @@ pub struct Session {
 
 /// Sign in
 ///
-/// Returns an access token (JWT, 15 minutes by default) and a refresh token. Wrong email,
-/// password or tenant all answer the same 401. Attempts are limited per account (10 per 15
-/// minutes) and per IP address (100 per 15 minutes).
+/// Returns an access token (JWT, 15 minutes by default) and a refresh token. Without `tenant_id`
+/// the session is for the user's first tenant by name. Wrong email, password or tenant all answer
+/// the same 401. Attempts are limited per account (10 per 15 minutes) and per IP address (100 per
+/// 15 minutes).
+///
+/// With `"refresh_token_in": "cookie"` the refresh token is not in the body but in a cookie,
+/// `payymo_refresh=…; Path=/api/v1/auth; HttpOnly; SameSite=Strict; Max-Age=…` (plus `Secure`
+/// when the service's public URL is `https://`): a browser portal then never holds it in
+/// JavaScript-readable storage, and refreshes and signs out with the cookie alone.
 #[utoipa::path(
     post,
     path = "/auth/login",
     tag = "auth",
     request_body = Login,
     responses(
-        (status = 200, body = Session),
+        (status = 200, body = Session, headers(
+            ("Set-Cookie" = String, description = "`payymo_refresh`, only with `refresh_token_in: cookie`"),
+        )),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
@@ -103,164 +152,286 @@ async fn login(
     ip: ClientIp,
     request_id: RequestId,
     ApiJson(body): ApiJson<Login>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let email = body.email.trim().to_lowercase();
-    for (key, quota) in [
-        (format!("login:account:{}:{email}", body.tenant_id), LOGIN_PER_ACCOUNT),
-        (format!("login:ip:{}", ip.0), LOGIN_PER_IP),
-    ] {
+    let account = format!("login:account:{}:{email}", body.tenant_id.as_deref().unwrap_or(""));
+    for (key, quota) in [(account, LOGIN_PER_ACCOUNT), (format!("login:ip:{}", ip.0), LOGIN_PER_IP)] {
         let decision = state.limiter.check(&key, quota).await;
         if !decision.allowed {
             return Err(super::rate_limit::refusal(&decision, "too many sign-in attempts; try again later"));
         }
     }
+    let (user, tenant, role) =
+        check_credentials(&state, &email, body.password, body.tenant_id.as_deref(), ip, &request_id).await?;
+    let session = start_session(&state, &tenant, &user, role, None).await?;
+    record(&state, &tenant, Some(user.to_string()), "auth.login", audit::Outcome::Success, 200, ip, &request_id).await;
+    Ok(deliver(&state, session, body.refresh_token_in))
+}
+
+/// Who `email` and `password` sign in as, in `tenant_id` or else the user's first tenant by name.
+/// Every failure is the same 401 after the same work: a password is always verified, against a
+/// dummy hash when there is no such user, so timing does not reveal whether the account exists.
+async fn check_credentials(
+    state: &AppState,
+    email: &str,
+    password: String,
+    tenant_id: Option<&str>,
+    ip: ClientIp,
+    request_id: &RequestId,
+) -> Result<(UserId, TenantId, Role), ApiError> {
     let invalid = || ApiError::new(ErrorCode::InvalidCredentials, "the email, password or tenant is not right");
-    if body.password.len() > password::MAX_LENGTH {
+    if password.len() > password::MAX_LENGTH {
         return Err(invalid());
     }
-    let tenant = TenantId::parse(&body.tenant_id);
-    let found: Option<(String, String, Option<String>)> = match &tenant {
-        Some(tenant) => {
+    let requested = tenant_id.map(TenantId::parse);
+    let found: Option<(String, String, Option<String>, Option<String>)> = match &requested {
+        Some(None) => None, // not a tenant id: no one is a member
+        _ => {
             let mut tx = begin_platform(&state.db).await?;
             let row = sqlx::query_as(
-                "select u.id, u.password_hash, m.role from users u
-                 left join memberships m on m.user_id = u.id and m.tenant_id = $2
+                "select u.id, u.password_hash, m.tenant_id, m.role from users u
+                 left join lateral (
+                     select m.tenant_id, m.role from memberships m join tenants t on t.id = m.tenant_id
+                     where m.user_id = u.id and ($2::text is null or m.tenant_id = $2)
+                     order by t.name, t.id limit 1
+                 ) m on true
                  where lower(u.email) = $1",
             )
-            .bind(&email)
-            .bind(tenant.as_str())
+            .bind(email)
+            .bind(requested.as_ref().and_then(|t| t.as_ref()).map(TenantId::as_str))
             .fetch_optional(&mut *tx)
             .await?;
             tx.commit().await?;
             row
         }
-        None => None,
     };
-    // Always verify against a hash, so timing does not reveal whether the account exists.
-    let stored = found.as_ref().map_or(password::DUMMY_HASH.to_owned(), |(_, hash, _)| hash.clone());
-    let password_ok = password::verify(body.password, stored).await;
-    let member = match (found, tenant, password_ok) {
-        (Some((user, _, Some(role))), Some(tenant), true) => Some((UserId::from_db(user), tenant, role)),
-        (found, Some(tenant), _) => {
-            record(
-                &state,
-                &tenant,
-                found.map(|(user, ..)| user),
-                "auth.login",
-                audit::Outcome::Failure,
-                401,
-                ip,
-                &request_id,
-            )
-            .await;
-            None
-        }
-        _ => None,
-    };
-    let (user, tenant, role) = member.ok_or_else(invalid)?;
-    let role = Role::parse(&role).ok_or_else(invalid)?;
-    let session = start_session(&state, &tenant, &user, role, None).await?;
-    record(&state, &tenant, Some(user.to_string()), "auth.login", audit::Outcome::Success, 200, ip, &request_id).await;
-    Ok(no_store(ApiJson(session)))
+    let stored = found.as_ref().map_or(password::DUMMY_HASH.to_owned(), |(_, hash, ..)| hash.clone());
+    if password::verify(password, stored).await
+        && let Some((user, _, Some(tenant), Some(role))) = &found
+    {
+        let role = Role::parse(role).ok_or_else(invalid)?;
+        return Ok((UserId::from_db(user.clone()), TenantId::from_db(tenant.clone()), role));
+    }
+    // Audited in the tenant asked for, or else the one the user would have signed in to.
+    let (user, member_of) = found.map_or((None, None), |(user, _, tenant, _)| (Some(user), tenant));
+    if let Some(tenant) = requested.flatten().or_else(|| member_of.map(TenantId::from_db)) {
+        record(state, &tenant, user, "auth.login", audit::Outcome::Failure, 401, ip, request_id).await;
+    }
+    Err(invalid())
+}
+
+/// A refresh token as presented, locked for the refresh, with the user's role in the tenant the
+/// new session is to be for.
+#[derive(sqlx::FromRow)]
+struct PresentedToken {
+    tenant_id: String,
+    id: String,
+    user_id: String,
+    family_id: String,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    /// The tenant of the new session: the one asked for, or else the token's.
+    target_tenant_id: String,
+    /// The user's role there; `None` when not (or no longer) a member.
+    role: Option<String>,
 }
 
 /// Refresh a session
 ///
 /// Exchanges a refresh token for a new access token and a new refresh token. Each refresh token
 /// works once: presenting a used one revokes every token of its session.
+///
+/// The token is the body's `refresh_token` or, when that is left out, the `payymo_refresh`
+/// cookie's; from the cookie, the new refresh token comes back in the cookie too and not in the
+/// body. The cookie is `SameSite=Strict` and this endpoint only takes a body sent as
+/// `Content-Type: application/json` (otherwise 415), which an HTML form on another site cannot
+/// send and a cross-site script cannot send without a CORS preflight that this API does not grant
+/// to credentialed requests: together, the defence against cross-site request forgery. So send
+/// `{}` even when every field is left out.
+///
+/// With `tenant_id` naming another tenant the user is a member of, the token is used up and the
+/// new session is for that tenant, with the user's role there: a session of its own, whose access
+/// tokens name the new tenant, but still descended from the same sign-in, so reusing a token from
+/// before the switch, or signing out, ends it too. A tenant the user is not a member of answers
+/// 403 `not_a_member`, and the token is left unused.
 #[utoipa::path(
     post,
     path = "/auth/refresh",
     tag = "auth",
     request_body = RefreshRequest,
-    responses((status = 200, body = Session), (status = 401, body = Problem, content_type = "application/problem+json"))
+    responses(
+        (status = 200, body = Session, headers(
+            ("Set-Cookie" = String, description = "The next `payymo_refresh`, when the token came from the cookie"),
+        )),
+        (
+            status = 401, description = "`unauthenticated`: no refresh token, or not a valid one",
+            body = Problem, content_type = "application/problem+json",
+        ),
+        (
+            status = 403, description = "`not_a_member`: the user is not a member of `tenant_id`; the token was not used",
+            body = Problem, content_type = "application/problem+json",
+        ),
+    )
 )]
 async fn refresh(
     State(state): State<AppState>,
     ip: ClientIp,
     request_id: RequestId,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RefreshRequest>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let invalid = || ApiError::unauthenticated("the refresh token is not valid; sign in again");
-    type Row =
-        (String, String, String, String, DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<String>);
+    let (presented, delivery) = match body.refresh_token {
+        Some(token) => (token, RefreshTokenIn::Body),
+        None => (cookie::read(&headers).ok_or_else(invalid)?, RefreshTokenIn::Cookie),
+    };
     let mut tx = begin_platform(&state.db).await?;
-    let row: Option<Row> = sqlx::query_as(
-        "select r.tenant_id, r.id, r.user_id, r.family_id, r.expires_at, r.used_at, r.revoked_at, m.role
-         from refresh_tokens r left join memberships m on m.tenant_id = r.tenant_id and m.user_id = r.user_id
+    let token: Option<PresentedToken> = sqlx::query_as(
+        "select r.tenant_id, r.id, r.user_id, r.family_id, r.expires_at, r.used_at, r.revoked_at,
+                coalesce($2, r.tenant_id) as target_tenant_id, m.role
+         from refresh_tokens r
+         left join memberships m on m.tenant_id = coalesce($2, r.tenant_id) and m.user_id = r.user_id
          where r.token_hash = $1 for update of r",
     )
-    .bind(sha256(&body.refresh_token))
+    .bind(sha256(&presented))
+    .bind(body.tenant_id.as_deref())
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((tenant, id, user, family, expires_at, used_at, revoked_at, role)) = row else {
+    let Some(token) = token else {
         return Err(invalid());
     };
-    let tenant = TenantId::from_db(tenant);
-    if used_at.is_some() && revoked_at.is_none() {
-        sqlx::query("update refresh_tokens set revoked_at = now() where tenant_id = $1 and family_id = $2 and revoked_at is null")
-            .bind(tenant.as_str())
-            .bind(&family)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        state.auth.forget_cached_credentials();
-        tracing::warn!(%tenant, family, "refresh token reused: session revoked");
-        record(
-            &state,
-            &tenant,
-            Some(user),
-            "auth.refresh_token_reused",
-            audit::Outcome::SecurityIncident,
-            401,
-            ip,
-            &request_id,
-        )
-        .await;
+    let tenant = TenantId::from_db(token.tenant_id.clone());
+    if token.used_at.is_some() && token.revoked_at.is_none() {
+        revoke_copied(&state, tx, &tenant, &token, ip, &request_id).await?;
         return Err(invalid());
     }
-    let role = role.as_deref().and_then(Role::parse);
-    if revoked_at.is_some() || expires_at <= Utc::now() || role.is_none() {
+    if token.revoked_at.is_some() || token.expires_at <= Utc::now() {
         return Err(invalid());
     }
+    let switching = token.target_tenant_id != tenant.as_str();
+    let Some(role) = token.role.as_deref().and_then(Role::parse) else {
+        // The token stays unused, and the session where it was.
+        tx.rollback().await?;
+        if !switching {
+            return Err(invalid());
+        }
+        if let Some(target) = TenantId::parse(&token.target_tenant_id) {
+            let user = Some(token.user_id);
+            record(&state, &target, user, "auth.switch_tenant", audit::Outcome::Failure, 403, ip, &request_id).await;
+        }
+        return Err(ApiError::new(ErrorCode::NotAMember, "you are not a member of that tenant"));
+    };
     sqlx::query("update refresh_tokens set used_at = now() where tenant_id = $1 and id = $2")
         .bind(tenant.as_str())
-        .bind(&id)
+        .bind(&token.id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    let user = UserId::from_db(user);
-    let role = role.ok_or_else(invalid)?;
-    let session = start_session(&state, &tenant, &user, role, Some(RefreshFamilyId::from_db(family))).await?;
-    Ok(no_store(ApiJson(session)))
+    let user = UserId::from_db(token.user_id);
+    let target = TenantId::from_db(token.target_tenant_id);
+    let family = RefreshFamilyId::from_db(token.family_id);
+    let session = start_session(&state, &target, &user, role, Some(family)).await?;
+    if switching {
+        let outcome = audit::Outcome::Success;
+        record(&state, &target, Some(user.to_string()), "auth.switch_tenant", outcome, 200, ip, &request_id).await;
+    }
+    Ok(deliver(&state, session, delivery))
 }
 
-/// Sign out
-///
-/// Revokes the session the refresh token belongs to: its refresh tokens at once, and the access
-/// tokens issued to it within `PAYYMO_CREDENTIAL_CACHE_TTL` (5 s by default) on every instance.
-#[utoipa::path(
-    post,
-    path = "/auth/logout",
-    tag = "auth",
-    request_body = RefreshRequest,
-    responses((status = 204, description = "Signed out (also when the token was already invalid)"))
-)]
-async fn logout(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshRequest>) -> Result<StatusCode, ApiError> {
-    let mut tx = begin_platform(&state.db).await?;
+/// A used refresh token presented again was copied: revokes its whole family, in every tenant the
+/// session was switched to (see [`start_session`]), and audits the incident.
+async fn revoke_copied(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    tenant: &TenantId,
+    token: &PresentedToken,
+    ip: ClientIp,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
     sqlx::query(
         "update refresh_tokens set revoked_at = now()
-         where (tenant_id, family_id) in (select tenant_id, family_id from refresh_tokens where token_hash = $1)
+         where tenant_id in (select tenant_id from memberships where user_id = $1) and family_id = $2
            and revoked_at is null",
     )
-    .bind(sha256(&body.refresh_token))
+    .bind(&token.user_id)
+    .bind(&token.family_id)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     state.auth.forget_cached_credentials();
-    Ok(StatusCode::NO_CONTENT)
+    tracing::warn!(%tenant, family = token.family_id, "refresh token reused: session revoked");
+    let (user, outcome) = (Some(token.user_id.clone()), audit::Outcome::SecurityIncident);
+    record(state, tenant, user, "auth.refresh_token_reused", outcome, 401, ip, request_id).await;
+    Ok(())
 }
 
+/// Sign out
+///
+/// Revokes the session the refresh token belongs to, in every tenant it was switched between: its
+/// refresh tokens at once, and the access tokens issued to it within `PAYYMO_CREDENTIAL_CACHE_TTL`
+/// (5 s by default) on every instance.
+///
+/// The token is the body's `refresh_token` or the `payymo_refresh` cookie's (when both are sent,
+/// both sessions end). The cookie is cleared (`Max-Age=0`) whenever the request carried it or
+/// named no token in the body. Like `/auth/refresh`, this takes only a JSON body (send `{}`), so
+/// another site cannot sign a user out.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    request_body = LogoutRequest,
+    responses((status = 204, description = "Signed out (also when the token was already invalid)", headers(
+        ("Set-Cookie" = String, description = "Clears `payymo_refresh`, when the cookie was sent or no token was"),
+    )))
+)]
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LogoutRequest>,
+) -> Result<Response, ApiError> {
+    let from_cookie = cookie::read(&headers);
+    let clear = from_cookie.is_some() || body.refresh_token.is_none();
+    let hashes: Vec<Vec<u8>> = body.refresh_token.iter().chain(&from_cookie).map(|token| sha256(token)).collect();
+    if !hashes.is_empty() {
+        let mut tx = begin_platform(&state.db).await?;
+        sqlx::query(
+            "update refresh_tokens set revoked_at = now()
+             where (tenant_id, family_id) in (
+                 select m.tenant_id, r.family_id from refresh_tokens r join memberships m on m.user_id = r.user_id
+                 where r.token_hash = any($1)
+             ) and revoked_at is null",
+        )
+        .bind(hashes)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        state.auth.forget_cached_credentials();
+    }
+    let cleared = clear.then(|| [(header::SET_COOKIE, cookie::clear(cookie_secure(&state)))]);
+    Ok((cleared, StatusCode::NO_CONTENT).into_response())
+}
+
+/// The session as JSON, with its refresh token moved into the cookie when `delivery` says so.
+fn deliver(state: &AppState, mut session: Session, delivery: RefreshTokenIn) -> Response {
+    let set_cookie = match delivery {
+        RefreshTokenIn::Body => None,
+        RefreshTokenIn::Cookie => session.refresh_token.take().map(|token| {
+            [(header::SET_COOKIE, cookie::set(&token, state.config.refresh_token_ttl, cookie_secure(state)))]
+        }),
+    };
+    (set_cookie, no_store(ApiJson(session))).into_response()
+}
+
+fn cookie_secure(state: &AppState) -> bool {
+    cookie::secure_for(state.config.public_url.as_deref())
+}
+
+/// Issues an access token and a refresh token for `user` in `tenant`, continuing `family` or
+/// starting a new one. A session switched to another tenant keeps its family id: there, the
+/// (tenant, family) pair that access tokens are checked against is a new family; but reusing a
+/// token from before the switch, or signing out, revokes the family id in every tenant, so a
+/// switch cannot launder a stolen refresh token.
 async fn start_session(
     state: &AppState,
     tenant: &TenantId,
@@ -292,7 +463,7 @@ async fn start_session(
         access_token,
         token_type: "Bearer",
         expires_in: jwt.ttl.as_secs(),
-        refresh_token,
+        refresh_token: Some(refresh_token),
         refresh_token_expires_at: expires_at,
         tenant_id: tenant.to_string(),
         user_id: user.to_string(),
@@ -332,75 +503,4 @@ async fn record(
 
 fn no_store(body: impl IntoResponse) -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], body)
-}
-
-/// The caller, as this API sees it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Me {
-    pub tenant_id: String,
-    pub environment: Environment,
-    /// `api_key`, `oauth_client` or `user`.
-    pub actor_type: String,
-    pub actor_id: String,
-    #[schema(value_type = Vec<Scope>)]
-    pub scopes: Vec<String>,
-    /// For users: who they are.
-    pub user: Option<MeUser>,
-    /// For users: every tenant they belong to.
-    pub memberships: Vec<MeMembership>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MeUser {
-    pub id: String,
-    pub email: String,
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct MeMembership {
-    pub tenant_id: String,
-    pub tenant_name: String,
-    pub role: String,
-}
-
-/// Who am I
-///
-/// The authenticated caller: its tenant, identity and scopes; for a user, also their details and
-/// every tenant they belong to. Needs no particular scope.
-#[utoipa::path(
-    get,
-    path = "/me",
-    tag = "auth",
-    responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")),
-    security(("api_key" = []), ("bearer" = []))
-)]
-async fn me(State(state): State<AppState>, principal: Principal) -> Result<ApiJson<Me>, ApiError> {
-    let (mut user, mut memberships) = (None, Vec::new());
-    if let Actor::User(id, _) = &principal.actor {
-        let mut tx = begin_platform(&state.db).await?;
-        let row: Option<(String, String, Option<String>)> =
-            sqlx::query_as("select id, email, name from users where id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        user = row.map(|(id, email, name)| MeUser { id, email, name });
-        memberships = sqlx::query_as(
-            "select m.tenant_id, t.name as tenant_name, m.role from memberships m join tenants t on t.id = m.tenant_id
-             where m.user_id = $1 order by t.name",
-        )
-        .bind(id.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-    }
-    Ok(ApiJson(Me {
-        tenant_id: principal.tenant.id.to_string(),
-        environment: principal.tenant.environment,
-        actor_type: principal.actor.kind().to_owned(),
-        actor_id: principal.actor.id().to_owned(),
-        scopes: principal.scopes.to_strings(),
-        user,
-        memberships,
-    }))
 }

@@ -27,15 +27,19 @@ impl TestApp {
     }
 
     pub async fn tenant_with(&self, environment: Environment, plan: Plan) -> TestTenant {
+        self.tenant_named_with("Acme Ltd", environment, plan).await
+    }
+
+    /// A test-mode premium tenant called `name`, for tests where tenants are told apart by name.
+    pub async fn tenant_named(&self, name: &str) -> TestTenant {
+        self.tenant_named_with(name, Environment::Test, Plan::Premium).await
+    }
+
+    async fn tenant_named_with(&self, name: &str, environment: Environment, plan: Plan) -> TestTenant {
         let mut tx = begin_platform(&self.db).await.unwrap();
         let tenant = tenancy::create_tenant(
             &mut tx,
-            NewTenant {
-                name: "Acme Ltd".into(),
-                environment,
-                plan: Some(plan),
-                time_zone: Some("Europe/London".into()),
-            },
+            NewTenant { name: name.into(), environment, plan: Some(plan), time_zone: Some("Europe/London".into()) },
         )
         .await
         .unwrap();
