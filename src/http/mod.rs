@@ -28,6 +28,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod pagination;
 pub mod path_id;
+pub mod portal;
 pub mod problem;
 pub mod provider_credentials;
 pub mod provider_errors;
@@ -145,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", public_v1.merge(tenant_v1))
         .merge(admin)
         .merge(docs::router())
+        .merge(portal::router())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state.clone());
     with_middleware(routes, &state.config, state.metrics.clone())

@@ -29,6 +29,7 @@ mod members_admin;
 mod metrics;
 mod middleware;
 mod openapi;
+mod portal;
 mod provider_credentials;
 mod rate_limits;
 mod reconciliation_engine;
