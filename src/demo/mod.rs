@@ -21,7 +21,7 @@ use crate::{
         self, Database,
         tenant::{begin_platform, begin_tenant},
     },
-    domain::ids::TenantId,
+    domain::{ids::TenantId, scope::Role},
     sandbox::gocardless::{Clock, SandboxConfig, SandboxState},
     state::AppState,
     tenancy,
@@ -29,6 +29,9 @@ use crate::{
 
 /// The demo tenant's name; re-runs reuse it.
 const TENANT_NAME: &str = "Payymo demo";
+/// The demo's portal user (an owner of the demo tenant); a local demo, so a fixed password.
+pub const DEMO_EMAIL: &str = "demo@payymo.test";
+pub const DEMO_PASSWORD: &str = "payymo-demo-password";
 /// How often new sandbox transactions appear, and how often accounts sync.
 const ARRIVALS: Duration = Duration::from_secs(20);
 
@@ -63,7 +66,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         let invoices = seed_invoices(&state, &tenant).await?;
         let base = format!("http://{addr}");
         println!(
-            "\nPayymo demo is running (Ctrl-C to stop).\n\n  API      {base}/api/v1\n  Docs     {base}/docs\n  Sandbox  {sandbox_origin} (GoCardless simulator), {stripe_origin} (Stripe simulator)\n  Tenant   {tenant} (test mode)\n  API key  {key}\n\nA sandbox bank is linked; its transactions sync now and new ones arrive every {}s. Try:\n\n  curl -s -H 'Authorization: Bearer {key}' {base}/api/v1/bank_connections\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/transactions?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/events?type=transaction.created&limit=3'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/invoices?status=open&limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/stripe/payouts'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/reconciliation/matches?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/reconciliation/suggestions?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/reconciliation/report?date={today}'\n\n{invoices}\n{stripe}\nReconciliation matches the payments to their invoices (and the Stripe payout to its card payments) by itself when it is certain, suggests the rest, and leaves a few for a person.\n",
+            "\nPayymo demo is running (Ctrl-C to stop).\n\n  Portal   {base}/app (sign in as {DEMO_EMAIL}, password {DEMO_PASSWORD})\n  API      {base}/api/v1\n  Docs     {base}/docs\n  Sandbox  {sandbox_origin} (GoCardless simulator), {stripe_origin} (Stripe simulator)\n  Tenant   {tenant} (test mode)\n  API key  {key}\n\nA sandbox bank is linked; its transactions sync now and new ones arrive every {}s. Try:\n\n  curl -s -H 'Authorization: Bearer {key}' {base}/api/v1/bank_connections\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/transactions?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/events?type=transaction.created&limit=3'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/invoices?status=open&limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/stripe/payouts'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/reconciliation/matches?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/reconciliation/suggestions?limit=5'\n  curl -s -H 'Authorization: Bearer {key}' '{base}/api/v1/reconciliation/report?date={today}'\n\n{invoices}\n{stripe}\nReconciliation matches the payments to their invoices (and the Stripe payout to its card payments) by itself when it is certain, suggests the rest, and leaves a few for a person.\n",
             ARRIVALS.as_secs(),
             today = chrono::Utc::now().date_naive(),
         );
@@ -78,7 +81,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     result
 }
 
-/// The demo tenant (created on the first run) and a new API key for it.
+/// The demo tenant (created on the first run), a new API key for it, and its portal user.
 async fn demo_tenant(pool: &sqlx::PgPool) -> anyhow::Result<(TenantId, String)> {
     let mut tx = begin_platform(pool).await?;
     let existing: Option<String> = sqlx::query_scalar(
@@ -116,6 +119,13 @@ async fn demo_tenant(pool: &sqlx::PgPool) -> anyhow::Result<(TenantId, String)> 
     let spec = tenancy::KeySpec::parse("demo", &["*".to_owned()], None, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut tx = begin_tenant(pool, &tenant).await?;
     let (_, secret) = tenancy::create_api_key(&mut tx, &tenant, Environment::Test, &spec, Some("demo")).await?;
+    let user = tenancy::ensure_user(&mut tx, DEMO_EMAIL, Some("Demo user"), Some(DEMO_PASSWORD.into()))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match tenancy::add_member(&mut tx, &tenant, &user.id, Role::Owner).await {
+        Ok(()) | Err(tenancy::TenancyError::Conflict(_)) => {} // a member since an earlier run
+        Err(error) => anyhow::bail!("{error}"),
+    }
     tx.commit().await?;
     Ok((tenant, secret))
 }
