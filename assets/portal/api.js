@@ -58,11 +58,21 @@ export async function signIn(email, password, tenantId) {
   return remember(await response.json());
 }
 
+/**
+ * Runs `send` while no other tab of this browser refreshes. Tabs share the cookie, and a
+ * refresh token works once: two tabs refreshing together would present the same token twice,
+ * which the API takes for theft and answers by ending the session. In turn, each tab sends the
+ * cookie the previous one left.
+ */
+function oneTabAtATime(send) {
+  return navigator.locks ? navigator.locks.request("payymo-refresh", send) : send();
+}
+
 /** Renews the session from the cookie (into another tenant with `tenantId`). One at a time. */
 export function refresh(tenantId) {
   if (refreshing && !tenantId) return refreshing;
   const attempt = (async () => {
-    const response = await post("/auth/refresh", tenantId ? { tenant_id: tenantId } : {});
+    const response = await oneTabAtATime(() => post("/auth/refresh", tenantId ? { tenant_id: tenantId } : {}));
     if (!response.ok) {
       if (response.status === 401) session = null;
       throw await problemOf(response);

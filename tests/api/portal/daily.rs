@@ -81,6 +81,20 @@ async fn a_sandbox_bank_is_connected_and_its_transactions_arrive_searched_edited
     let csv = std::fs::read_to_string(&file).unwrap();
     let lines = csv.lines().count();
     browser.check(csv.contains(&wanted) && lines > 1, &format!("the export holds the filtered rows: {csv}")).await;
+
+    // The overview shows the account's balance and sync; then the connection is refreshed and
+    // removed from its screen.
+    browser.goto("").await;
+    browser.wait_text(".panel", "Last synced").await;
+    browser.goto("#/banks").await;
+    browser.click("#connections button.link").await;
+    browser.wait_text("#notice", "Sync queued").await;
+    let buttons = browser.client().find_all(fantoccini::Locator::Css("#connections button.link")).await.unwrap();
+    buttons.last().unwrap().click().await.unwrap();
+    browser.client().accept_alert().await.unwrap();
+    browser.wait_text("#connections", "deleted").await;
+    let listed = get(&app, &tenant.key, "/api/v1/bank_connections").await;
+    assert!(listed["data"].as_array().unwrap().iter().all(|c| c["status"] != "linked"), "{listed}");
     browser.close().await;
 }
 

@@ -65,3 +65,34 @@ async fn a_person_of_another_tenant_sees_none_of_its_data() {
     browser.check(!body.contains("A-SECRET-1") && !body.contains("ALPHA ONLY"), "tenant A's data is shown").await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_endpoints_deliveries_are_listed_and_one_is_redelivered_and_audited() {
+    use crate::{
+        support::receiver::Receiver,
+        webhooks::{create_endpoint, dispatch, emit, webhook_app},
+    };
+    let app = webhook_app().await;
+    let Some(browser) = Browser::open(&app, "webhooks").await else { return };
+    let tenant = app.tenant().await;
+    let receiver = Receiver::start().await;
+    let endpoint = create_endpoint(&app, &tenant, &receiver.url, &["api_key.created"]).await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    dispatch(&app, "portal-test");
+    emit(&app, &tenant).await;
+    receiver.wait_for(1, std::time::Duration::from_secs(15)).await;
+    signed_in(&app, &tenant, &browser).await;
+
+    browser.goto("#/developers/webhooks").await;
+    browser.click(&format!("a[href='#/developers/webhooks/{id}']")).await;
+    browser.wait_text("main tbody", "api_key.created").await;
+    browser.wait_text("main tbody", "succeeded").await;
+    browser.click("main tbody button").await;
+    browser.wait_text("#notice", "Redelivery queued").await;
+    let twice = receiver.wait_for(2, std::time::Duration::from_secs(15)).await;
+    browser.check(twice.len() == 2, &format!("{} deliveries after the redelivery", twice.len())).await;
+
+    browser.goto("#/developers/audit").await;
+    browser.wait_text("main tbody", "POST /api/v1/events/{id}/redeliver").await;
+    browser.close().await;
+}
