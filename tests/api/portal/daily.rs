@@ -39,6 +39,21 @@ async fn a_sandbox_bank_is_connected_and_its_transactions_arrive_searched_edited
     let render = browser.eval("return document.querySelector('.table-wrap').dataset.renderMs;").await;
     eprintln!("portal: first page of {} transactions rendered in {render} ms (target < 100 ms)", rows.len());
 
+    // Scrolling to the end brings the next page on the cursor.
+    let started = std::time::Instant::now();
+    loop {
+        browser.eval("window.scrollTo(0, document.body.scrollHeight); return null;").await;
+        let shown = browser.eval("return document.querySelectorAll('tbody tr[data-id]').length;").await;
+        if shown.as_u64().unwrap_or(0) as usize == synced.len() {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(15) {
+            browser.fail(&format!("{shown} rows after scrolling, of {}", synced.len())).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    browser.snap("scrolled to the end").await;
+
     // Search as you type: a counterparty from the bank narrows the list to its rows.
     let wanted = synced.iter().find_map(|t| t["counterparty_name"].as_str()).unwrap().to_owned();
     let expected = synced.iter().filter(|t| t["counterparty_name"].as_str() == Some(&wanted)).count();
