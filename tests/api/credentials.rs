@@ -183,7 +183,9 @@ async fn missing_malformed_and_unknown_credentials_are_401_with_a_challenge() {
     tampered.push(if last == 'a' { 'b' } else { 'a' });
     refused(me(&app, &tampered).await, UNKNOWN).await;
 
-    me_ok(&app, &tenant.key).await;
+    let me = me_ok(&app, &tenant.key).await;
+    // An integration labels its connection with the tenant's name and mode.
+    assert_eq!((me["tenant_name"].as_str(), me["environment"].as_str()), (Some("Acme Ltd"), Some("test")), "{me}");
 
     // No credential at all, on any protected route.
     refused(app.get("/api/v1/me").await, MISSING).await;

@@ -19,6 +19,8 @@ use crate::{
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     pub tenant_id: String,
+    /// The tenant's name, e.g. for an integration's connection label ("Acme Ltd (test)").
+    pub tenant_name: String,
     pub environment: Environment,
     /// `api_key`, `oauth_client` or `user`.
     pub actor_type: String,
@@ -58,8 +60,12 @@ pub struct MeMembership {
 )]
 pub(super) async fn me(State(state): State<AppState>, principal: Principal) -> Result<ApiJson<Me>, ApiError> {
     let (mut user, mut memberships) = (None, Vec::new());
+    let mut tx = begin_platform(&state.db).await?;
+    let tenant_name: String = sqlx::query_scalar("select name from tenants where id = $1")
+        .bind(principal.tenant.id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
     if let Actor::User(id, _) = &principal.actor {
-        let mut tx = begin_platform(&state.db).await?;
         let row: Option<(String, String, Option<String>)> =
             sqlx::query_as("select id, email, name from users where id = $1")
                 .bind(id.as_str())
@@ -73,10 +79,11 @@ pub(super) async fn me(State(state): State<AppState>, principal: Principal) -> R
         .bind(id.as_str())
         .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
     }
+    tx.commit().await?;
     Ok(ApiJson(Me {
         tenant_id: principal.tenant.id.to_string(),
+        tenant_name,
         environment: principal.tenant.environment,
         actor_type: principal.actor.kind().to_owned(),
         actor_id: principal.actor.id().to_owned(),
