@@ -34,8 +34,10 @@ pub enum RowOutcome {
     Error,
 }
 
-/// One row's result, at the row's place in the input.
+/// One row's result, at the row's place in the input. Named `BatchRowResult` in the OpenAPI
+/// document, apart from a transactions import's `RowResult`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = BatchRowResult)]
 pub struct RowResult {
     /// The row's position in the input, from 0.
     pub index: usize,

@@ -62,3 +62,16 @@ async fn server_serves_the_same_document() {
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.text().await.unwrap(), payymo::http::openapi::spec_json());
 }
+
+/// Two types once shared the schema name `RowResult`, and the document described an invoice
+/// batch's rows as a transactions import's. Each now has its own.
+#[test]
+fn a_batch_row_and_an_import_row_are_documented_apart() {
+    let spec: serde_json::Value = serde_json::from_str(&payymo::http::openapi::spec_json()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["BatchResult"]["properties"]["results"]["items"]["$ref"], "#/components/schemas/BatchRowResult");
+    let batch_row = schemas["BatchRowResult"]["properties"].as_object().unwrap();
+    assert!(batch_row.contains_key("id") && batch_row.contains_key("errors"), "{batch_row:?}");
+    let import_row = schemas["RowResult"]["properties"].as_object().unwrap();
+    assert!(import_row.contains_key("transaction_id") && import_row.contains_key("row"), "{import_row:?}");
+}
