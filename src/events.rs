@@ -27,6 +27,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "transaction.updated",
     "transaction.matched",
     "transaction.unmatched",
+    "transaction.needs_review",
     "reconciliation.suggested",
     "reconciliation.run.completed",
     "customer.created",

@@ -347,6 +347,15 @@ fn catalogue() -> Vec<WebhookEvent> {
         "source": "bank_feed", "external_id": null,
         "created_at": "2026-11-21T09:30:00.120374Z", "updated_at": "2026-11-21T09:30:00.120374Z"
     });
+    let suggestion = json!({
+        "id": "sug_0192f3c4d5e6478fa1b2c3d4e5f60718", "transaction_id": "txn_0192f3c4d5e6478fa1b2c3d4e5f60718",
+        "rank": 1, "score": 0.8667, "target_type": "invoice", "target_ids": ["inv_0192f3c4d5e6478fa1b2c3d4e5f60718"],
+        "reasons": [{"signal": "amount", "strength": 1.0, "weight": 0.3, "detail": "amount equal (1,250.00 GBP)"}],
+        "allocations": [{"target_type": "invoice", "target_id": "inv_0192f3c4d5e6478fa1b2c3d4e5f60718",
+                         "amount": 125000, "via_payout_id": null, "via_payment_id": null}],
+        "adjustments": [], "status": "open", "decided_by": null, "decided_at": null, "match_id": null,
+        "created_at": "2026-12-04T09:30:00.000000Z"
+    });
     let endpoint = json!({
         "id": "we_0192f3c4d5e6478fa1b2c3d4e5f60718", "url": "https://erp.example.com/hooks/payymo",
         "description": "ERP sync", "event_types": ["transaction.created"], "metadata": {}, "enabled": false,
@@ -555,6 +564,25 @@ fn catalogue() -> Vec<WebhookEvent> {
             ),
         },
         WebhookEvent {
+            event_type: "transaction.needs_review",
+            summary: "A credit needs a person",
+            description: "Sent once per bank credit, the first time the engine has looked at it and could not match it \
+                          on its own: it is left `suggested` (with suggestions to accept or reject) or `unmatched` \
+                          (nothing came close). Looking at it again (a run, a new invoice) sends nothing more, and \
+                          neither does unmatching it after a person matched it. `data` is the transaction, plus its \
+                          open `suggestions`, best first (empty when `unmatched`).",
+            data: extended(
+                "Transaction",
+                json!({"suggestions": {"type": "array", "items": component("Suggestion"),
+                                       "description": "The open suggestions, best first; empty when none."}}),
+            ),
+            example: with(
+                &transaction,
+                json!({"description": "ACME WIDGETS PAYMENT", "match_status": "suggested",
+                       "updated_at": "2026-12-04T09:30:00.120374Z", "suggestions": [suggestion.clone()]}),
+            ),
+        },
+        WebhookEvent {
             event_type: "reconciliation.suggested",
             summary: "The engine suggests matches for a transaction",
             description: "Sent when the engine leaves a credit for a person with new or changed suggestions (it sends \
@@ -565,14 +593,7 @@ fn catalogue() -> Vec<WebhookEvent> {
                 "transaction_id": {"type": "string"},
                 "suggestions": {"type": "array", "items": {"$ref": "#/components/schemas/Suggestion"}}
             }}),
-            example: json!({"transaction_id": "txn_0192f3c4d5e6478fa1b2c3d4e5f60718", "suggestions": [{
-                "id": "sug_0192f3c4d5e6478fa1b2c3d4e5f60718", "transaction_id": "txn_0192f3c4d5e6478fa1b2c3d4e5f60718",
-                "rank": 1, "score": 0.8667, "target_type": "invoice", "target_ids": ["inv_0192f3c4d5e6478fa1b2c3d4e5f60718"],
-                "reasons": [{"signal": "amount", "strength": 1.0, "weight": 0.3, "detail": "amount equal (1,250.00 GBP)"}],
-                "allocations": [{"target_type": "invoice", "target_id": "inv_0192f3c4d5e6478fa1b2c3d4e5f60718",
-                                 "amount": 125000, "via_payout_id": null, "via_payment_id": null}],
-                "adjustments": [], "status": "open", "decided_by": null, "decided_at": null, "match_id": null,
-                "created_at": "2026-12-04T09:30:00.000000Z"}]}),
+            example: json!({"transaction_id": "txn_0192f3c4d5e6478fa1b2c3d4e5f60718", "suggestions": [suggestion]}),
         },
         WebhookEvent {
             event_type: "reconciliation.run.completed",

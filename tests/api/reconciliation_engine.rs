@@ -432,3 +432,132 @@ async fn a_payout_in_the_bank_is_matched_with_its_fees_and_the_invoices_its_char
     .await;
     problem(again, 409, "conflict").await;
 }
+
+/// The `transaction.needs_review` events of the tenant, by transaction id.
+async fn needing_review(app: &TestApp, key: &str) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let events = get(app, key, "/api/v1/events?type=transaction.needs_review&limit=100").await;
+    let mut by = std::collections::BTreeMap::<String, Vec<Value>>::new();
+    for event in events["data"].as_array().unwrap() {
+        by.entry(event["data"]["id"].as_str().unwrap().to_owned()).or_default().push(event["data"].clone());
+    }
+    by
+}
+
+#[tokio::test]
+async fn a_credit_left_for_a_person_is_announced_once_however_often_the_engine_looks_again() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant().await;
+    let key = app.key(&tenant, SCOPES).await;
+    let customer = json_of(
+        post(&app, &key, "/api/v1/customers", json!({"name": "Acme Widgets Limited", "aliases": ["ACME W"]})).await,
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for number in ["S-1", "S-2"] {
+        invoice(
+            &app,
+            &key,
+            json!({"number": number, "currency": "EUR", "amount_total": 4900, "customer_id": customer}),
+        )
+        .await;
+    }
+    invoice(&app, &key, json!({"number": "INV-2026-0104", "currency": "GBP", "amount_total": 125000})).await;
+    let eur = credits(
+        &app,
+        &key,
+        "EUR",
+        &[
+            json!({"amount": "49.00", "description": "SUBSCRIPTION", "counterparty_name": "ACME WIDGETS LTD"}),
+            json!({"amount": "7.31", "description": "INTEREST 104 DAYS"}),
+        ],
+    )
+    .await;
+    let (suggested, unmatched) = (eur[0].clone(), eur[1].clone());
+    let gbp = credits(
+        &app,
+        &key,
+        "GBP",
+        &[json!({"amount": "1250.00", "description": "PAYMENT inv 2026 0104 THANK YOU",
+                 "counterparty_name": "ACME WIDGETS LTD"})],
+    )
+    .await;
+    let auto = gbp[0].clone();
+    drain(&app).await;
+    assert_eq!(get(&app, &key, &format!("/api/v1/transactions/{auto}")).await["match_status"], "matched");
+
+    // One event each for the credits left for a person, none for the one matched on its own.
+    let events = needing_review(&app, &key).await;
+    assert_eq!(events.keys().collect::<Vec<_>>(), {
+        let mut expected = vec![&suggested, &unmatched];
+        expected.sort();
+        expected
+    });
+    assert!(events.values().all(|e| e.len() == 1), "{events:?}");
+    // `data` is the transaction as the API shows it, with its open suggestions, best first.
+    let first = &events[&suggested][0];
+    let shown = get(&app, &key, &format!("/api/v1/transactions/{suggested}")).await;
+    for field in ["id", "account_id", "amount", "currency", "description", "counterparty_name", "match_status"] {
+        assert_eq!(first[field], shown[field], "{field}");
+    }
+    assert_eq!((first["match_status"].as_str(), first["direction"].as_str()), (Some("suggested"), Some("credit")));
+    let offered = first["suggestions"].as_array().unwrap();
+    assert_eq!(offered.len(), 2, "{first}");
+    assert!(offered.iter().all(|s| s["transaction_id"] == suggested.as_str() && s["status"] == "open"));
+    assert_eq!((offered[0]["rank"].as_i64(), offered[1]["rank"].as_i64()), (Some(1), Some(2)));
+    assert_eq!(
+        offered.iter().map(|s| &s["id"]).collect::<Vec<_>>(),
+        suggestions_of(&app, &key, &suggested).await.iter().map(|s| &s["id"]).collect::<Vec<_>>()
+    );
+    let nothing = &events[&unmatched][0];
+    assert_eq!((nothing["match_status"].as_str(), nothing["amount"].as_i64()), (Some("unmatched"), Some(731)));
+    assert_eq!(nothing["suggestions"], json!([]));
+
+    // The engine looks again: a new invoice it might pay, then a run over everything.
+    invoice(&app, &key, json!({"number": "S-3", "currency": "EUR", "amount_total": 4900, "customer_id": customer}))
+        .await;
+    drain(&app).await;
+    assert_eq!(suggestions_of(&app, &key, &suggested).await.len(), 3, "the engine looked again");
+    let run = json_of(post(&app, &key, "/api/v1/reconciliation/runs", json!({})).await, 202).await;
+    drain(&app).await;
+    let done = get(&app, &key, &format!("/api/v1/reconciliation/runs/{}", run["id"].as_str().unwrap())).await;
+    assert_eq!((done["status"].as_str(), done["examined"].as_i64()), (Some("succeeded"), Some(2)), "{done}");
+    let again = needing_review(&app, &key).await;
+    assert_eq!(again.len(), 2);
+    assert!(again.values().all(|e| e.len() == 1), "{again:?}");
+
+    // A person matches it, then undoes that: the credit is left for a person again, but it was
+    // announced already.
+    let accepted = json_of(
+        post(
+            &app,
+            &key,
+            &format!(
+                "/api/v1/reconciliation/suggestions/{}/accept",
+                suggestions_of(&app, &key, &suggested).await[0]["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let undone = app
+        .as_key(
+            Method::DELETE,
+            &format!("/api/v1/reconciliation/matches/{}", accepted["match"]["id"].as_str().unwrap()),
+            &key,
+        )
+        .send()
+        .await
+        .unwrap();
+    json_of(undone, 200).await;
+    json_of(post(&app, &key, "/api/v1/reconciliation/runs", json!({})).await, 202).await;
+    drain(&app).await;
+    assert_eq!(get(&app, &key, &format!("/api/v1/transactions/{suggested}")).await["match_status"], "suggested");
+    let after = needing_review(&app, &key).await;
+    assert_eq!(after.len(), 2);
+    assert!(after.values().all(|e| e.len() == 1), "{after:?}");
+}

@@ -1,7 +1,8 @@
 //! Writing what the engine decided for a batch: certain matches through `matches::create_many`
 //! (rows another writer holds are skipped, and such a match becomes a suggestion), ranked
-//! suggestions for the rest, each credit's new `match_status`, and `reconciliation.suggested`
-//! when what a credit is suggested changed.
+//! suggestions for the rest, each credit's new `match_status`, `reconciliation.suggested` when
+//! what a credit is suggested changed, and `transaction.needs_review` the first time a credit is
+//! left for a person.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -14,6 +15,7 @@ use super::{
     evaluate::{Candidate, Verdict},
 };
 use crate::{
+    bank::model::{TRANSACTION_COLUMNS, Transaction},
     domain::ids::TenantId,
     events,
     reconciliation::{
@@ -107,18 +109,30 @@ pub async fn write(
     .execute(&mut *conn)
     .await?;
 
-    if !changed.is_empty() {
-        let mut by: HashMap<String, Vec<suggestions::Suggestion>> = HashMap::new();
-        for s in suggestions::open_for(conn, tenant, &changed).await? {
-            by.entry(s.transaction_id.clone()).or_default().push(s);
-        }
-        changed.sort();
-        let payloads = changed
-            .iter()
-            .map(|t| json!({"transaction_id": t, "suggestions": by.remove(t).unwrap_or_default()}))
-            .collect();
-        events::record_many(conn, tenant, "reconciliation.suggested", payloads).await?;
+    let needing_review = request_review(conn, tenant, &open).await?;
+
+    if changed.is_empty() && needing_review.is_empty() {
+        return Ok(counts);
     }
+    let announced: Vec<String> = changed.iter().chain(needing_review.iter().map(|t| &t.id)).cloned().collect();
+    let mut by: HashMap<String, Vec<suggestions::Suggestion>> = HashMap::new();
+    for s in suggestions::open_for(conn, tenant, &announced).await? {
+        by.entry(s.transaction_id.clone()).or_default().push(s);
+    }
+    let payloads = needing_review
+        .into_iter()
+        .map(|transaction| {
+            let open_suggestions = by.get(&transaction.id).cloned().unwrap_or_default();
+            let mut data = events::payload(transaction)?;
+            data["suggestions"] = events::payload(open_suggestions)?;
+            Ok(data)
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    events::record_many(conn, tenant, "transaction.needs_review", payloads).await?;
+    changed.sort();
+    let payloads =
+        changed.iter().map(|t| json!({"transaction_id": t, "suggestions": by.remove(t).unwrap_or_default()})).collect();
+    events::record_many(conn, tenant, "reconciliation.suggested", payloads).await?;
     Ok(counts)
 }
 
@@ -146,6 +160,34 @@ pub async fn exclude(
     .await?;
     suggestions::supersede(conn, tenant, &ids).await?;
     Ok(excluded.len() as u64)
+}
+
+/// Marks the credits among `left` (just left `suggested` or `unmatched`) that were never left for
+/// a person before, in one statement for the batch, and returns them as the API shows them: each
+/// is announced with `transaction.needs_review` once in its life. `review_requested_at` is never
+/// cleared, so looking again (an invoice upsert, a run) announces nothing, nor does a person
+/// unmatching a credit that was left for review before. (One the engine matched at once has none:
+/// if a person unmatches it and the engine then leaves it, that is its first time.)
+async fn request_review(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    left: &[String],
+) -> Result<Vec<Transaction>, sqlx::Error> {
+    if left.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut marked: Vec<Transaction> = sqlx::query_as(&format!(
+        "update transactions set review_requested_at = now()
+         where tenant_id = $1 and id = any($2) and match_status in ('unmatched', 'suggested')
+           and review_requested_at is null
+         returning {TRANSACTION_COLUMNS}"
+    ))
+    .bind(tenant.as_str())
+    .bind(left)
+    .fetch_all(conn)
+    .await?;
+    marked.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(marked)
 }
 
 fn target_key(kind: &str, ids: &[String]) -> String {
