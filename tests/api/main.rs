@@ -25,6 +25,7 @@ mod imports;
 mod invoice_imports;
 mod invoices;
 mod jobs;
+mod make_app;
 mod members_admin;
 mod metrics;
 mod middleware;
