@@ -50,3 +50,4 @@ mod stripe_payouts;
 mod transactions;
 mod webhook_guarantees;
 mod webhooks;
+mod zapier_app;
