@@ -8,6 +8,7 @@ const invoice = require('./creates/invoice');
 const customer = require('./creates/customer');
 const match = require('./creates/match');
 const excludeTransaction = require('./creates/exclude');
+const transaction = require('./creates/transaction');
 const findInvoice = require('./searches/invoice');
 const findTransaction = require('./searches/transaction');
 
@@ -25,7 +26,7 @@ module.exports = {
   beforeRequest: [addApiKey],
   afterResponse: [explainRefusals],
   triggers: byKey(triggers),
-  creates: byKey([invoice, customer, match, excludeTransaction]),
+  creates: byKey([invoice, customer, transaction, match, excludeTransaction]),
   searches: byKey([findInvoice, findTransaction]),
   searchOrCreates: {
     find_invoice: {
@@ -33,6 +34,12 @@ module.exports = {
       display: { label: 'Find or Create Invoice', description: 'Finds an invoice, or creates it when there is none.' },
       search: 'find_invoice',
       create: 'invoice',
+    },
+    find_transaction: {
+      key: 'find_transaction',
+      display: { label: 'Find or Create Transaction', description: 'Finds a transaction, or records it in a manual account.' },
+      search: 'find_transaction',
+      create: 'transaction',
     },
   },
 };

@@ -21,6 +21,7 @@ use crate::{
 const MODULES: &[&str] = &[
     "createOrUpdateCustomer",
     "createOrUpdateInvoice",
+    "createTransaction",
     "excludeTransaction",
     "findInvoice",
     "findTransaction",
@@ -153,7 +154,7 @@ async fn make_attaches_its_webhook_receives_invoice_paid_and_detaches() {
 }
 
 #[tokio::test]
-async fn make_upserts_a_customer_and_excludes_a_transaction() {
+async fn make_upserts_a_customer_excludes_a_transaction_and_records_one() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant().await;
     let definition = Definition::load();
@@ -174,6 +175,21 @@ async fn make_upserts_a_customer_and_excludes_a_transaction() {
     assert_eq!(excluded, json!({"transaction_id": txns[0], "match_status": "excluded", "changed": true}));
     let found = make.run("findTransaction", &json!({"match_status": "excluded"})).await;
     assert_eq!(ids(&found), [txns[0].as_str()]);
+
+    // A cash sale recorded in a manual account, twice: one transaction.
+    let account = app
+        .as_key(reqwest::Method::POST, "/api/v1/accounts", &tenant.key)
+        .json(&json!({"name": "Till", "currency": "GBP"}))
+        .send()
+        .await
+        .unwrap();
+    let account: Value = account.json().await.unwrap();
+    let sale = json!({"account_id": account["id"], "external_id": "pos-88", "amount": "31.50",
+                      "booking_date": "2026-12-02", "description": "Cash sale", "reference": "CASH-SALE-88"});
+    let recorded = make.run("createTransaction", &sale).await;
+    assert_eq!((recorded["amount"].as_i64(), recorded["currency"].as_str()), (Some(3150), Some("GBP")), "{recorded}");
+    let again = make.run("createTransaction", &sale).await;
+    assert_eq!(again["id"], recorded["id"]);
 }
 
 fn ids(items: &Value) -> Vec<&str> {
@@ -818,6 +834,11 @@ fn fill(value: &Value, scope: &Value) -> Option<Value> {
     match value {
         Value::String(text) => match whole_expression(text) {
             Some(path) if is_path(path) => lookup(scope, path),
+            // A date parameter as the API wants it: Make gives dates as ISO 8601 date-times.
+            Some(expression) if as_day(expression).is_some() => {
+                let value = lookup(scope, as_day(expression)?)?;
+                Some(Value::String(value.as_str()?.chars().take(10).collect()))
+            }
             Some(expression) => {
                 let given =
                     references(expression, "parameters").iter().any(|p| lookup(&scope["parameters"], p).is_some());
@@ -844,6 +865,12 @@ fn fill(value: &Value, scope: &Value) -> Option<Value> {
         }
         literal => Some(literal.clone()),
     }
+}
+
+/// The path in `formatDate(path, 'YYYY-MM-DD')`, the one function the test's IML runs.
+fn as_day(expression: &str) -> Option<&str> {
+    let path = expression.strip_prefix("formatDate(")?.strip_suffix(", 'YYYY-MM-DD')")?;
+    is_path(path).then_some(path)
 }
 
 fn is_path(expression: &str) -> bool {

@@ -26,10 +26,11 @@ module.exports = {
       { key: 'transaction_id', label: 'Transaction ID', required: true },
       { key: 'reason', label: 'Reason', required: false, helpText: 'e.g. Transfer between our own accounts' },
     ],
-    sample: { ...samples.transaction, match_status: 'excluded' },
+    sample: { transaction_id: samples.transaction.id, match_status: 'excluded', changed: true },
     outputFields: [
-      { key: 'id', label: 'Transaction ID' },
+      { key: 'transaction_id', label: 'Transaction ID' },
       { key: 'match_status', label: 'Match status' },
+      { key: 'changed', label: 'Changed (false when it was excluded already)', type: 'boolean' },
     ],
   },
 };

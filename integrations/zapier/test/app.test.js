@@ -170,6 +170,19 @@ describe('Payymo for Zapier', function () {
   });
 
   describe('actions and searches', () => {
+    it('Find or Create Transaction: nothing found, then recorded once however often it is sent', async () => {
+      const find = (inputData) => appTester(App.searches.find_transaction.operation.perform, { authData: auth, inputData });
+      const create = (inputData) => appTester(App.creates.transaction.operation.perform, { authData: auth, inputData });
+      assert.deepStrictEqual(await find({ reference: 'CASH-SALE-88' }), []);
+      const inputData = { account_id: account, external_id: 'pos-88', amount: '31.50', booking_date: '2026-12-02', description: 'Cash sale', reference: 'CASH-SALE-88' };
+      const made = await create(inputData);
+      assert.deepStrictEqual([made.outcome, made.amount, made.currency], ['created', 3150, 'EUR']);
+      const again = await create(inputData);
+      assert.deepStrictEqual([again.outcome, again.id], ['unchanged', made.id]);
+      assert.deepStrictEqual((await find({ reference: 'CASH-SALE-88' })).map((t) => t.id), [made.id]);
+      await assert.rejects(create({ ...inputData, external_id: 'pos-89', amount: '31.505' }), (error) => /amount/.test(error.message));
+    });
+
     it('Create or Update Invoice upserts by external ID, and Find Invoice finds it both ways', async () => {
       const inputData = { external_id: 'crm-1001', number: 'Z-1001', currency: 'EUR', amount_total: 12500, due_date: '2026-12-31' };
       const created = await appTester(App.creates.invoice.operation.perform, { authData: auth, inputData });
@@ -223,7 +236,8 @@ describe('Payymo for Zapier', function () {
 
       const internal = await credit('500.00', 'OWN ACCOUNT TRANSFER', 'OURSELVES');
       const excluded = await appTester(App.creates.exclude_transaction.operation.perform, { authData: auth, inputData: { transaction_id: internal, reason: 'Transfer between our own accounts' } });
-      assert.strictEqual(excluded.match_status, 'excluded');
+      assert.deepStrictEqual(excluded, { transaction_id: internal, match_status: 'excluded', changed: true });
+      assert.deepStrictEqual(Object.keys(App.creates.exclude_transaction.operation.sample).sort(), Object.keys(excluded).sort());
 
       await assert.rejects(
         appTester(App.creates.match.operation.perform, { authData: auth, inputData: { transaction_id: internal, invoice_ids: [target] } }),
