@@ -3,7 +3,7 @@
 
 import { api, get } from "./api.js";
 import { describe, targetHref } from "./inbox.js";
-import { badge, day, errorBox, field, fill, h, minorToText, money, notify, screen, toMinor, today, when } from "./ui.js";
+import { badge, day, errorBox, field, fill, h, minorToText, money, notify, saveBlob, screen, toMinor, today, when } from "./ui.js";
 
 const ADJUSTMENT_KINDS = [
   ["bank_charge", "Bank charge"],
@@ -221,12 +221,14 @@ export async function renderReport(main, _params, { query }) {
   });
   const report = await get("/reconciliation/report", { date });
   const csv = h("button", { type: "button" }, "Download CSV");
+  const out = h("div", { "aria-live": "polite" });
   csv.addEventListener("click", async () => {
-    const response = await api("GET", "/reconciliation/report", { query: { date, format: "csv" }, raw: true });
-    const link = h("a", { href: URL.createObjectURL(await response.blob()), download: `report-${date}.csv` });
-    document.body.append(link);
-    link.click();
-    link.remove();
+    try {
+      const response = await api("GET", "/reconciliation/report", { query: { date, format: "csv" }, raw: true });
+      saveBlob(await response.blob(), `report-${date}.csv`);
+    } catch (error) {
+      fill(out, errorBox(error));
+    }
   });
   const split = (s, currency) => `${s.credits.count} in (${money(s.credits.amount, currency)}), ${s.debits.count} out (${money(s.debits.amount, currency)})`;
   fill(
@@ -235,6 +237,7 @@ export async function renderReport(main, _params, { query }) {
       `End of day ${date}`,
       form,
       h("div", { class: "toolbar" }, csv),
+      out,
       report.accounts.map((a) =>
         h(
           "section",

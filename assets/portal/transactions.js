@@ -2,7 +2,7 @@
 // editing category, notes and tags, and the CSV export of the current filter.
 
 import { api, get } from "./api.js";
-import { badge, day, debounce, endlessTable, errorBox, field, fill, h, money, notify, screen } from "./ui.js";
+import { badge, day, debounce, endlessTable, errorBox, field, fill, h, money, notify, saveBlob, screen } from "./ui.js";
 
 const FILTERS = [
   ["q", "Search", { type: "search", placeholder: "Text, counterparty, reference" }],
@@ -82,12 +82,7 @@ function row(tx) {
 async function download(query, out) {
   try {
     const response = await api("GET", "/transactions/export", { query, raw: true });
-    const blob = await response.blob();
-    const link = h("a", { href: URL.createObjectURL(blob), download: `transactions-${new Date().toISOString().slice(0, 10)}.csv` });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+    saveBlob(await response.blob(), `transactions-${new Date().toISOString().slice(0, 10)}.csv`);
     notify("Export downloaded.");
   } catch (error) {
     fill(out, errorBox(error));

@@ -96,6 +96,15 @@ export function errorBox(error) {
   );
 }
 
+/** Hands `blob` to the browser as a download named `filename`. */
+export function saveBlob(blob, filename) {
+  const link = h("a", { href: URL.createObjectURL(blob), download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+}
+
 /** Shows a short message that reads itself to screen readers, then goes. */
 export function notify(text) {
   let region = document.getElementById("notice");

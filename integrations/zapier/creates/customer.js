@@ -1,6 +1,6 @@
 // Create or Update Customer: upserts one customer by its external id.
 
-const { apiRoot } = require('../authentication');
+const { upsertOne } = require('../lib/upsert');
 const samples = require('../samples');
 
 const perform = async (z, bundle) => {
@@ -13,14 +13,7 @@ const perform = async (z, bundle) => {
     bank_accounts: input.iban ? [{ iban: input.iban }] : undefined,
     source: input.source || undefined,
   };
-  const response = await z.request({
-    url: `${apiRoot(bundle)}/customers/batch`,
-    method: 'POST',
-    body: { customers: [customer], atomic: true },
-  });
-  const [row] = response.data.results;
-  const stored = await z.request({ url: `${apiRoot(bundle)}/customers/${row.id}` });
-  return { ...stored.data, outcome: row.status };
+  return upsertOne(z, bundle, 'customers', customer);
 };
 
 module.exports = {

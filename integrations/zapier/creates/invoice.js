@@ -1,7 +1,7 @@
 // Create or Update Invoice: upserts one invoice by its external id (your system's id for it),
 // through the batch endpoint with a batch of one.
 
-const { apiRoot } = require('../authentication');
+const { upsertOne } = require('../lib/upsert');
 const samples = require('../samples');
 
 const perform = async (z, bundle) => {
@@ -17,14 +17,7 @@ const perform = async (z, bundle) => {
     payment_reference: input.payment_reference || undefined,
     source: input.source || undefined,
   };
-  const response = await z.request({
-    url: `${apiRoot(bundle)}/invoices/batch`,
-    method: 'POST',
-    body: { invoices: [invoice], atomic: true },
-  });
-  const [row] = response.data.results;
-  const stored = await z.request({ url: `${apiRoot(bundle)}/invoices/${row.id}` });
-  return { ...stored.data, outcome: row.status };
+  return upsertOne(z, bundle, 'invoices', invoice);
 };
 
 module.exports = {
