@@ -168,6 +168,15 @@ async fn login(
     Ok(deliver(&state, session, body.refresh_token_in))
 }
 
+/// A user found by email, with the tenant they would sign in to and their role there.
+#[derive(sqlx::FromRow)]
+struct Account {
+    user_id: String,
+    password_hash: String,
+    tenant_id: Option<String>,
+    role: Option<String>,
+}
+
 /// Who `email` and `password` sign in as, in `tenant_id` or else the user's first tenant by name.
 /// Every failure is the same 401 after the same work: a password is always verified, against a
 /// dummy hash when there is no such user, so timing does not reveal whether the account exists.
@@ -184,12 +193,12 @@ async fn check_credentials(
         return Err(invalid());
     }
     let requested = tenant_id.map(TenantId::parse);
-    let found: Option<(String, String, Option<String>, Option<String>)> = match &requested {
+    let found: Option<Account> = match &requested {
         Some(None) => None, // not a tenant id: no one is a member
         _ => {
             let mut tx = begin_platform(&state.db).await?;
             let row = sqlx::query_as(
-                "select u.id, u.password_hash, m.tenant_id, m.role from users u
+                "select u.id as user_id, u.password_hash, m.tenant_id, m.role from users u
                  left join lateral (
                      select m.tenant_id, m.role from memberships m join tenants t on t.id = m.tenant_id
                      where m.user_id = u.id and ($2::text is null or m.tenant_id = $2)
@@ -205,15 +214,15 @@ async fn check_credentials(
             row
         }
     };
-    let stored = found.as_ref().map_or(password::DUMMY_HASH.to_owned(), |(_, hash, ..)| hash.clone());
+    let stored = found.as_ref().map_or(password::DUMMY_HASH.to_owned(), |a| a.password_hash.clone());
     if password::verify(password, stored).await
-        && let Some((user, _, Some(tenant), Some(role))) = &found
+        && let Some(Account { user_id: user, tenant_id: Some(tenant), role: Some(role), .. }) = &found
     {
         let role = Role::parse(role).ok_or_else(invalid)?;
         return Ok((UserId::from_db(user.clone()), TenantId::from_db(tenant.clone()), role));
     }
     // Audited in the tenant asked for, or else the one the user would have signed in to.
-    let (user, member_of) = found.map_or((None, None), |(user, _, tenant, _)| (Some(user), tenant));
+    let (user, member_of) = found.map_or((None, None), |a| (Some(a.user_id), a.tenant_id));
     if let Some(tenant) = requested.flatten().or_else(|| member_of.map(TenantId::from_db)) {
         record(state, &tenant, user, "auth.login", audit::Outcome::Failure, 401, ip, request_id).await;
     }

@@ -33,7 +33,7 @@ pub struct Me {
     pub memberships: Vec<MeMembership>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct MeUser {
     pub id: String,
     pub email: String,
@@ -66,12 +66,10 @@ pub(super) async fn me(State(state): State<AppState>, principal: Principal) -> R
         .fetch_one(&mut *tx)
         .await?;
     if let Actor::User(id, _) = &principal.actor {
-        let row: Option<(String, String, Option<String>)> =
-            sqlx::query_as("select id, email, name from users where id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        user = row.map(|(id, email, name)| MeUser { id, email, name });
+        user = sqlx::query_as("select id, email, name from users where id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         memberships = sqlx::query_as(
             "select m.tenant_id, t.name as tenant_name, m.role from memberships m join tenants t on t.id = m.tenant_id
              where m.user_id = $1 order by t.name",
