@@ -40,6 +40,7 @@ mod reconciliation_report;
 mod reconciliation_settings;
 mod reconciliation_typos;
 mod rls;
+mod schema_citus;
 mod sessions;
 mod states;
 mod stripe;
