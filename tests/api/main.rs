@@ -26,6 +26,7 @@ mod invoice_imports;
 mod invoices;
 mod jobs;
 mod make_app;
+mod many_instances;
 mod members_admin;
 mod metrics;
 mod middleware;

@@ -1,0 +1,181 @@
+//! Many `payymo serve` processes on one database behave as one service: migrations applied once
+//! when three start together, one effect for one idempotency key sent to all three, one
+//! reconciliation run per tenant at a time, and automatic matching racing on three instances
+//! matching each credit once.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::{PgPool, postgres::PgConnectOptions};
+
+use crate::{
+    reconciliation_matches::{SCOPES, credits, invoice},
+    support::{
+        APP_PASSWORD, TestApp, TestCluster, client,
+        process::{Server, database_url, serve},
+        test_config,
+    },
+};
+
+/// Three `payymo serve` processes on `options`' database, started at the same moment.
+async fn three(options: &PgConnectOptions, envs: &[(&str, &str)]) -> [Server; 3] {
+    let url = database_url(options, APP_PASSWORD);
+    let mut all = vec![("DATABASE_URL", url.as_str()), ("PAYYMO_LOG", "info")];
+    all.extend_from_slice(envs);
+    let (a, b, c) = tokio::join!(serve(&all), serve(&all), serve(&all));
+    [a, b, c]
+}
+
+async fn superuser(options: &PgConnectOptions) -> PgPool {
+    let name = options.get_database().unwrap();
+    PgPool::connect_with(TestCluster::get().await.superuser(name)).await.unwrap()
+}
+
+#[tokio::test]
+async fn three_instances_started_together_on_an_empty_database_apply_the_migrations_once() {
+    let options = TestCluster::get().await.empty_database().await;
+    let servers = three(&options, &[]).await;
+    for server in &servers {
+        let ready = client().get(format!("{}/readyz", server.base)).send().await.unwrap();
+        assert_eq!(ready.status(), 200, "{}", server.base);
+    }
+    let db = superuser(&options).await;
+    let twice: Vec<i64> =
+        sqlx::query_scalar("select version from _sqlx_migrations group by version having count(*) > 1")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert!(twice.is_empty(), "applied more than once: {twice:?}");
+    let applied: i64 =
+        sqlx::query_scalar("select count(*) from _sqlx_migrations where success").fetch_one(&db).await.unwrap();
+    assert_eq!(applied as usize, payymo::db::MIGRATOR.iter().count());
+}
+
+#[tokio::test]
+async fn one_idempotency_key_sent_to_three_instances_at_once_acts_once() {
+    let options = TestCluster::get().await.fresh_database().await;
+    let fixtures = TestApp::spawn_with(test_config(), options.clone()).await;
+    let tenant = fixtures.tenant().await;
+    let servers = three(&options, &[("PAYYMO_WORKERS", "false")]).await;
+
+    let client = client();
+    let requests = (0..30).map(|i| {
+        client
+            .post(format!("{}/api/v1/invoices", servers[i % 3].base))
+            .bearer_auth(&tenant.key)
+            .header("idempotency-key", "three-instances-1")
+            .json(&json!({"number": "INV-3X-1", "currency": "EUR", "amount_total": 1000}))
+            .send()
+    });
+    let (mut originals, mut replays, mut in_flight) = (0, 0, 0);
+    for response in futures_util::future::join_all(requests).await {
+        let response = response.unwrap();
+        match (response.status().as_u16(), response.headers().contains_key("idempotent-replayed")) {
+            (201, false) => originals += 1,
+            (201, true) => replays += 1,
+            (409, _) => in_flight += 1,
+            (status, _) => panic!("unexpected {status}: {}", response.text().await.unwrap()),
+        }
+    }
+    assert_eq!(originals, 1, "{originals} originals, {replays} replays, {in_flight} in flight");
+    let listed: Value = fixtures
+        .as_key(Method::GET, "/api/v1/invoices?number=INV-3X-1", &tenant.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn three_instances_start_one_reconciliation_run_per_tenant_at_a_time() {
+    let options = TestCluster::get().await.fresh_database().await;
+    let fixtures = TestApp::spawn_with(test_config(), options.clone()).await;
+    let tenant = fixtures.tenant().await;
+    // No workers: the run stays queued, so every later request meets it in progress.
+    let servers = three(&options, &[("PAYYMO_WORKERS", "false")]).await;
+    let client = client();
+    let requests = (0..9).map(|i| {
+        client
+            .post(format!("{}/api/v1/reconciliation/runs", servers[i % 3].base))
+            .bearer_auth(&tenant.key)
+            .json(&json!({}))
+            .send()
+    });
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(requests).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 8, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn automatic_matching_racing_on_three_instances_matches_each_credit_once() {
+    let options = TestCluster::get().await.fresh_database().await;
+    let fixtures = TestApp::spawn_with(test_config(), options.clone()).await;
+    let tenant = fixtures.tenant().await;
+    let key = fixtures.key(&tenant, SCOPES).await;
+    let count = 60;
+    for n in 0..count {
+        invoice(
+            &fixtures,
+            &key,
+            json!({"number": format!("RACE-{n:04}"), "currency": "EUR", "amount_total": 1000 + n}),
+        )
+        .await;
+    }
+    // Three engines wake on the same import's job and on their own sweeps.
+    let servers = three(&options, &[("PAYYMO_WORKERS", "true")]).await;
+    let rows: Vec<Value> = (0..count)
+        .map(|n| json!({"amount": format!("{}.{:02}", (1000 + n) / 100, (1000 + n) % 100), "description": format!("PAYMENT RACE-{n:04}")}))
+        .collect();
+    let txns = credits(&fixtures, &key, "EUR", &rows).await;
+    for _ in 0..3 {
+        client()
+            .post(format!("{}/api/v1/reconciliation/runs", servers[0].base))
+            .bearer_auth(&key)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let db = superuser(&options).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let matched: i64 = sqlx::query_scalar(
+            "select count(*) from transactions where tenant_id = $1 and id = any($2) and match_status = 'matched'",
+        )
+        .bind(&tenant.id)
+        .bind(&txns)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if matched as usize == txns.len() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {matched} of {} matched within 60 s", txns.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let twice: Vec<String> = sqlx::query_scalar(
+        "select mt.transaction_id from reconciliation_match_transactions mt
+         join reconciliation_matches m on m.tenant_id = mt.tenant_id and m.id = mt.match_id
+         where mt.tenant_id = $1 and m.status = 'active' group by mt.transaction_id having count(*) > 1",
+    )
+    .bind(&tenant.id)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(twice.is_empty(), "matched twice: {twice:?}");
+    let wrong: i64 = sqlx::query_scalar(
+        "select count(*) from invoices where tenant_id = $1 and (amount_paid <> amount_total or status <> 'paid')",
+    )
+    .bind(&tenant.id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(wrong, 0, "every invoice paid exactly once");
+    drop(servers);
+}
