@@ -1,5 +1,5 @@
-//! Many `payymo serve` processes on one database behave as one service: migrations applied once
-//! when three start together, one effect for one idempotency key sent to all three, one
+//! Many `payymo serve` processes on one database behave as one service: one rate limit across
+//! three (through Redis), migrations applied once when three start together, one effect for one idempotency key sent to all three, one
 //! reconciliation run per tenant at a time, and automatic matching racing on three instances
 //! matching each credit once.
 
@@ -9,11 +9,13 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::{PgPool, postgres::PgConnectOptions};
 
+use payymo::auth::{Environment, Plan};
+
 use crate::{
     reconciliation_matches::{SCOPES, credits, invoice},
     support::{
         APP_PASSWORD, TestApp, TestCluster, client,
-        process::{Server, database_url, serve},
+        process::{Server, database_url, redis, serve},
         test_config,
     },
 };
@@ -178,4 +180,38 @@ async fn automatic_matching_racing_on_three_instances_matches_each_credit_once()
     .unwrap();
     assert_eq!(wrong, 0, "every invoice paid exactly once");
     drop(servers);
+}
+
+/// A client spreading its requests over three instances is held to its plan's one limit, and
+/// the rate-limit headers agree whichever instance answers.
+#[tokio::test]
+async fn a_client_spread_over_three_instances_is_held_to_one_limit() {
+    let redis = redis().await;
+    let options = TestCluster::get().await.fresh_database().await;
+    let fixtures = TestApp::spawn_with(test_config(), options.clone()).await;
+    let steady = fixtures.tenant_with(Environment::Test, Plan::Free).await;
+    let burst = fixtures.tenant_with(Environment::Test, Plan::Free).await;
+    let limits = "free=100/1h,standard=600/1m,premium=6000/1m";
+    let servers = three(&options, &[("REDIS_URL", redis.url.as_str()), ("PAYYMO_RATE_LIMITS", limits)]).await;
+    let client = client();
+
+    // One after another, round the three: one count, whoever answers.
+    let mut remaining = Vec::new();
+    for i in 0..9 {
+        let response =
+            client.get(format!("{}/api/v1/me", servers[i % 3].base)).bearer_auth(&steady.key).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-rate-limit-limit"], "100");
+        remaining.push(response.headers()["x-rate-limit-remaining"].to_str().unwrap().parse::<i64>().unwrap());
+    }
+    assert_eq!(remaining, (91..=99).rev().collect::<Vec<i64>>(), "one count across the three instances");
+
+    // All at once: 300 requests, 100 a client's worth.
+    let requests =
+        (0..300).map(|i| client.get(format!("{}/api/v1/me", servers[i % 3].base)).bearer_auth(&burst.key).send());
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(requests).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    let allowed = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(allowed + statuses.iter().filter(|s| **s == 429).count(), 300, "{statuses:?}");
+    assert!((95..=105).contains(&allowed), "{allowed} of 300 allowed against a limit of 100");
 }
