@@ -3,7 +3,10 @@
 //! reconciliation run per tenant at a time, and automatic matching racing on three instances
 //! matching each credit once.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -16,6 +19,7 @@ use crate::{
     support::{
         APP_PASSWORD, TestApp, TestCluster, client,
         process::{Server, database_url, redis, serve},
+        receiver::Receiver,
         test_config,
     },
 };
@@ -214,4 +218,108 @@ async fn a_client_spread_over_three_instances_is_held_to_one_limit() {
     let allowed = statuses.iter().filter(|s| **s == 200).count();
     assert_eq!(allowed + statuses.iter().filter(|s| **s == 429).count(), 300, "{statuses:?}");
     assert!((95..=105).contains(&allowed), "{allowed} of 300 allowed against a limit of 100");
+}
+
+/// Three dispatchers drain a 20,000-event backlog to one endpoint; one is killed with SIGKILL
+/// halfway. Every event arrives; an event arrives twice only when the killed instance had sent
+/// it without recording the outcome, and then only after that attempt's lease ran out: no two
+/// live instances ever send the same attempt.
+#[tokio::test]
+async fn three_dispatchers_drain_20000_events_with_one_killed_halfway_and_send_no_attempt_twice() {
+    const EVENTS: usize = 20_000;
+    let options = TestCluster::get().await.fresh_database().await;
+    let fixtures = TestApp::spawn_with(test_config(), options.clone()).await;
+    let tenant = fixtures.tenant().await;
+    let receiver = Receiver::start().await;
+    crate::webhooks::create_endpoint(&fixtures, &tenant, &receiver.url, &["*"]).await;
+    let su = fixtures.superuser_pool().await;
+    let envs = [
+        ("PAYYMO_WORKERS", "true"),
+        ("PAYYMO_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8"),
+        ("PAYYMO_WEBHOOK_TIMEOUT", "2s"),
+        ("PAYYMO_WEBHOOK_RETRY_SCHEDULE", "1s,1s,1s"),
+    ];
+    let [first, mut second, third] = three(&options, &envs).await;
+    let pid = second.child.id().unwrap();
+
+    let started = Instant::now();
+    crate::webhooks::insert_events(&su, &tenant, i32::try_from(EVENTS).unwrap()).await;
+    let distinct = |receiver: &Receiver| {
+        receiver
+            .received()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    while distinct(&receiver) < EVENTS / 2 {
+        assert!(started.elapsed() < Duration::from_secs(120), "{} of {EVENTS} in 120 s", distinct(&receiver));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    second.child.kill().await.unwrap(); // SIGKILL: nothing recorded on the way out
+    second.child.wait().await.unwrap();
+    let killed = Instant::now();
+    // What the dead instance had claimed and not recorded, and how long each lease had to run.
+    let leased: HashMap<String, f64> = sqlx::query_as::<_, (String, f64)>(
+        "select event_id, extract(epoch from next_attempt_at - now())::float8 from webhook_deliveries
+         where status = 'pending' and locked_by like '%-' || $1",
+    )
+    .bind(pid.to_string())
+    .fetch_all(&su)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+
+    let deadline = killed + Duration::from_secs(120);
+    while distinct(&receiver) < EVENTS {
+        assert!(Instant::now() < deadline, "{} of {EVENTS} arrived within 120 s of the kill", distinct(&receiver));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drained = started.elapsed();
+    let settled = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: i64 = sqlx::query_scalar("select count(*) from webhook_deliveries where status <> 'succeeded'")
+            .fetch_one(&su)
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < settled, "{pending} deliveries not settled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut arrivals: HashMap<String, Vec<Instant>> = HashMap::new();
+    for received in receiver.received() {
+        arrivals.entry(received.header("webhook-id").to_owned()).or_default().push(received.at);
+    }
+    // A held attempt is taken over by a live instance only when its lease has run out.
+    for (event, lease) in &leased {
+        for at in arrivals.get(event).into_iter().flatten().filter(|at| **at > killed) {
+            let after = at.duration_since(killed).as_secs_f64();
+            assert!(after >= lease - 0.5, "{event} was sent {after:.1} s after the kill, its lease ran {lease:.1} s");
+        }
+    }
+    let twice: Vec<(&String, &Vec<Instant>)> = arrivals.iter().filter(|(_, at)| at.len() > 1).collect();
+    for (event, at) in &twice {
+        let lease =
+            leased.get(*event).unwrap_or_else(|| panic!("{event} arrived twice but the dead instance did not hold it"));
+        assert_eq!(at.len(), 2, "{event} arrived {} times", at.len());
+        let again = at.iter().max().unwrap();
+        // Half a second for the clocks of the test and the database to disagree.
+        assert!(
+            again.duration_since(killed).as_secs_f64() >= lease - 0.5,
+            "{event} was sent again {:?} after the kill, before its lease of {lease:.1} s ran out",
+            again.duration_since(killed)
+        );
+    }
+    println!(
+        "{EVENTS} events drained by three dispatchers in {drained:?} (one killed after {:?}); {} held by it, \
+         {} sent twice, after their leases",
+        killed - started,
+        leased.len(),
+        twice.len()
+    );
+    drop((first, third));
 }
