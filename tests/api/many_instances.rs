@@ -5,6 +5,7 @@
 
 use std::{
     collections::HashMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -322,4 +323,116 @@ async fn three_dispatchers_drain_20000_events_with_one_killed_halfway_and_send_n
         twice.len()
     );
     drop((first, third));
+}
+
+/// Under steady traffic, each of three instances is stopped (SIGTERM) and started again in turn.
+/// Every request the service accepted is answered and kept, and every kept invoice has its event.
+/// Clients send again, with the same idempotency key, what was refused or cut off before an
+/// answer: a connection still in the kernel's queue when an instance closes its listener is
+/// reset, which TCP cannot avoid. That the service never did such a request's work is checked:
+/// the resend is never a replay.
+#[tokio::test]
+async fn a_rolling_restart_under_traffic_loses_no_accepted_request_and_no_event() {
+    let options = TestCluster::get().await.fresh_database().await;
+    let fixtures = TestApp::spawn_with(test_config(), options.clone()).await;
+    let tenant = fixtures.tenant().await;
+    let servers = three(&options, &[("PAYYMO_WORKERS", "false")]).await;
+    let bases: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(servers.iter().map(|s| s.base.clone()).collect()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // Four clients, each a new connection per request (no pooled connection to a closed server).
+    let traffic = (0..4).map(|client_no| {
+        let (bases, stop, key) = (bases.clone(), stop.clone(), tenant.key.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+            let (mut created, mut refused, mut reset, mut n) = (Vec::new(), 0, 0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let number = format!("RR-{client_no}-{n:05}");
+                let (mut attempt, mut after_reset) = (0, false);
+                loop {
+                    let base = { bases.lock().unwrap()[(n + attempt) % 3].clone() };
+                    let sent = client
+                        .post(format!("{base}/api/v1/invoices"))
+                        .bearer_auth(&key)
+                        .header("idempotency-key", &number)
+                        .json(&json!({"number": number, "currency": "EUR", "amount_total": 100}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) => {
+                            // A replay after a reset would mean the service had done the work
+                            // and lost the answer.
+                            let replayed = response.headers().contains_key("idempotent-replayed");
+                            assert!(!(after_reset && replayed), "{number} was accepted, then its answer was lost");
+                            assert_eq!(response.status(), 201, "{number}: {}", response.text().await.unwrap());
+                            created.push(number);
+                            break;
+                        }
+                        // Refused: that instance is down; try the next one.
+                        Err(error) if error.is_connect() => refused += 1,
+                        // The connection went down before an answer: a connection the kernel
+                        // had queued when the stopping instance closed its listener. Safe to
+                        // send again with the same key; the replay check above says whether
+                        // the service had taken it.
+                        Err(_) => {
+                            reset += 1;
+                            after_reset = true;
+                        }
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            (created, refused, reset)
+        })
+    });
+    let traffic: Vec<_> = traffic.collect();
+
+    let url = database_url(&options, APP_PASSWORD);
+    let envs = [("DATABASE_URL", url.as_str()), ("PAYYMO_LOG", "info"), ("PAYYMO_WORKERS", "false")];
+    let mut servers = servers;
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let pid = servers[i].child.id().unwrap();
+        let status = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.unwrap();
+        assert!(status.success());
+        servers[i].child.wait().await.unwrap();
+        let replacement = serve(&envs).await;
+        bases.lock().unwrap()[i] = replacement.base.clone();
+        servers[i] = replacement;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let (mut created, mut refused, mut reset) = (Vec::new(), 0, 0);
+    for client in traffic {
+        let (made, turned_away, cut) = client.await.unwrap();
+        created.extend(made);
+        refused += turned_away;
+        reset += cut;
+    }
+    let db = superuser(&options).await;
+    let stored: Vec<String> = sqlx::query_scalar("select number from invoices where tenant_id = $1")
+        .bind(&tenant.id)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let mut expected = created.clone();
+    expected.sort();
+    let mut stored = stored;
+    stored.sort();
+    assert_eq!(stored, expected, "every accepted invoice is kept, and nothing else");
+    let events: i64 =
+        sqlx::query_scalar("select count(*) from events where tenant_id = $1 and event_type = 'invoice.created'")
+            .bind(&tenant.id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(events as usize, created.len(), "one invoice.created per invoice");
+    println!(
+        "rolling restart: {} invoices created; {refused} refused connections and {reset} connections reset \
+         before an answer retried, none of them work already done",
+        created.len()
+    );
 }
