@@ -392,15 +392,15 @@ async fn a_rolling_restart_under_traffic_loses_no_accepted_request_and_no_event(
     let url = database_url(&options, APP_PASSWORD);
     let envs = [("DATABASE_URL", url.as_str()), ("PAYYMO_LOG", "info"), ("PAYYMO_WORKERS", "false")];
     let mut servers = servers;
-    for i in 0..3 {
+    for (i, server) in servers.iter_mut().enumerate() {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let pid = servers[i].child.id().unwrap();
+        let pid = server.child.id().unwrap();
         let status = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.unwrap();
         assert!(status.success());
-        servers[i].child.wait().await.unwrap();
+        server.child.wait().await.unwrap();
         let replacement = serve(&envs).await;
         bases.lock().unwrap()[i] = replacement.base.clone();
-        servers[i] = replacement;
+        *server = replacement;
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
