@@ -113,8 +113,10 @@ async fn pending_transactions_become_booked_without_duplicates() {
     let before = all_transactions(&app, &tenant, "").await;
     let pending_before: Vec<&Value> = before.iter().filter(|t| t["status"] == "pending").collect();
 
-    // Two days later today's pending entries have booked (some with a new id or a new amount).
-    control(&app, "/_sandbox/clock/advance", json!({"seconds": 2 * 86_400})).await;
+    // Three days later every entry pending now has booked (some with a new id or a new amount):
+    // a card hold may be placed up to two days before its day (the sandbox's
+    // `PENDING_LEAD_DAYS`), and is booked when its day is over.
+    control(&app, "/_sandbox/clock/advance", json!({"seconds": 3 * 86_400})).await;
     sqlx::query("update bank_accounts set last_synced_at = null").execute(&app.superuser_pool().await).await.unwrap();
     let id = connection["id"].as_str().unwrap();
     let response =
