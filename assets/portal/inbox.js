@@ -68,9 +68,11 @@ export function targetHref(type, id) {
   return type === "stripe_payout" ? `#/payouts/${id}` : `#/invoices/${id}`;
 }
 
-async function detail(pane, tx, onDecided) {
+/** Shows `tx` and its suggestions in `pane`, unless another credit was selected meanwhile. */
+async function detail(pane, tx, onDecided, isCurrent) {
   fill(pane, h("p", { class: "muted" }, "Loading suggestions…"));
   const page = await get("/reconciliation/suggestions", { transaction_id: tx.id, status: "open", limit: 10 });
+  if (!isCurrent()) return;
   const exclude = async () => {
     try {
       await api("POST", `/transactions/${tx.id}/exclude`, { body: {} });
@@ -105,6 +107,7 @@ export async function render(main) {
   filters.addEventListener("submit", (e) => e.preventDefault());
   let items = [];
   let selected = 0;
+  let shown = 0; // which selection the detail pane may show: a slow answer for an earlier one is dropped
 
   const select = (index) => {
     if (!items.length) return;
@@ -113,7 +116,9 @@ export async function render(main) {
     const li = list.children[selected];
     li.scrollIntoView({ block: "nearest" });
     list.setAttribute("aria-activedescendant", li.id);
-    detail(pane, items[selected], afterDecision).catch((error) => fill(pane, errorBox(error)));
+    const mine = ++shown;
+    const isCurrent = () => mine === shown;
+    detail(pane, items[selected], afterDecision, isCurrent).catch((error) => isCurrent() && fill(pane, errorBox(error)));
   };
 
   async function load() {

@@ -91,7 +91,11 @@ async fn the_inbox_works_from_the_keyboard_alone() {
     browser.wait_for(&selected(&txns[1])).await;
     browser.keys("k").await;
     browser.wait_for(&selected(&txns[0])).await;
+    // The detail pane reloads for the credit selected: count its suggestions once it shows them.
+    browser.wait_text(".inbox-detail h2", "49.00").await;
+    browser.wait_for(".inbox-detail .suggestion").await;
     let before = browser.eval("return document.querySelectorAll('.suggestion').length;").await;
+    browser.check(before.as_i64() > Some(0), "the selected credit has suggestions").await;
     browser.keys("r").await;
     browser.wait_text("#notice", "rejected").await;
     let started = std::time::Instant::now();
