@@ -34,6 +34,8 @@ async fn three(options: &PgConnectOptions, envs: &[(&str, &str)]) -> [Server; 3]
     [a, b, c]
 }
 
+/// A superuser pool on `options`' database, for a test with no in-process app to ask
+/// (`TestApp::superuser_pool`).
 async fn superuser(options: &PgConnectOptions) -> PgPool {
     let name = options.get_database().unwrap();
     PgPool::connect_with(TestCluster::get().await.superuser(name)).await.unwrap()
@@ -149,7 +151,7 @@ async fn automatic_matching_racing_on_three_instances_matches_each_credit_once()
             .unwrap();
     }
 
-    let db = superuser(&options).await;
+    let db = fixtures.superuser_pool().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let matched: i64 = sqlx::query_scalar(
@@ -412,7 +414,7 @@ async fn a_rolling_restart_under_traffic_loses_no_accepted_request_and_no_event(
         refused += turned_away;
         reset += cut;
     }
-    let db = superuser(&options).await;
+    let db = fixtures.superuser_pool().await;
     let stored: Vec<String> = sqlx::query_scalar("select number from invoices where tenant_id = $1")
         .bind(&tenant.id)
         .fetch_all(&db)
