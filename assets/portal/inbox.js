@@ -5,7 +5,13 @@
 import { api, get } from "./api.js";
 import { badge, day, debounce, errorBox, field, fill, h, money, notify, screen } from "./ui.js";
 
+// Headlines fetched for this screen. A decision changes what invoices owe, so the cache lives
+// only until the next decision or the next screen (`forgetTargets`).
 const targets = new Map();
+
+export function forgetTargets() {
+  targets.clear();
+}
 
 /** An invoice's or payout's headline, fetched once. */
 export async function describe(type, id) {
@@ -99,6 +105,7 @@ async function detail(pane, tx, onDecided, isCurrent) {
 }
 
 export async function render(main) {
+  forgetTargets();
   const list = h("ul", { class: "inbox-list", role: "listbox", "aria-label": "Credits to reconcile", tabindex: "0" });
   const pane = h("section", { class: "inbox-detail", "aria-live": "polite", "aria-label": "Suggestions" });
   const search = field("Search", { type: "search", name: "q", placeholder: "Press / to search" });
@@ -147,6 +154,7 @@ export async function render(main) {
   }
 
   function afterDecision() {
+    forgetTargets();
     load().catch((error) => fill(pane, errorBox(error)));
   }
 

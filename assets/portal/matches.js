@@ -2,7 +2,7 @@
 // the end-of-day report.
 
 import { api, get } from "./api.js";
-import { describe, targetHref } from "./inbox.js";
+import { describe, forgetTargets, targetHref } from "./inbox.js";
 import { badge, day, errorBox, field, fill, h, minorToText, money, notify, saveBlob, screen, toMinor, today, when } from "./ui.js";
 
 const ADJUSTMENT_KINDS = [
@@ -14,6 +14,7 @@ const ADJUSTMENT_KINDS = [
 ];
 
 export async function renderMatch(main, { id }) {
+  forgetTargets();
   const match = await get(`/reconciliation/matches/${id}`);
   const out = h("div", { "aria-live": "polite" });
   const allocations = h("ul", {});
