@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     bank,
+    config::Config,
     jobs::{Job, NewJob, Runner, queue},
     state::AppState,
 };
@@ -160,27 +161,35 @@ pub async fn claim_period(state: &AppState, name: &str, period: Duration) -> Res
     Ok(claimed.rows_affected() == 1)
 }
 
-/// The periodic tasks, each queued once per period fleet-wide: bank scheduling, Stripe polling,
-/// event retention, the reconciliation sweep.
-const PERIODIC: &[(&str, Duration)] = &[
-    (bank::schedule::SCHEDULE_JOB, bank::schedule::SCHEDULE_PERIOD),
-    (crate::stripe::poll::SCHEDULE_JOB, crate::stripe::poll::SCHEDULE_PERIOD),
-    (crate::webhooks::retention::PRUNE_JOB, crate::webhooks::retention::PRUNE_PERIOD),
-    (crate::reconciliation::runs::SWEEP_JOB, crate::reconciliation::runs::SWEEP_PERIOD),
-];
+/// The periodic tasks, each queued once per period fleet-wide: bank scheduling (every
+/// `PAYYMO_BANK_SCHEDULE_PERIOD`), Stripe polling, event retention, the reconciliation sweep.
+fn periodic(config: &Config) -> [(&'static str, Duration); 4] {
+    [
+        (bank::schedule::SCHEDULE_JOB, config.bank_schedule_period),
+        (crate::stripe::poll::SCHEDULE_JOB, crate::stripe::poll::SCHEDULE_PERIOD),
+        (crate::webhooks::retention::PRUNE_JOB, crate::webhooks::retention::PRUNE_PERIOD),
+        (crate::reconciliation::runs::SWEEP_JOB, crate::reconciliation::runs::SWEEP_PERIOD),
+    ]
+}
+
+/// How often each instance's ticker looks for due periodic tasks, unless a period is shorter.
+const TICK: Duration = Duration::from_secs(10);
 
 /// Runs the workers until `shutdown`: the job runner, and a ticker that queues the periodic tasks.
 pub async fn run_until(state: AppState, worker_id: String, shutdown: CancellationToken) {
     let ticker_state = state.clone();
     let ticker_shutdown = shutdown.clone();
+    let tasks = periodic(&state.config);
+    // Looking less often than a task's period would stretch the period to the tick.
+    let every = tasks.iter().map(|(_, period)| *period).fold(TICK, Duration::min);
     let ticker = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = ticker_shutdown.cancelled() => return,
             }
-            for (task, period) in PERIODIC {
+            for (task, period) in &tasks {
                 match claim_period(&ticker_state, task, *period).await {
                     Ok(true) => {
                         let job = NewJob::new(*task, serde_json::json!({})).dedup_key(*task).max_attempts(1);

@@ -188,6 +188,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "How long a webhook receiver has to answer one delivery attempt.",
     },
     Variable {
+        name: "PAYYMO_BANK_SCHEDULE_PERIOD",
+        default: "60s",
+        help: "How often the fleet looks for bank accounts due a sync (once per period across all instances): a sync starts at most about this long after PAYYMO_SYNC_INTERVAL has passed. At least 1s.",
+    },
+    Variable {
         name: "PAYYMO_WEBHOOK_RETRY_SCHEDULE",
         default: "5s,5m,30m,2h,5h,10h,10h",
         help: "Delays before each webhook retry (each jittered by 10%); the first attempt is immediate, so attempts = steps + 1.",
@@ -260,6 +265,8 @@ pub struct Config {
     pub provider_cooldown: Duration,
     pub workers: bool,
     pub sync_interval: Duration,
+    /// How often bank accounts due a sync are looked for, fleet-wide (`PAYYMO_BANK_SCHEDULE_PERIOD`).
+    pub bank_schedule_period: Duration,
     pub webhook_allowed_networks: Vec<ipnet::IpNet>,
     pub webhook_timeout: Duration,
     pub webhook_retry_schedule: Vec<Duration>,
@@ -345,6 +352,7 @@ impl Config {
             provider_cooldown: env.duration("PAYYMO_PROVIDER_COOLDOWN")?,
             workers: env.boolean("PAYYMO_WORKERS")?,
             sync_interval: env.duration("PAYYMO_SYNC_INTERVAL")?,
+            bank_schedule_period: env.duration_at_least("PAYYMO_BANK_SCHEDULE_PERIOD", Duration::from_secs(1))?,
             webhook_allowed_networks: env.networks("PAYYMO_WEBHOOK_ALLOWED_NETWORKS")?,
             webhook_timeout: env.duration("PAYYMO_WEBHOOK_TIMEOUT")?,
             webhook_retry_schedule: env.durations("PAYYMO_WEBHOOK_RETRY_SCHEDULE")?,
@@ -439,6 +447,16 @@ impl Env<'_> {
             Ok(d) if !d.is_zero() => Ok(d),
             _ => Err(self.invalid(name, &value, "a positive duration such as 500ms, 3s or 2m")),
         }
+    }
+
+    /// A duration no shorter than `min`.
+    fn duration_at_least(&self, name: &'static str, min: Duration) -> Result<Duration, ConfigError> {
+        let duration = self.duration(name)?;
+        if duration < min {
+            let expected = format!("a duration of at least {}", humantime::format_duration(min));
+            return Err(self.invalid(name, &self.value(name), &expected));
+        }
+        Ok(duration)
     }
 
     /// A comma-separated list of positive durations (at most 20).
@@ -650,6 +668,18 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().starts_with("STRIPE_PLATFORM_SECRET_KEY") && !err.to_string().contains("hunter2"));
         assert_eq!(Config::defaults().stripe_connect_url, "https://connect.stripe.com");
+    }
+
+    #[test]
+    fn the_bank_schedule_period_is_at_least_a_second() {
+        assert_eq!(Config::defaults().bank_schedule_period, Duration::from_secs(60));
+        let c = config(&[("PAYYMO_BANK_SCHEDULE_PERIOD", "1s")]).unwrap();
+        assert_eq!(c.bank_schedule_period, Duration::from_secs(1));
+        let err = config(&[("PAYYMO_BANK_SCHEDULE_PERIOD", "500ms")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PAYYMO_BANK_SCHEDULE_PERIOD: invalid value \"500ms\": expected a duration of at least 1s"
+        );
     }
 
     #[test]

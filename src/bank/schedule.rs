@@ -1,16 +1,13 @@
 //! The bank feeds' periodic scheduling: queue syncs for accounts that are due and sweep consents
-//! that expire. It runs once per period fleet-wide (see [`crate::background`]); syncs are queued
-//! with a dedup key per account, so even two schedulers could not queue the same account twice.
-
-use std::time::Duration;
+//! that expire. It runs once per `PAYYMO_BANK_SCHEDULE_PERIOD` fleet-wide (see
+//! [`crate::background`]); syncs are queued with a dedup key per account, so even two schedulers
+//! could not queue the same account twice.
 
 use super::{connections, sync};
 use crate::{domain::ids::TenantId, state::AppState};
 
 /// The job kind that queues due syncs and sweeps expiry.
 pub const SCHEDULE_JOB: &str = "bank.schedule";
-/// How often scheduling runs (fleet-wide).
-pub const SCHEDULE_PERIOD: Duration = Duration::from_secs(60);
 
 /// Queues a sync for each linked account not synced within the sync interval, then sweeps
 /// expiring and expired consents.

@@ -27,6 +27,7 @@ mod invoices;
 mod jobs;
 mod make_app;
 mod many_instances;
+mod many_instances_sync;
 mod members_admin;
 mod metrics;
 mod middleware;

@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Three `payymo serve` processes on `options`' database, started at the same moment.
-async fn three(options: &PgConnectOptions, envs: &[(&str, &str)]) -> [Server; 3] {
+pub(crate) async fn three(options: &PgConnectOptions, envs: &[(&str, &str)]) -> [Server; 3] {
     let url = database_url(options, APP_PASSWORD);
     let mut all = vec![("DATABASE_URL", url.as_str()), ("PAYYMO_LOG", "info")];
     all.extend_from_slice(envs);
