@@ -81,6 +81,8 @@ impl Application {
             Some(url) => url.clone(),
             None => format!("http://{}", listener.local_addr()?),
         };
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let reads = Arc::new(read_routing(&config, &db, metrics.reads.clone()).await?);
         let config = Arc::new(config);
         let state = AppState::new(Shared {
             public_url,
@@ -93,7 +95,8 @@ impl Application {
             limiter: Arc::new(limiter),
             config,
             db,
-            metrics: Arc::default(),
+            reads,
+            metrics,
             openapi_json: http::openapi::spec_json().into(),
             draining: Arc::default(),
         });
@@ -115,6 +118,7 @@ impl Application {
             draining.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         let usage = tokio::spawn(flush_usage_until(self.state.auth.clone(), shutdown.clone()));
+        let replica_probe = tokio::spawn(self.state.reads.clone().probe_until(shutdown.clone()));
         let workers = self.state.config.workers.then(|| {
             let worker_id = format!("{}-{}", hostname(), std::process::id());
             let jobs =
@@ -128,6 +132,7 @@ impl Application {
             let _ = webhooks.await;
         }
         let _ = usage.await;
+        let _ = replica_probe.await;
         self.sandbox_shutdown.cancel();
         result
     }
@@ -135,6 +140,32 @@ impl Application {
     pub fn state(&self) -> &AppState {
         &self.state
     }
+}
+
+/// The read routing: a replica pool when `DATABASE_READ_URL` is set (same pool size as the
+/// primary's, and a short acquire timeout: a replica with no free connection sends the read to
+/// the primary rather than keep it waiting), with write marks in Redis when it is configured.
+async fn read_routing(
+    config: &Config,
+    primary: &PgPool,
+    metrics: crate::db::replica::ReadMetrics,
+) -> anyhow::Result<crate::db::replica::Reads> {
+    use crate::db::replica::Reads;
+    use secrecy::ExposeSecret;
+    let Some(url) = &config.database_read_url else {
+        return Ok(Reads::primary_only(primary.clone(), metrics));
+    };
+    let options: sqlx::postgres::PgConnectOptions =
+        url.expose_secret().parse().map_err(|e| anyhow::anyhow!("DATABASE_READ_URL: {e}"))?;
+    let replica = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .min_connections(0)
+        .acquire_timeout(config.db_acquire_timeout.min(std::time::Duration::from_millis(500)))
+        .idle_timeout(std::time::Duration::from_secs(300))
+        .test_before_acquire(false)
+        .connect_lazy_with(options.application_name("payymo-read"));
+    let redis = config.redis_url.as_ref().map(|url| url.expose_secret().to_owned());
+    Ok(Reads::with_replica(primary.clone(), replica, config.replica_max_lag, redis.as_deref(), metrics).await?)
 }
 
 /// Starts the GoCardless simulator on a free loopback port, for test-mode tenants; returns its

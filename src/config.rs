@@ -27,6 +27,16 @@ pub const VARIABLES: &[Variable] = &[
         help: "Postgres connection URL. Unset: an embedded private cluster under PAYYMO_DATA_DIR is started from the machine's PostgreSQL binaries.",
     },
     Variable {
+        name: "DATABASE_READ_URL",
+        default: "",
+        help: "Optional Postgres URL of a streaming replica. Set: list, get, stats and export endpoints read from it while it is within PAYYMO_REPLICA_MAX_LAG; everything else uses DATABASE_URL.",
+    },
+    Variable {
+        name: "PAYYMO_REPLICA_MAX_LAG",
+        default: "500ms",
+        help: "How far the replica (DATABASE_READ_URL) may be behind the primary before its reads go back to the primary (at most 1m).",
+    },
+    Variable {
         name: "REDIS_URL",
         default: "",
         help: "Optional Redis URL (redis:// or rediss://). Set: rate limits are counted in Redis, so all instances share one limit. Unset: each instance counts in memory.",
@@ -178,6 +188,11 @@ pub const VARIABLES: &[Variable] = &[
         help: "How often each linked bank connection is synced. Banks may allow only 4 calls a day per account and endpoint.",
     },
     Variable {
+        name: "PAYYMO_BANK_SCHEDULE_PERIOD",
+        default: "60s",
+        help: "How often the fleet looks for bank accounts due a sync (once per period across all instances): a sync starts at most about this long after PAYYMO_SYNC_INTERVAL has passed. At least 1s.",
+    },
+    Variable {
         name: "PAYYMO_WEBHOOK_ALLOWED_NETWORKS",
         default: "",
         help: "Comma-separated CIDRs webhook deliveries may reach although they are internal (loopback, private, ...), e.g. 127.0.0.1/32 for local development. Empty: every internal address is refused.",
@@ -186,11 +201,6 @@ pub const VARIABLES: &[Variable] = &[
         name: "PAYYMO_WEBHOOK_TIMEOUT",
         default: "15s",
         help: "How long a webhook receiver has to answer one delivery attempt.",
-    },
-    Variable {
-        name: "PAYYMO_BANK_SCHEDULE_PERIOD",
-        default: "60s",
-        help: "How often the fleet looks for bank accounts due a sync (once per period across all instances): a sync starts at most about this long after PAYYMO_SYNC_INTERVAL has passed. At least 1s.",
     },
     Variable {
         name: "PAYYMO_WEBHOOK_RETRY_SCHEDULE",
@@ -229,6 +239,10 @@ pub const VARIABLES: &[Variable] = &[
 pub struct Config {
     /// `None`: use the embedded cluster in `data_dir`.
     pub database_url: Option<SecretString>,
+    /// A streaming replica for reads that may lag (`DATABASE_READ_URL`); `None`: none.
+    pub database_read_url: Option<SecretString>,
+    /// How far behind the replica may be before its reads go back to the primary.
+    pub replica_max_lag: Duration,
     pub redis_url: Option<SecretString>,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -323,6 +337,8 @@ impl Config {
         let env = Env { lookup: &lookup };
         Ok(Self {
             database_url: env.secret("DATABASE_URL", &["postgres://", "postgresql://"])?,
+            database_read_url: env.secret("DATABASE_READ_URL", &["postgres://", "postgresql://"])?,
+            replica_max_lag: env.bounded_duration("PAYYMO_REPLICA_MAX_LAG", Duration::from_secs(60))?,
             redis_url: env.secret("REDIS_URL", &["redis://", "rediss://"])?,
             listen: env.parse("PAYYMO_LISTEN", "an address like 127.0.0.1:8080")?,
             data_dir: PathBuf::from(env.value("PAYYMO_DATA_DIR")),
@@ -430,6 +446,16 @@ impl Env<'_> {
             return Err(self.invalid(name, &parsed.to_string(), &expected));
         }
         Ok(parsed)
+    }
+
+    /// A positive duration of at most `max`.
+    fn bounded_duration(&self, name: &'static str, max: Duration) -> Result<Duration, ConfigError> {
+        let duration = self.duration(name)?;
+        if duration > max {
+            let expected = format!("a positive duration of at most {}", humantime::format_duration(max));
+            return Err(self.invalid(name, &self.value(name), &expected));
+        }
+        Ok(duration)
     }
 
     fn boolean(&self, name: &'static str) -> Result<bool, ConfigError> {
@@ -635,6 +661,18 @@ mod tests {
     }
 
     #[test]
+    fn the_bank_schedule_period_is_at_least_a_second() {
+        assert_eq!(Config::defaults().bank_schedule_period, Duration::from_secs(60));
+        let c = config(&[("PAYYMO_BANK_SCHEDULE_PERIOD", "1s")]).unwrap();
+        assert_eq!(c.bank_schedule_period, Duration::from_secs(1));
+        let err = config(&[("PAYYMO_BANK_SCHEDULE_PERIOD", "500ms")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PAYYMO_BANK_SCHEDULE_PERIOD: invalid value \"500ms\": expected a duration of at least 1s"
+        );
+    }
+
+    #[test]
     fn invalid_values_name_the_variable() {
         let err = config(&[("PAYYMO_LISTEN", "nope")]).unwrap_err();
         assert_eq!(err.to_string(), "PAYYMO_LISTEN: invalid value \"nope\": expected an address like 127.0.0.1:8080");
@@ -668,18 +706,6 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().starts_with("STRIPE_PLATFORM_SECRET_KEY") && !err.to_string().contains("hunter2"));
         assert_eq!(Config::defaults().stripe_connect_url, "https://connect.stripe.com");
-    }
-
-    #[test]
-    fn the_bank_schedule_period_is_at_least_a_second() {
-        assert_eq!(Config::defaults().bank_schedule_period, Duration::from_secs(60));
-        let c = config(&[("PAYYMO_BANK_SCHEDULE_PERIOD", "1s")]).unwrap();
-        assert_eq!(c.bank_schedule_period, Duration::from_secs(1));
-        let err = config(&[("PAYYMO_BANK_SCHEDULE_PERIOD", "500ms")]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "PAYYMO_BANK_SCHEDULE_PERIOD: invalid value \"500ms\": expected a duration of at least 1s"
-        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub webhooks: crate::webhooks::metrics::WebhookMetrics,
     /// Inbound Stripe deliveries refused for their signature.
     pub stripe_signature_failures: Counter,
+    /// The read replica: reads by where they went, its lag and availability.
+    pub reads: crate::db::replica::ReadMetrics,
 }
 
 impl Default for Metrics {
@@ -72,7 +74,8 @@ impl Default for Metrics {
             "Inbound Stripe webhook deliveries refused because their signature did not verify",
             stripe_signature_failures.clone(),
         );
-        Self { registry, requests, duration, in_flight, webhooks, stripe_signature_failures }
+        let reads = crate::db::replica::ReadMetrics::register(&mut registry);
+        Self { registry, requests, duration, in_flight, webhooks, stripe_signature_failures, reads }
     }
 }
 

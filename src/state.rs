@@ -33,6 +33,8 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub config: Arc<Config>,
     pub db: PgPool,
+    /// Where reads that may lag go: the replica when configured and fresh, else `db`.
+    pub reads: Arc<crate::db::replica::Reads>,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, rendered once at start-up.
     pub openapi_json: Arc<str>,

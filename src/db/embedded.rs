@@ -123,6 +123,61 @@ impl EmbeddedPostgres {
         .map_err(|e| EmbeddedError::Io(e.to_string()))?
     }
 
+    /// Makes and starts a streaming replica of this cluster under `data_dir` (`pg_basebackup`
+    /// with a standby configuration, its own private socket, hot standby feedback on), or
+    /// starts the one already there. For tests and local experiments with `DATABASE_READ_URL`.
+    pub async fn start_standby(&self, data_dir: &Path) -> Result<Self, EmbeddedError> {
+        let (bin_dir, primary_socket, runner) = (self.bin_dir.clone(), self.socket_dir.clone(), self.runner);
+        let data_dir = data_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let root = cluster_root(&data_dir)?;
+            fs::create_dir_all(&root).map_err(|e| io_error("create", &root, e))?;
+            let mut standby = Self {
+                bin_dir,
+                pgdata: root.join("pgdata"),
+                socket_dir: root.join("run"),
+                runner,
+                started_here: false,
+            };
+            fs::create_dir_all(&standby.socket_dir).map_err(|e| io_error("create", &standby.socket_dir, e))?;
+            standby.hand_over(&root)?;
+            standby.hand_over(&standby.socket_dir)?;
+            if !standby.pgdata.join("PG_VERSION").exists() {
+                standby.run(
+                    Command::new(standby.bin_dir.join("pg_basebackup"))
+                        .arg("-D")
+                        .arg(&standby.pgdata)
+                        .arg("-h")
+                        .arg(&primary_socket)
+                        .args(["-U", SUPERUSER, "-X", "stream", "-R", "-c", "fast"])
+                        .current_dir(&root),
+                )?;
+                let settings = format!(
+                    "\n# payymo embedded standby\nunix_socket_directories = '{}'\nhot_standby_feedback = on\n",
+                    standby.socket_dir.display()
+                );
+                let conf = standby.pgdata.join("postgresql.conf");
+                let mut text = fs::read_to_string(&conf).map_err(|e| io_error("read", &conf, e))?;
+                text.push_str(&settings);
+                fs::write(&conf, text).map_err(|e| io_error("write", &conf, e))?;
+            }
+            if !standby.is_running()? {
+                standby.run_pg_ctl(&root)?;
+                standby.started_here = true;
+            }
+            Ok(standby)
+        })
+        .await
+        .map_err(|e| EmbeddedError::Io(e.to_string()))?
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`), whoever started it, and waits; for
+    /// tests that simulate an outage or clean up after themselves, from any context (it blocks).
+    pub fn stop_immediately(&self) -> Result<(), EmbeddedError> {
+        let pg_ctl = self.bin_dir.join("pg_ctl");
+        self.run(Command::new(pg_ctl).arg("-D").arg(&self.pgdata).args(["-m", "immediate", "-w", "stop"])).map(drop)
+    }
+
     fn init(&self, root: &Path) -> Result<(), EmbeddedError> {
         tracing::info!(pgdata = %self.pgdata.display(), "initialising the embedded PostgreSQL cluster");
         self.run(

@@ -2,6 +2,7 @@
 
 pub mod embedded;
 pub mod notify;
+pub mod replica;
 pub mod tenant;
 
 use std::time::Duration;

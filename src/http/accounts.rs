@@ -23,6 +23,7 @@ use crate::{
     bank::model::{ACCOUNT_COLUMNS, BankAccount},
     db::tenant::{begin_tenant, end_read},
     domain::{ids::BankAccountId, money::Currency, states::AccountKind},
+    http::reads::Reader,
     state::AppState,
 };
 
@@ -166,6 +167,7 @@ impl super::query::QueryParams for AccountFilters {}
 )]
 async fn list(
     State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<TransactionsRead>,
     ApiQuery(f): ApiQuery<AccountFilters>,
@@ -173,7 +175,7 @@ async fn list(
     let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(f.limit);
     let after = cursors.after(f.cursor.as_deref(), BankAccountId::parse)?;
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let rows: Vec<BankAccount> = sqlx::query_as(&format!(
         "select {ACCOUNT_COLUMNS} from bank_accounts
          where tenant_id = $1 and ($2::text is null or kind = $2) and ($3::text is null or id < $3)
@@ -201,13 +203,13 @@ async fn list(
     security(("api_key" = ["transactions:read"]), ("bearer" = ["transactions:read"]))
 )]
 async fn get(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<TransactionsRead>,
     PathId(parsed): PathId<BankAccountId>,
 ) -> Result<ApiJson<BankAccount>, ApiError> {
     let id = parsed.as_str();
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let account: Option<BankAccount> =
         sqlx::query_as(&format!("select {ACCOUNT_COLUMNS} from bank_accounts where tenant_id = $1 and id = $2"))
             .bind(principal.tenant.id.as_str())

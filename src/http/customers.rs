@@ -30,6 +30,7 @@ use crate::{
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
     domain::{ids::CustomerId, validation::FieldError},
+    http::reads::Reader,
     invoices::{
         InvoiceError,
         batch::{self, BatchResult},
@@ -128,6 +129,7 @@ pub(super) fn search_problems(q: Option<&str>) -> Vec<FieldError> {
 )]
 async fn list(
     State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<InvoicesRead>,
     ApiQuery(params): ApiQuery<CustomerParams>,
@@ -142,7 +144,7 @@ async fn list(
         q: params.q.map(|q| q.trim().to_lowercase()),
         updated_since: params.updated_since,
     };
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let rows = customer::list(&mut tx, &principal.tenant.id, &filters, before.as_ref(), i64::from(limit) + 1).await?;
     end_read(tx);
     Ok(ApiJson(cursors.page(rows, limit, |c| c.id.clone())))
@@ -158,12 +160,12 @@ async fn list(
     security(("api_key" = ["invoices:read"]), ("bearer" = ["invoices:read"]))
 )]
 async fn get(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<InvoicesRead>,
     PathId(id): PathId<CustomerId>,
 ) -> Result<ApiJson<Customer>, ApiError> {
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let found = customer::load(&mut tx, &principal.tenant.id, &id, false).await?;
     end_read(tx);
     found.map(ApiJson).ok_or_else(|| ApiError::not_found_in(Probe::Customers, id.as_str()))

@@ -30,6 +30,7 @@ use crate::{
     db::tenant::{begin_tenant, end_read},
     domain::ids::{EventId, WebhookEndpointId},
     events::{EVENT_COLUMNS, EVENT_TYPES, Event},
+    http::reads::Reader,
     state::AppState,
     webhooks::deliveries::{self, WebhookDelivery},
 };
@@ -94,6 +95,7 @@ impl super::query::QueryParams for EventFilters {
 )]
 async fn list(
     State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<WebhooksRead>,
     ApiQuery(f): ApiQuery<EventFilters>,
@@ -101,7 +103,7 @@ async fn list(
     let cursors = pagination::Cursors::of(&state).await?;
     let limit = pagination::limit(f.limit);
     let after = cursors.after(f.cursor.as_deref(), EventId::parse)?;
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let rows: Vec<Event> = sqlx::query_as(&format!(
         "select {EVENT_COLUMNS} from events
          where tenant_id = $1 and ($2::text is null or event_type = $2)
@@ -131,12 +133,12 @@ async fn list(
     security(("api_key" = ["webhooks:read"]), ("bearer" = ["webhooks:read"]))
 )]
 async fn get(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<WebhooksRead>,
     PathId(id): PathId<EventId>,
 ) -> Result<ApiJson<Event>, ApiError> {
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let event: Option<Event> =
         sqlx::query_as(&format!("select {EVENT_COLUMNS} from events where tenant_id = $1 and id = $2"))
             .bind(principal.tenant.id.as_str())

@@ -35,6 +35,7 @@ use crate::{
         money::Currency,
         validation::FieldError,
     },
+    http::reads::Reader,
     invoices::{
         InvoiceError,
         batch::{self, BatchResult},
@@ -164,6 +165,7 @@ impl QueryParams for InvoiceParams {
 )]
 async fn list(
     State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<InvoicesRead>,
     ApiQuery(params): ApiQuery<InvoiceParams>,
@@ -188,7 +190,7 @@ async fn list(
         q: params.q.map(|q| q.trim().to_lowercase()),
         updated_since: params.updated_since,
     };
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let rows = invoice::list(&mut tx, &principal.tenant.id, &filters, before.as_ref(), i64::from(limit) + 1).await?;
     end_read(tx);
     Ok(ApiJson(cursors.page(rows, limit, |i| i.id.clone())))
@@ -204,12 +206,12 @@ async fn list(
     security(("api_key" = ["invoices:read"]), ("bearer" = ["invoices:read"]))
 )]
 async fn get(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<InvoicesRead>,
     PathId(id): PathId<InvoiceId>,
 ) -> Result<ApiJson<Invoice>, ApiError> {
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let found = invoice::load(&mut tx, &principal.tenant.id, &id, false).await?;
     end_read(tx);
     found.map(ApiJson).ok_or_else(|| ApiError::not_found_in(Probe::Invoices, id.as_str()))

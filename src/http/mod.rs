@@ -34,6 +34,7 @@ pub mod provider_credentials;
 pub mod provider_errors;
 pub mod query;
 pub mod rate_limit;
+pub mod reads;
 pub mod reconciliation_matches;
 pub mod reconciliation_report;
 pub mod reconciliation_rules;
@@ -138,7 +139,8 @@ pub fn router(state: AppState) -> Router {
     let tenant_v1 = tenant_v1.route_layer(
         ServiceBuilder::new()
             .layer(from_fn_with_state(state.clone(), auth::authenticate))
-            .layer(from_fn_with_state(state.clone(), audit_trail::middleware)),
+            .layer(from_fn_with_state(state.clone(), audit_trail::middleware))
+            .layer(from_fn_with_state(state.clone(), reads::middleware)),
     );
     let (admin, _) = admin::router().split_for_parts();
     let admin = admin.route_layer(from_fn_with_state(state.clone(), admin::guard));

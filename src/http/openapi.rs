@@ -94,6 +94,7 @@ pub fn spec_json() -> String {
     #[allow(clippy::expect_used)]
     let mut document = serde_json::to_value(&document).expect("the OpenAPI document serialises");
     super::error_responses::document(&mut document);
+    super::reads::document(&mut document);
     #[allow(clippy::expect_used)]
     let mut json = serde_json::to_string_pretty(&document).expect("the OpenAPI document serialises");
     json.push('\n');

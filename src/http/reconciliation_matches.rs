@@ -28,6 +28,7 @@ use crate::{
         states::MatchStatus,
         validation::FieldError,
     },
+    http::reads::Reader,
     reconciliation::{
         DecidedBy, ReconciliationError, exclusion,
         matches::{self, Match, MatchFilters, MatchOrigin, MatchState, NewMatch, Proposal},
@@ -137,6 +138,7 @@ impl QueryParams for MatchParams {
 )]
 async fn list(
     State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<ReconciliationRead>,
     ApiQuery(params): ApiQuery<MatchParams>,
@@ -152,7 +154,7 @@ async fn list(
         created_from: params.created_from,
         created_to: params.created_to,
     };
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let rows = matches::list(&mut tx, &principal.tenant.id, &filters, before.as_ref(), i64::from(limit) + 1).await?;
     end_read(tx);
     Ok(ApiJson(cursors.page(rows, limit, |m| m.id.clone())))
@@ -170,12 +172,12 @@ async fn list(
     security(("api_key" = ["reconciliation:read"]), ("bearer" = ["reconciliation:read"]))
 )]
 async fn get(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<ReconciliationRead>,
     PathId(id): PathId<MatchId>,
 ) -> Result<ApiJson<Match>, ApiError> {
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let found = matches::get(&mut tx, &principal.tenant.id, &id, false).await?;
     end_read(tx);
     found.map(ApiJson).ok_or_else(|| ApiError::not_found_in(Probe::ReconciliationMatches, id.as_str()))

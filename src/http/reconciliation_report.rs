@@ -2,7 +2,6 @@
 //! (docs/reconciliation.md, "End-of-day report").
 
 use axum::{
-    extract::State,
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
@@ -21,8 +20,9 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    db::tenant::{begin_tenant, end_read},
+    db::tenant::end_read,
     domain::ids::BankAccountId,
+    http::reads::Reader,
     reconciliation::{
         ReconciliationError,
         report::{self, EndOfDayAccount, EndOfDayReport, ReportFlow},
@@ -133,7 +133,7 @@ impl QueryParams for ReportParams {
     security(("api_key" = ["reconciliation:read"]), ("bearer" = ["reconciliation:read"]))
 )]
 async fn end_of_day_report(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<ReconciliationRead>,
     headers: HeaderMap,
@@ -144,7 +144,7 @@ async fn end_of_day_report(
         Some(raw) => Some(BankAccountId::parse(raw).ok_or_else(|| ApiError::not_found_in(Probe::Accounts, raw))?),
         None => None,
     };
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let report = report::report(&mut tx, &principal.tenant.id, date, account.as_ref()).await.map_err(|e| match e {
         ReconciliationError::NotFound(_) => {
             ApiError::not_found_in(Probe::Accounts, params.account_id.as_deref().unwrap_or_default())

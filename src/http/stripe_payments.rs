@@ -29,6 +29,7 @@ use crate::{
     auth::Principal,
     db::tenant::{begin_tenant, end_read},
     domain::validation::FieldError,
+    http::reads::Reader,
     state::AppState,
     stripe::{
         charge::{self, NewPayment, StripeRefund},
@@ -110,6 +111,7 @@ impl QueryParams for PaymentParams {
 )]
 async fn list(
     State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<StripeRead>,
     ApiQuery(params): ApiQuery<PaymentParams>,
@@ -127,7 +129,7 @@ async fn list(
         payout_id: params.payout_id,
         updated_since: params.updated_since,
     };
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let rows = payments::list(&mut tx, &principal.tenant.id, &filters, after, i64::from(limit) + 1).await?;
     end_read(tx);
     Ok(ApiJson(cursors.page(rows, limit, |p| format!("payments|{}|{}", p.created.to_rfc3339(), p.id))))
@@ -145,14 +147,14 @@ async fn list(
     security(("api_key" = ["stripe:read"]), ("bearer" = ["stripe:read"]))
 )]
 async fn get(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<StripeRead>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<ApiJson<StripePayment>, ApiError> {
     // A path that is not even text names nothing: the same 404 as a missing id.
     let id = payment_id(path)?;
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let found = payments::get(&mut tx, &principal.tenant.id, &id).await?;
     end_read(tx);
     found.map(ApiJson).ok_or_else(|| ApiError::not_found_in(Probe::StripePayments, &id))

@@ -18,8 +18,9 @@ use super::{
 };
 use crate::{
     auth::Principal,
-    db::tenant::{begin_tenant, end_read},
+    db::tenant::end_read,
     domain::validation::FieldError,
+    http::reads::Reader,
     state::AppState,
     stripe::{
         balance::{self, StripeBalance},
@@ -107,6 +108,7 @@ impl QueryParams for PayoutParams {
 )]
 async fn list(
     State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<StripeRead>,
     ApiQuery(params): ApiQuery<PayoutParams>,
@@ -123,7 +125,7 @@ async fn list(
         created_to: params.created_to,
         trace_id: params.trace_id,
     };
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let rows = payouts::list(&mut tx, &principal.tenant.id, &filters, after, i64::from(limit) + 1).await?;
     end_read(tx);
     Ok(ApiJson(cursors.page(rows, limit, |p| format!("payouts|{}|{}", p.created.to_rfc3339(), p.id))))
@@ -155,13 +157,13 @@ fn payout_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErr
     security(("api_key" = ["stripe:read"]), ("bearer" = ["stripe:read"]))
 )]
 async fn get(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<StripeRead>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<ApiJson<StripePayout>, ApiError> {
     let id = payout_id(path)?;
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let found = payouts::get(&mut tx, &principal.tenant.id, &id).await?;
     end_read(tx);
     found.map(ApiJson).ok_or_else(|| ApiError::not_found_in(Probe::StripePayouts, &id))
@@ -182,6 +184,7 @@ async fn get(
 )]
 async fn transactions(
     State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<StripeRead>,
     path: Result<Path<String>, PathRejection>,
@@ -192,7 +195,7 @@ async fn transactions(
     let limit = pagination::limit(page.limit);
     let after = cursors.after(page.cursor.as_deref(), |text| position(text, &format!("payout_txns|{id}|")))?;
     let tenant = &principal.tenant.id;
-    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let mut tx = reader.begin(tenant).await?;
     if payouts::get(&mut tx, tenant, &id).await?.is_none() {
         end_read(tx);
         return Err(ApiError::not_found_in(Probe::StripePayouts, &id));

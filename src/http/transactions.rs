@@ -33,6 +33,7 @@ use crate::{
         states::{MatchStatus, TransactionStatus},
     },
     events,
+    http::reads::Reader,
     state::AppState,
     transactions::query::{self, Category, CursorCodec, Direction, Filters, Sort},
 };
@@ -323,6 +324,7 @@ async fn cursor_key(state: &AppState) -> Result<[u8; 32], ApiError> {
 )]
 async fn list(
     State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<TransactionsRead>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -342,7 +344,7 @@ async fn list(
             )
         })?),
     };
-    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let mut tx = reader.begin(tenant).await?;
     let mut rows = query::page(&mut tx, tenant, &filters, sort, after.as_ref(), i64::from(limit) + 1).await?;
     end_read(tx);
     let has_more = rows.len() > limit as usize;
@@ -365,13 +367,13 @@ async fn list(
     security(("api_key" = ["transactions:read"]), ("bearer" = ["transactions:read"]))
 )]
 async fn get(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<TransactionsRead>,
     PathId(parsed): PathId<TransactionId>,
 ) -> Result<ApiJson<Transaction>, ApiError> {
     let id = parsed.as_str();
-    let mut tx = begin_tenant(&state.db, &principal.tenant.id).await?;
+    let mut tx = reader.begin(&principal.tenant.id).await?;
     let transaction = load(&mut tx, &principal.tenant.id, &parsed, false).await?;
     end_read(tx);
     match transaction {

@@ -35,6 +35,7 @@ mod openapi;
 mod portal;
 mod provider_credentials;
 mod rate_limits;
+mod read_replica;
 mod reconciliation_engine;
 mod reconciliation_matches;
 mod reconciliation_payers;

@@ -1,7 +1,9 @@
 //! `GET /transactions/export`: the filtered transactions as CSV, streamed page by page as they
 //! are read, so memory stays flat whatever the size.
 
-use axum::{extract::State, response::Response};
+use std::sync::Arc;
+
+use axum::response::Response;
 
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -12,13 +14,13 @@ use super::{
 };
 use crate::{
     bank::model::Transaction,
-    db::tenant::{begin_tenant, end_read},
+    db::tenant::end_read,
     domain::{ids::TenantId, money::Currency, money::format_minor_units},
+    http::reads::Reader,
     http::{
         csv::{Cell, CsvWriter, download},
         error::Problem,
     },
-    state::AppState,
     transactions::query::{self, Filters, Position, Sort},
 };
 
@@ -90,7 +92,7 @@ const PAGE: i64 = 5000;
     security(("api_key" = ["transactions:read"]), ("bearer" = ["transactions:read"]))
 )]
 pub(super) async fn export(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<TransactionsRead>,
     ApiQuery(params): ApiQuery<ExportParams>,
@@ -99,12 +101,12 @@ pub(super) async fn export(
     let sort = params.sort.unwrap_or_default();
     let tenant = principal.tenant.id.clone();
     // Fail before the 200 when the database is unreachable, rather than mid-stream.
-    end_read(begin_tenant(&state.db, &tenant).await?);
+    end_read(reader.begin(&tenant).await?);
 
     let mut header = CsvWriter::default();
     header.row(COLUMNS.iter().map(|c| Cell::Plain(c)));
     let header = header.take();
-    let export = Export { state, tenant, filters, sort };
+    let export = Export { reader: Arc::new(reader), tenant, filters, sort };
     let stream = futures_util::stream::unfold(Step::Header(header), move |step| {
         let export = export.clone();
         async move {
@@ -135,7 +137,7 @@ enum Step {
 
 #[derive(Clone)]
 struct Export {
-    state: AppState,
+    reader: Arc<Reader>,
     tenant: TenantId,
     filters: Filters,
     sort: Sort,
@@ -144,7 +146,7 @@ struct Export {
 impl Export {
     /// One page as CSV, and where the next starts (`None` when this was the last).
     async fn page(&self, after: Option<&Position>) -> Result<(Vec<u8>, Option<Position>), ApiError> {
-        let mut tx = begin_tenant(&self.state.db, &self.tenant).await?;
+        let mut tx = self.reader.begin(&self.tenant).await?;
         let rows = query::page(&mut tx, &self.tenant, &self.filters, self.sort, after, PAGE).await?;
         end_read(tx);
         let mut writer = CsvWriter::default();

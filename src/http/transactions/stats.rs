@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row};
 use utoipa::ToSchema;
@@ -16,9 +15,9 @@ use super::{
     TransactionsRead, parse_filters, with_filters,
 };
 use crate::{
-    db::tenant::{begin_tenant, end_read},
+    db::tenant::end_read,
+    http::reads::Reader,
     http::{error::Problem, json::ApiJson},
-    state::AppState,
 };
 
 with_filters! {
@@ -114,7 +113,7 @@ pub struct TransactionStats {
     security(("api_key" = ["transactions:read"]), ("bearer" = ["transactions:read"]))
 )]
 pub(super) async fn stats(
-    State(state): State<AppState>,
+    reader: Reader,
     principal: Principal,
     _: Needs<TransactionsRead>,
     ApiQuery(params): ApiQuery<StatsParams>,
@@ -133,7 +132,7 @@ pub(super) async fn stats(
     );
     filters.push_where(&mut sql, tenant);
     sql.push(" group by 1, 2, 3, 4) g");
-    let mut tx = begin_tenant(&state.db, tenant).await?;
+    let mut tx = reader.begin(tenant).await?;
     sqlx::query("select set_config('work_mem', '64MB', true), set_config('jit', 'off', true)")
         .execute(&mut *tx)
         .await?;

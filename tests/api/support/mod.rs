@@ -12,6 +12,7 @@ pub mod ids;
 pub mod panics;
 pub mod process;
 pub mod receiver;
+pub mod replica;
 pub mod tenants;
 
 use std::{
