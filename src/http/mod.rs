@@ -134,13 +134,14 @@ pub fn router(state: AppState) -> Router {
     let (operations, _) = operations_routes().split_for_parts();
     let (public_v1, _) = public_v1_routes().split_for_parts();
     let (tenant_v1, _) = tenant_v1_routes().split_for_parts();
-    // Two layers: authentication (then the rate limit), and for mutating calls the audit
-    // trail (around Idempotency-Key handling).
+    // Three layers: authentication (then the rate limit); the read replica's routing and
+    // write marks (outside the next, so that an idempotent replay marks its caller too); and for
+    // mutating calls the audit trail (around Idempotency-Key handling).
     let tenant_v1 = tenant_v1.route_layer(
         ServiceBuilder::new()
             .layer(from_fn_with_state(state.clone(), auth::authenticate))
-            .layer(from_fn_with_state(state.clone(), audit_trail::middleware))
-            .layer(from_fn_with_state(state.clone(), reads::middleware)),
+            .layer(from_fn_with_state(state.clone(), reads::middleware))
+            .layer(from_fn_with_state(state.clone(), audit_trail::middleware)),
     );
     let (admin, _) = admin::router().split_for_parts();
     let admin = admin.route_layer(from_fn_with_state(state.clone(), admin::guard));

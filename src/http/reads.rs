@@ -6,14 +6,14 @@ use std::{
     convert::Infallible,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
     },
 };
 
 use axum::{
     body::Body,
     extract::{FromRequestParts, MatchedPath, Request, State},
-    http::{HeaderValue, Method, request::Parts},
+    http::{HeaderValue, Method, StatusCode, request::Parts},
     middleware::Next,
     response::Response,
 };
@@ -58,12 +58,16 @@ pub const REPLICA_READS: &[&str] = &[
 
 const REPLICA_DOC: &str = "**Database:** with a read replica configured (`DATABASE_READ_URL`), \
     this read is served by the replica while it is at most `PAYYMO_REPLICA_MAX_LAG` (default \
-    500 ms) behind the primary, so it may miss changes made in that time by others; it always \
-    sees the caller's own writes. Otherwise it reads the primary. A response served by the \
+    500 ms) behind the primary, so it may miss changes others made in that time (a resource the \
+    replica does not have is looked up again on the primary before the answer is 404). It sees \
+    the caller's own writes: on any instance when the deployment runs Redis, else on the \
+    instance that took the write. Otherwise it reads the primary. A response served by the \
     replica carries `Payymo-Read-From: replica`.";
 const PRIMARY_READ_DOC: &str = "**Database:** always reads the primary, never the read replica.";
 const WRITE_DOC: &str = "**Database:** runs on the primary. The caller's later reads see this \
-    write, on every instance, even where a read replica serves them.";
+    write even where a read replica serves them (on every instance when the deployment runs \
+    Redis).";
+const PUBLIC_WRITE_DOC: &str = "**Database:** runs on the primary.";
 
 /// Sends every read of this request to the primary (a retry after the replica failed).
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +84,14 @@ pub struct Reader {
     caller: String,
     served: Option<ServedByReplica>,
     on_primary: bool,
+    /// Where this request's first read went ([`UNDECIDED`], [`PRIMARY`] or [`REPLICA`]); its
+    /// later reads follow, so that one answer never steps back in time.
+    decided: AtomicU8,
 }
+
+const UNDECIDED: u8 = 0;
+const PRIMARY: u8 = 1;
+const REPLICA: u8 = 2;
 
 impl FromRequestParts<AppState> for Reader {
     type Rejection = Infallible;
@@ -96,18 +107,22 @@ impl FromRequestParts<AppState> for Reader {
         let caller = parts.extensions.get::<Principal>().map(caller).unwrap_or_default();
         let served = parts.extensions.get::<ServedByReplica>().cloned();
         let on_primary = parts.extensions.get::<OnPrimary>().is_some();
-        Ok(Self { reads: state.reads.clone(), caller, served, on_primary })
+        Ok(Self { reads: state.reads.clone(), caller, served, on_primary, decided: AtomicU8::new(UNDECIDED) })
     }
 }
 
 impl Reader {
     /// A read-only transaction bound to `tenant` (see [`crate::db::tenant::begin_tenant`]).
     pub async fn begin(&self, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        let (tx, source) = if self.on_primary {
-            self.reads.primary_route().begin(tenant).await?
-        } else {
-            self.reads.route(&self.caller).await.begin(tenant).await?
+        let (tx, source) = match self.decided.load(Ordering::Relaxed) {
+            _ if self.on_primary => self.reads.primary_route().begin(tenant).await?,
+            UNDECIDED => self.reads.route(&self.caller).await.begin(tenant).await?,
+            REPLICA => self.reads.replica_route().begin(tenant).await?,
+            _ => self.reads.primary_route().uncounted().begin(tenant).await?,
         };
+        // Once on the primary (chosen, or the replica failed), stay there.
+        let decided = if source == Source::Replica { REPLICA } else { PRIMARY };
+        self.decided.store(decided, Ordering::Relaxed);
         if let (Some(served), Source::Replica) = (&self.served, source) {
             served.0.store(true, Ordering::Relaxed);
         }
@@ -136,10 +151,15 @@ pub async fn middleware(State(state): State<AppState>, mut request: Request, nex
         let retry = parts.clone();
         let mut response = next.clone().run(Request::from_parts(parts, body)).await;
         if served.0.load(Ordering::Relaxed) {
-            if response.status().is_server_error() {
+            let failed = response.status().is_server_error();
+            // A 404 there may be a resource created moments ago by someone else (a webhook's
+            // receiver fetching what the event names): the primary has the last word on absence.
+            if failed || response.status() == StatusCode::NOT_FOUND {
                 // A GET has no effect to repeat, and its body is empty: run it again, on the primary.
-                tracing::warn!(status = %response.status(), "a read failed on the replica; answering it from the primary");
-                state.reads.replica_failed();
+                if failed {
+                    tracing::warn!(status = %response.status(), "a read failed on the replica; answering it from the primary");
+                    state.reads.replica_failed();
+                }
                 let mut retry = Request::from_parts(retry, Body::empty());
                 retry.extensions_mut().insert(OnPrimary);
                 retry.extensions_mut().remove::<ServedByReplica>();
@@ -169,7 +189,8 @@ pub fn document(spec: &mut Value) {
             let text = match method.as_str() {
                 "get" if REPLICA_READS.contains(&path.as_str()) => REPLICA_DOC,
                 "get" => PRIMARY_READ_DOC,
-                "post" | "put" | "patch" | "delete" => WRITE_DOC,
+                "post" | "put" | "patch" | "delete" if operation.get("security").is_some() => WRITE_DOC,
+                "post" | "put" | "patch" | "delete" => PUBLIC_WRITE_DOC,
                 _ => continue,
             };
             let Some(operation) = operation.as_object_mut() else { continue };

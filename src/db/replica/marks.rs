@@ -65,8 +65,9 @@ impl Marks {
         Ok(Self::Redis { connection, script: Script::new(KEEP_MAX_LUA) })
     }
 
-    /// Records that `caller` wrote up to `lsn`; the mark lasts `ttl`.
-    pub async fn record(&self, caller: &str, lsn: i64, ttl: Duration) {
+    /// Records that `caller` wrote up to `lsn`; the mark lasts `ttl`. False when it could not be
+    /// recorded (Redis failed or did not answer in time).
+    pub async fn record(&self, caller: &str, lsn: i64, ttl: Duration) -> bool {
         match self {
             Self::Local(marks) => {
                 let mut marks = marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -76,15 +77,22 @@ impl Marks {
                 }
                 let entry = marks.entry(caller.to_owned()).or_insert((lsn, now + ttl));
                 *entry = (entry.0.max(lsn), now + ttl);
+                true
             }
             Self::Redis { connection, script } => {
                 let mut connection = connection.clone();
                 let mut invocation = script.key(format!("{REDIS_PREFIX}{caller}"));
                 invocation.arg(lsn).arg(ttl.as_millis() as u64);
                 match tokio::time::timeout(REDIS_BUDGET, invocation.invoke_async::<i64>(&mut connection)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => tracing::warn!(%error, "read replica: cannot record a write mark in Redis"),
-                    Err(_) => tracing::warn!("read replica: Redis did not record a write mark in time"),
+                    Ok(Ok(_)) => true,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "read replica: cannot record a write mark in Redis");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::warn!("read replica: Redis did not record a write mark in time");
+                        false
+                    }
                 }
             }
         }

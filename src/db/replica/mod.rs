@@ -17,10 +17,11 @@
 
 pub mod lag;
 pub mod marks;
+pub mod probe;
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use prometheus_client::{
@@ -32,19 +33,12 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::ids::TenantId;
-use lag::LagTracker;
 use marks::{Mark, Marks};
+use probe::{PROBE_EVERY, Probe, Prober};
 
-/// How often the replica's lag is measured.
-pub const PROBE_EVERY: Duration = Duration::from_millis(100);
-/// The longest a probe query may take before the replica counts as unreachable.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The primary's flushed WAL position as a number of bytes.
-const PRIMARY_POSITION_SQL: &str = "select (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8";
 /// The WAL position a caller's write has reached: insert, not flush, so that it is never behind
 /// the write's commit record whatever `synchronous_commit` says.
 const WRITE_POSITION_SQL: &str = "select (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::int8";
-const REPLICA_POSITION_SQL: &str = "select pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
@@ -78,8 +72,10 @@ enum Because {
     Lagging,
     /// The caller wrote something the replica has not replayed yet (or Redis could not say).
     OwnWrite,
-    /// Beginning on the replica failed; the primary answered instead.
+    /// Beginning on the replica failed, or a read there did; the primary answered instead.
     Fallback,
+    /// The replica's pool had no free connection in time.
+    Busy,
 }
 
 impl Because {
@@ -90,6 +86,7 @@ impl Because {
             Self::Lagging => "lagging",
             Self::OwnWrite => "own_write",
             Self::Fallback => "fallback",
+            Self::Busy => "busy",
         }
     }
 }
@@ -148,29 +145,21 @@ pub struct Reads {
 struct Replica {
     pool: PgPool,
     max_lag: Duration,
-    observed: Mutex<Observed>,
-    marks: Marks,
-}
-
-struct Observed {
-    lag: LagTracker,
     /// The last probe that reached both databases and found a standby; `None` after one that
-    /// did not (or before the first).
-    last: Option<Probe>,
+    /// did not (or before the first), or after a read failed there.
+    last: Mutex<Option<Probe>>,
+    marks: Marks,
+    /// Marks that could not be recorded where they belong (Redis did not answer, or the primary's
+    /// position could not be read): "this caller reads the primary" for a mark's lifetime.
+    unrecorded: Marks,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Probe {
-    replayed: i64,
-    staleness: Duration,
-    at: Instant,
-}
-
-/// Where one request's reads go, decided once per request.
+/// Where a read goes.
 pub struct ReadRoute<'a> {
     reads: &'a Reads,
     replica: Option<&'a Replica>,
-    because: Because,
+    /// Why, as counted in `payymo_db_reads`; `None`: not counted (a request's later reads).
+    because: Option<Because>,
 }
 
 impl Reads {
@@ -192,9 +181,8 @@ impl Reads {
             Some(url) => Marks::redis(url).await?,
             None => Marks::local(),
         };
-        let window = (max_lag * 4).max(Duration::from_secs(10));
-        let observed = Mutex::new(Observed { lag: LagTracker::new(window), last: None });
-        Ok(Self { primary, replica: Some(Replica { pool: replica, max_lag, observed, marks }), metrics })
+        let replica = Replica { pool: replica, max_lag, last: Mutex::default(), marks, unrecorded: Marks::local() };
+        Ok(Self { primary, replica: Some(replica), metrics })
     }
 
     pub fn has_replica(&self) -> bool {
@@ -204,27 +192,38 @@ impl Reads {
     /// Where `caller`'s reads go now (`caller`: tenant and credential, as rate limits count).
     pub async fn route(&self, caller: &str) -> ReadRoute<'_> {
         let Some(replica) = &self.replica else {
-            return ReadRoute { reads: self, replica: None, because: Because::Unavailable };
+            return ReadRoute { reads: self, replica: None, because: Some(Because::Unavailable) };
         };
         let Some(probe) = replica.last() else {
-            return ReadRoute { reads: self, replica: None, because: Because::Unavailable };
+            return ReadRoute { reads: self, replica: None, because: Some(Because::Unavailable) };
         };
-        if probe.staleness.saturating_add(probe.at.elapsed()) > replica.max_lag {
-            return ReadRoute { reads: self, replica: None, because: Because::Lagging };
+        if probe.staleness_now() > replica.max_lag {
+            return ReadRoute { reads: self, replica: None, because: Some(Because::Lagging) };
         }
-        match replica.marks.get(caller).await {
-            Mark::None => {}
-            Mark::At(lsn) if lsn <= probe.replayed => {}
-            Mark::At(_) | Mark::Unknown => {
-                return ReadRoute { reads: self, replica: None, because: Because::OwnWrite };
+        for marks in [&replica.unrecorded, &replica.marks] {
+            match marks.get(caller).await {
+                Mark::None => {}
+                Mark::At(lsn) if lsn <= probe.replayed => {}
+                Mark::At(_) | Mark::Unknown => {
+                    return ReadRoute { reads: self, replica: None, because: Some(Because::OwnWrite) };
+                }
             }
         }
-        ReadRoute { reads: self, replica: Some(replica), because: Because::Fresh }
+        ReadRoute { reads: self, replica: Some(replica), because: Some(Because::Fresh) }
     }
 
-    /// A route to the primary whatever the replica's state, counted as a fallback.
+    /// A route to the primary whatever the replica's state: a read answered again there after it
+    /// failed or found nothing on the replica (counted as a fallback).
     pub fn primary_route(&self) -> ReadRoute<'_> {
-        ReadRoute { reads: self, replica: None, because: Because::Fallback }
+        ReadRoute { reads: self, replica: None, because: Some(Because::Fallback) }
+    }
+
+    /// A route to the replica (when there is one) without asking again whether it is fresh: for
+    /// the later reads of a request whose first read went there, so that one answer (an export's
+    /// pages) never steps back in time from the primary to the replica. The replica only moves
+    /// forward, so staying on it is consistent.
+    pub fn replica_route(&self) -> ReadRoute<'_> {
+        ReadRoute { reads: self, replica: self.replica.as_ref(), because: None }
     }
 
     /// Sets the replica aside until the next probe reaches it: a read failed there.
@@ -239,16 +238,27 @@ impl Reads {
     /// has replayed the primary's current WAL position. Without a replica, does nothing.
     pub async fn wrote(&self, caller: &str) {
         let Some(replica) = &self.replica else { return };
-        match sqlx::query_scalar::<_, i64>(WRITE_POSITION_SQL).fetch_one(&self.primary).await {
-            // A mark outlives any write the replica could still lack while it is within bounds.
-            Ok(lsn) => replica.marks.record(caller, lsn, replica.max_lag + Duration::from_secs(10)).await,
-            Err(error) => tracing::warn!(%error, "read replica: cannot read the primary's WAL position after a write"),
+        // A mark outlives any write the replica could still lack while it is within bounds.
+        let ttl = replica.max_lag + Duration::from_secs(10);
+        let recorded = match sqlx::query_scalar::<_, i64>(WRITE_POSITION_SQL).fetch_one(&self.primary).await {
+            Ok(lsn) => replica.marks.record(caller, lsn, ttl).await,
+            Err(error) => {
+                tracing::warn!(%error, "read replica: cannot read the primary's WAL position after a write");
+                false
+            }
+        };
+        if !recorded {
+            // No position, or nowhere shared to keep it: this caller reads the primary here.
+            replica.unrecorded.record(caller, i64::MAX, ttl).await;
         }
     }
 
     /// Measures the replica every [`PROBE_EVERY`] until `shutdown`. Without a replica, returns.
     pub async fn probe_until(self: Arc<Self>, shutdown: CancellationToken) {
         let Some(replica) = &self.replica else { return };
+        let window = (replica.max_lag * 4).max(Duration::from_secs(10));
+        let mut prober =
+            Prober::new((*self.primary.connect_options()).clone(), (*replica.pool.connect_options()).clone(), window);
         let mut tick = tokio::time::interval(PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_usable = None;
@@ -257,7 +267,8 @@ impl Reads {
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            let outcome = replica.probe(&self.primary).await;
+            let outcome = prober.probe().await;
+            replica.set_last(outcome.as_ref().ok().copied());
             let usable = match &outcome {
                 Ok(probe) => {
                     self.metrics.lag_seconds.set(probe.staleness.as_secs_f64());
@@ -284,42 +295,11 @@ impl Reads {
 
 impl Replica {
     fn last(&self) -> Option<Probe> {
-        self.observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last
+        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn set_last(&self, last: Option<Probe>) {
-        self.observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last = last;
-    }
-
-    /// Reads the primary's position, then the replica's, and works out the replica's staleness.
-    async fn probe(&self, primary: &PgPool) -> Result<Probe, ReplicaError> {
-        let sampled_at = Instant::now();
-        let position =
-            tokio::time::timeout(PROBE_TIMEOUT, sqlx::query_scalar::<_, i64>(PRIMARY_POSITION_SQL).fetch_one(primary))
-                .await
-                .map_err(|_| ReplicaError::Timeout(PROBE_TIMEOUT))?
-                .map_err(ReplicaError::Primary)?;
-        self.observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lag.primary(sampled_at, position);
-        let answer = tokio::time::timeout(
-            PROBE_TIMEOUT,
-            sqlx::query_as::<_, (bool, Option<i64>)>(REPLICA_POSITION_SQL).fetch_one(&self.pool),
-        )
-        .await;
-        let result = match answer {
-            Err(_) => Err(ReplicaError::Timeout(PROBE_TIMEOUT)),
-            Ok(Err(error)) => Err(ReplicaError::Unreachable(error)),
-            Ok(Ok((false, _) | (true, None))) => Err(ReplicaError::NotAStandby),
-            Ok(Ok((true, Some(replayed)))) => {
-                let now = Instant::now();
-                let mut observed = self.observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let staleness = observed.lag.staleness(replayed, now).unwrap_or(Duration::MAX);
-                let probe = Probe { replayed, staleness, at: now };
-                observed.last = Some(probe);
-                return Ok(probe);
-            }
-        };
-        self.set_last(None);
-        result
+        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = last;
     }
 }
 
@@ -329,26 +309,37 @@ impl ReadRoute<'_> {
         if self.replica.is_some() { Source::Replica } else { Source::Primary }
     }
 
+    /// Not counted in `payymo_db_reads`: a request's later reads, which follow its first.
+    pub fn uncounted(mut self) -> Self {
+        self.because = None;
+        self
+    }
+
+    fn count(&self, source: Source, because: Because) {
+        if self.because.is_some() && self.reads.replica.is_some() {
+            self.reads.metrics.count(source, because);
+        }
+    }
+
     /// Begins a read-only transaction bound to `tenant` where this route says, falling back to
     /// the primary if the replica cannot begin one; returns it with the database that served it.
     pub async fn begin(&self, tenant: &TenantId) -> Result<(Transaction<'static, Postgres>, Source), sqlx::Error> {
-        let counted = self.reads.replica.is_some();
         if let Some(replica) = self.replica {
             match super::tenant::begin_tenant(&replica.pool, tenant).await {
                 Ok(tx) => {
-                    self.reads.metrics.count(Source::Replica, Because::Fresh);
+                    self.count(Source::Replica, Because::Fresh);
                     return Ok((tx, Source::Replica));
                 }
+                // Busy, not broken: this read goes to the primary, the next ones may not.
+                Err(sqlx::Error::PoolTimedOut) => self.count(Source::Primary, Because::Busy),
                 Err(error) => {
                     tracing::warn!(%error, "read replica failed; reading from the primary");
                     self.reads.replica_failed();
-                    self.reads.metrics.count(Source::Primary, Because::Fallback);
-                    return Ok((super::tenant::begin_tenant(&self.reads.primary, tenant).await?, Source::Primary));
+                    self.count(Source::Primary, Because::Fallback);
                 }
             }
-        }
-        if counted {
-            self.reads.metrics.count(Source::Primary, self.because);
+        } else if let Some(because) = self.because {
+            self.count(Source::Primary, because);
         }
         Ok((super::tenant::begin_tenant(&self.reads.primary, tenant).await?, Source::Primary))
     }

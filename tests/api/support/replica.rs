@@ -11,9 +11,19 @@ use super::{APP_PASSWORD, APP_ROLE, process::database_url};
 
 const DATABASE: &str = "payymo";
 
+/// A cluster stopped when dropped, even when the test panics half-way through setting up.
+struct Stopping(EmbeddedPostgres);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        let _ = self.0.stop_immediately();
+    }
+}
+
 pub struct ReplicaPair {
-    primary: EmbeddedPostgres,
-    standby: EmbeddedPostgres,
+    // Declared standby first: dropped (stopped) before the primary it streams from.
+    standby: Stopping,
+    primary: Stopping,
     /// The primary's database as the app role, for `TestApp::spawn_with`.
     pub primary_options: PgConnectOptions,
     /// The standby's database as the app role, for `DATABASE_READ_URL`.
@@ -27,17 +37,17 @@ impl ReplicaPair {
         let dir = tempfile::tempdir().unwrap();
         // The clusters run as an unprivileged user when the tests run as root: let it in.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let primary = EmbeddedPostgres::start(&dir.path().join("primary")).await.expect("the primary starts");
-        let admin = primary.connect_options("postgres");
+        let primary = Stopping(EmbeddedPostgres::start(&dir.path().join("primary")).await.expect("the primary starts"));
+        let admin = primary.0.connect_options("postgres");
         db::ensure_role(&admin, APP_ROLE, Some(APP_PASSWORD)).await.unwrap();
         db::create_database_if_missing(&admin, DATABASE, Some(APP_ROLE)).await.unwrap();
         db::allow_indexed_search(&admin.clone().database(DATABASE)).await.unwrap();
-        let primary_options = primary.connect_options(DATABASE).username(APP_ROLE).password(APP_PASSWORD);
+        let primary_options = primary.0.connect_options(DATABASE).username(APP_ROLE).password(APP_PASSWORD);
         let pool = PgPool::connect_with(primary_options.clone()).await.unwrap();
         db::MIGRATOR.run(&pool).await.expect("migrations apply");
         pool.close().await;
-        let standby = primary.start_standby(&dir.path().join("standby")).await.expect("the standby starts");
-        let replica_options = standby.connect_options(DATABASE).username(APP_ROLE);
+        let standby = Stopping(primary.0.start_standby(&dir.path().join("standby")).await.expect("the standby starts"));
+        let replica_options = standby.0.connect_options(DATABASE).username(APP_ROLE);
         let read_url = database_url(&replica_options, APP_PASSWORD);
         let pair = Self { primary, standby, primary_options, read_url, dir };
         pair.wait_caught_up().await;
@@ -45,11 +55,11 @@ impl ReplicaPair {
     }
 
     pub async fn primary_superuser(&self) -> PgPool {
-        PgPool::connect_with(self.primary.connect_options(DATABASE)).await.unwrap()
+        PgPool::connect_with(self.primary.0.connect_options(DATABASE)).await.unwrap()
     }
 
     pub async fn standby_superuser(&self) -> PgPool {
-        PgPool::connect_with(self.standby.connect_options(DATABASE)).await.unwrap()
+        PgPool::connect_with(self.standby.0.connect_options(DATABASE)).await.unwrap()
     }
 
     /// Stops replaying WAL on the standby: it keeps answering, with what it had.
@@ -82,19 +92,13 @@ impl ReplicaPair {
 
     /// Stops the standby at once, as a crash or a lost host would.
     pub fn stop_standby(&self) {
-        self.standby.stop_immediately().expect("the standby stops");
+        self.standby.0.stop_immediately().expect("the standby stops");
     }
 
     /// Starts the stopped standby again on its data directory.
     pub async fn restart_standby(&mut self) {
-        self.standby =
-            self.primary.start_standby(&self.dir.path().join("standby")).await.expect("the standby restarts");
-    }
-}
-
-impl Drop for ReplicaPair {
-    fn drop(&mut self) {
-        let _ = self.standby.stop_immediately();
-        let _ = self.primary.stop_immediately();
+        let restarted = self.primary.0.start_standby(&self.dir.path().join("standby")).await;
+        // The old handle's drop would stop the restarted server (same data directory): forget it.
+        std::mem::forget(std::mem::replace(&mut self.standby, Stopping(restarted.expect("the standby restarts"))));
     }
 }
