@@ -229,7 +229,8 @@ async fn scheduled_syncs_on_three_instances_happen_once_per_interval() {
 
     // Scheduling: queued once per period whichever instance's ticker claimed it, run by any of
     // the three. Claiming a period and queueing its job are two statements, so a job's time may
-    // trail its claim's: a quarter of a period is allowed for that between two of them.
+    // trail its claim's: half a period is allowed for that between two of them (two claims in
+    // one period, by tickers that run in step, would be milliseconds apart).
     let schedules: Vec<(DateTime<Utc>, Option<String>)> =
         sqlx::query_as("select created_at, locked_by from jobs where kind = 'bank.schedule' order by created_at")
             .fetch_all(&db)
@@ -238,7 +239,7 @@ async fn scheduled_syncs_on_three_instances_happen_once_per_interval() {
     let most = (elapsed / PERIOD).floor() as usize + 1;
     assert!(schedules.len() <= most, "{} schedulings in {elapsed:.1} s, at most {most}", schedules.len());
     let gaps: Vec<f64> = schedules.windows(2).map(|w| (w[1].0 - w[0].0).as_seconds_f64()).collect();
-    assert!(gaps.iter().all(|g| *g >= 0.75 * PERIOD), "scheduled twice in one period: {gaps:.2?}");
+    assert!(gaps.iter().all(|g| *g >= 0.5 * PERIOD), "scheduled twice in one period: {gaps:.2?}");
     assert!(gaps.iter().all(|g| *g <= 2.0 * PERIOD + 1.0), "a period without scheduling: {gaps:.2?}");
     let ran_on: HashSet<usize> =
         schedules.iter().filter_map(|(_, by)| by.as_deref()).map(|by| instance_of(&pids, by)).collect();
