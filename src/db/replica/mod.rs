@@ -1,7 +1,7 @@
 //! Reads that may lag a little, served by a streaming replica (`DATABASE_READ_URL`).
 //!
 //! Without a replica every read goes to the primary and nothing here costs anything. With one,
-//! an endpoint that opted in (list, get, stats and export; `crate::http::reads`) reads from the
+//! an endpoint that opted in (list, get, stats and export; `src/http/reads.rs`) reads from the
 //! replica only when all of these hold, and otherwise from the primary:
 //!
 //! - the last probe reached the replica, found it a standby, and found it at most
