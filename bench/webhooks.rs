@@ -38,47 +38,42 @@
 //!    committed transaction, 20 ms apart; commit to arrival at the receiver.
 //!
 //! Prints one row per figure on stdout, in `bench/run`'s target-table columns (case, what was
-//! measured, figures | target and verdict); progress and details on stderr.
+//! measured, figures | target and verdict); progress and details on stderr. The tenant, endpoints,
+//! backlog, receiver and delivery statements are [`fixtures`] (`bench/webhooks_fixtures.rs`),
+//! shared with `bench-webhooks-three`.
 
 #[path = "webhooks_durable.rs"]
 mod durable;
+#[path = "webhooks_fixtures.rs"]
+mod fixtures;
 
 use std::{
-    collections::HashMap,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+        atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use axum::{
-    Router,
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-};
+use axum::body::Bytes;
 use chrono::{DateTime, Utc};
+use fixtures::{
+    DataDir, Drained, Mode, Receiver, count_arg, create_endpoint, create_tenant, percentile, record_events, requeue,
+    set_aside, settle, transaction_payload, wait_drained,
+};
 use payymo::{
-    auth::{Environment, Plan},
     config::Config,
     crypto::KeyRing,
-    db::{
-        self, Database,
-        tenant::{begin_platform, begin_tenant},
-    },
+    db::{self, Database, tenant::begin_tenant},
     domain::ids::{TenantId, WebhookEndpointId},
     events::{self, EVENT_COLUMNS, Event},
     metrics::Metrics,
-    tenancy,
     webhooks::{
         dispatcher::{Dispatcher, Settings},
-        endpoints,
         signing::{self, SigningSecret},
     },
 };
-use serde_json::json;
 use sqlx::{PgPool, postgres::PgConnectOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -97,6 +92,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(90);
 const ISOLATION_LIMIT: Duration = Duration::from_secs(60);
 /// Gap between the latency phase's events.
 const LATENCY_GAP: Duration = Duration::from_millis(20);
+/// The last error of the deliveries a drain cut off, marked failed.
+const ABANDONED: &str = "left pending when bench-webhooks stopped waiting";
 
 /// The allocator `payymo serve` runs with (src/main.rs), so the dispatcher is measured as deployed;
 /// the client loop and the receiver in this process get it too.
@@ -105,30 +102,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let number = |i: usize, default: usize| -> anyhow::Result<usize> {
-        std::env::args().nth(i).map_or(Ok(default), |n| n.parse().with_context(|| format!("not a count: {n:?}")))
-    };
-    let (events, samples, rounds) = (number(1, 100_000)?, number(2, 200)?, number(3, 3)?);
+    let (events, samples, rounds) = (count_arg(1, 100_000)?, count_arg(2, 200)?, count_arg(3, 3)?);
     if events == 0 || samples == 0 || rounds == 0 {
         bail!("usage: bench-webhooks [EVENTS [SAMPLES [ROUNDS]]] (all above 0)");
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // The key ring's development-fallback warning and sqlx's slow-statement notices (the
-        // seeding statements are slow by design) are not news here.
-        .with_env_filter("warn,payymo::crypto=error,sqlx=error")
-        .init();
+    fixtures::init_tracing();
 
-    let given_dir = std::env::var("PAYYMO_DATA_DIR").ok();
-    let data_dir = match &given_dir {
-        Some(dir) => dir.clone(),
-        None => scratch_dir()?,
-    };
-    let mut config = Config::from_lookup(|name| match name {
-        "DATABASE_URL" | "PAYYMO_WEBHOOK_CONCURRENCY" | "PAYYMO_WEBHOOK_TIMEOUT" => std::env::var(name).ok(),
-        "PAYYMO_DATA_DIR" => Some(data_dir.clone()),
-        _ => None,
-    })?;
+    let data_dir = DataDir::new("bench-webhooks")?;
+    let mut config =
+        fixtures::config(&data_dir.path, &["DATABASE_URL", "PAYYMO_WEBHOOK_CONCURRENCY", "PAYYMO_WEBHOOK_TIMEOUT"])?;
     config.webhook_allowed_networks = vec!["127.0.0.0/8".parse()?];
 
     let database = Database::locate(&config).await?;
@@ -144,9 +126,7 @@ async fn main() -> anyhow::Result<()> {
         scratch.drop_it().await;
     }
     database.shutdown().await;
-    if given_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
+    data_dir.remove();
     result
 }
 
@@ -283,6 +263,7 @@ async fn measure_round(
     round: usize,
 ) -> anyhow::Result<Round> {
     let Setup { pool, healthy, keys, tenant, endpoint, secret, events, concurrency, timeout } = *setup;
+    let endpoints = std::slice::from_ref(endpoint);
     let say = |what: String| eprintln!("bench-webhooks: round {round}: {what}");
 
     // 1. The backlog.
@@ -309,12 +290,12 @@ async fn measure_round(
     let durable_rate = events as f64 / durable_seconds;
     say(format!("durable loop: {events} delivered and recorded in {durable_seconds:.2} s = {durable_rate:.0}/s"));
     healthy.reset();
-    requeue(pool, tenant, endpoint, &since).await?;
+    requeue(pool, tenant, endpoints, Some(&since)).await?;
 
     // 3. The dispatcher, from the same backlog.
     settle(pool).await?;
     let dispatcher = start_dispatcher(&format!("bench-webhooks-{round}a"))?;
-    let alone = drain(pool, healthy, tenant, endpoint, events, DRAIN_LIMIT).await?;
+    let alone = wait_drained(pool, healthy, tenant, endpoints, events, Instant::now(), DRAIN_LIMIT).await?;
     dispatcher.stop().await;
     say(format!(
         "dispatcher: {}; {} requests for {} events",
@@ -325,7 +306,7 @@ async fn measure_round(
     if alone.finished {
         check_delivered(pool, tenant, endpoint, &since, events).await?;
     } else {
-        let left = abandon(pool, tenant, endpoint).await?;
+        let left = set_aside(pool, tenant, endpoints, ABANDONED).await?;
         say(format!("the backlog did not drain; {left} deliveries left pending were marked failed"));
     }
 
@@ -344,7 +325,7 @@ async fn measure_round(
     ));
     settle(pool).await?;
     let dispatcher = start_dispatcher(&format!("bench-webhooks-{round}b"))?;
-    let beside = drain(pool, healthy, tenant, endpoint, events, ISOLATION_LIMIT).await?;
+    let beside = wait_drained(pool, healthy, tenant, endpoints, events, Instant::now(), ISOLATION_LIMIT).await?;
     // Let the hanging receiver's requests end, so the dispatcher stops without waiting them out.
     hanging.release();
     dispatcher.stop().await;
@@ -354,10 +335,9 @@ async fn measure_round(
         failing.requests(),
         hanging.requests()
     ));
-    abandon(pool, &neighbour, &failing_endpoint).await?;
-    abandon(pool, &neighbour, &hanging_endpoint).await?;
+    set_aside(pool, &neighbour, &[failing_endpoint, hanging_endpoint], ABANDONED).await?;
     if !beside.finished {
-        abandon(pool, tenant, endpoint).await?;
+        set_aside(pool, tenant, endpoints, ABANDONED).await?;
     }
     healthy.reset();
     Ok(Round { loop_rate, durable_rate, alone, beside })
@@ -382,81 +362,6 @@ fn row(measured: &str, figures: &str, target: &str) {
 
 fn verdict(met: bool) -> &'static str {
     if met { "PASS" } else { "FAIL" }
-}
-
-/// The nearest-rank percentile `q` (0..=1) of `values` (sorted).
-fn percentile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
-}
-
-async fn create_tenant(pool: &PgPool, name: &str) -> anyhow::Result<TenantId> {
-    let mut tx = begin_platform(pool).await?;
-    let tenant = tenancy::create_tenant(
-        &mut tx,
-        tenancy::NewTenant {
-            name: name.into(),
-            environment: Environment::Test,
-            plan: Some(Plan::Premium),
-            time_zone: None,
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    tx.commit().await?;
-    Ok(TenantId::from_db(tenant.id))
-}
-
-/// An endpoint for every event type at `url`, with a fresh secret sealed as the API seals it.
-async fn create_endpoint(
-    pool: &PgPool,
-    keys: &KeyRing,
-    tenant: &TenantId,
-    url: &str,
-) -> anyhow::Result<(WebhookEndpointId, SigningSecret)> {
-    let id = WebhookEndpointId::generate();
-    let secret = SigningSecret::generate();
-    let sealed = endpoints::seal_secret(keys, tenant, &id, &secret)?;
-    let mut tx = begin_tenant(pool, tenant).await?;
-    sqlx::query("insert into webhook_endpoints (tenant_id, id, url, event_types, secret) values ($1, $2, $3, $4, $5)")
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .bind(url)
-        .bind(vec![endpoints::ALL_EVENTS.to_owned()])
-        .bind(&sealed)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok((id, secret))
-}
-
-/// Records `count` `transaction.created` events in one statement, in one transaction.
-async fn record_events(pool: &PgPool, tenant: &TenantId, count: usize) -> anyhow::Result<()> {
-    let mut tx = begin_tenant(pool, tenant).await?;
-    let payloads = (0..count).map(transaction_payload).collect();
-    events::record_many(&mut tx, tenant, "transaction.created", payloads).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// A `transaction.created` payload of the usual size (about 500 bytes of envelope).
-fn transaction_payload(n: usize) -> serde_json::Value {
-    json!({
-        "id": format!("txn_{:032x}", n),
-        "account_id": "ba_0192f3c4d5e6478fa1b2c3d4e5f60718",
-        "amount": format!("-{}.{:02}", 1 + n % 500, n % 100),
-        "currency": "GBP",
-        "booking_date": "2026-11-20",
-        "value_date": "2026-11-20",
-        "status": "booked",
-        "description": format!("CARD PAYMENT TO MERCHANT {} LONDON", n % 977),
-        "counterparty": format!("Merchant {}", n % 311),
-        "reference": format!("REF{:08}", n * 7),
-        "category": null,
-    })
 }
 
 /// One pre-signed request of the client loop.
@@ -547,131 +452,6 @@ async fn client_loop(
     Ok(seconds)
 }
 
-/// How a drain went: all delivered and recorded, or how many had arrived when time ran out.
-struct Drained {
-    /// Distinct events at the receiver when the drain ended.
-    delivered: usize,
-    /// Seconds from the dispatcher's start until every delivery was recorded `succeeded`, or
-    /// until time ran out.
-    seconds: f64,
-    /// Seconds until the last event arrived, when it did.
-    received_after: Option<f64>,
-    finished: bool,
-}
-
-impl Drained {
-    fn rate(&self) -> f64 {
-        self.delivered as f64 / self.seconds
-    }
-
-    fn describe(&self, count: usize) -> String {
-        match (self.finished, self.received_after) {
-            (true, Some(received)) => format!(
-                "all {count} at the receiver after {received:.2} s, all recorded succeeded after {:.2} s = {:.0} deliveries/s",
-                self.seconds,
-                self.rate()
-            ),
-            _ => format!(
-                "{} of {count} at the receiver when time ran out after {:.0} s = {:.0} deliveries/s",
-                self.delivered,
-                self.seconds,
-                self.rate()
-            ),
-        }
-    }
-}
-
-/// Waits, up to `limit` from now (the dispatcher has just started), until the receiver has
-/// `count` distinct events and no delivery of `endpoint` is pending.
-async fn drain(
-    pool: &PgPool,
-    receiver: &Receiver,
-    tenant: &TenantId,
-    endpoint: &WebhookEndpointId,
-    count: usize,
-    limit: Duration,
-) -> anyhow::Result<Drained> {
-    let started = Instant::now();
-    let mut received_after = None;
-    while started.elapsed() < limit {
-        if received_after.is_none() && receiver.unique() >= count {
-            received_after = Some(started.elapsed().as_secs_f64());
-        }
-        // Only once everything arrived: counting pending rows meanwhile would take CPU from
-        // the dispatcher.
-        if received_after.is_some() {
-            let mut tx = begin_platform(pool).await?;
-            let pending: i64 = sqlx::query_scalar(
-                "select count(*) from webhook_deliveries
-                 where tenant_id = $1 and endpoint_id = $2 and status = 'pending'",
-            )
-            .bind(tenant.as_str())
-            .bind(endpoint.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            db::tenant::end_read(tx);
-            if pending == 0 {
-                let seconds = started.elapsed().as_secs_f64();
-                return Ok(Drained { delivered: receiver.unique(), seconds, received_after, finished: true });
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(Drained { delivered: receiver.unique(), seconds, received_after, finished: false })
-}
-
-/// Marks the deliveries of `endpoint` still pending as failed; returns how many.
-async fn abandon(pool: &PgPool, tenant: &TenantId, endpoint: &WebhookEndpointId) -> anyhow::Result<u64> {
-    let mut tx = begin_platform(pool).await?;
-    let left = sqlx::query(
-        "update webhook_deliveries set status = 'failed', completed_at = now(), locked_by = null,
-             last_error = 'left pending when bench-webhooks stopped waiting'
-         where tenant_id = $1 and endpoint_id = $2 and status = 'pending'",
-    )
-    .bind(tenant.as_str())
-    .bind(endpoint.as_str())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    tx.commit().await?;
-    Ok(left)
-}
-
-/// Puts the deliveries of `endpoint` created since `since` back as they were before any attempt:
-/// pending, due now, their attempts deleted.
-async fn requeue(
-    pool: &PgPool,
-    tenant: &TenantId,
-    endpoint: &WebhookEndpointId,
-    since: &DateTime<Utc>,
-) -> anyhow::Result<()> {
-    let mut tx = begin_platform(pool).await?;
-    sqlx::query(
-        "delete from webhook_attempts a using webhook_deliveries d
-         where a.tenant_id = d.tenant_id and a.delivery_id = d.id
-           and d.tenant_id = $1 and d.endpoint_id = $2 and d.created_at >= $3",
-    )
-    .bind(tenant.as_str())
-    .bind(endpoint.as_str())
-    .bind(since)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "update webhook_deliveries set status = 'pending', attempts = 0, next_attempt_at = created_at,
-             locked_by = null, last_attempt_at = null, completed_at = null, last_status_code = null,
-             last_error = null
-         where tenant_id = $1 and endpoint_id = $2 and created_at >= $3",
-    )
-    .bind(tenant.as_str())
-    .bind(endpoint.as_str())
-    .bind(since)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 /// Checks that every delivery of `endpoint` created since `since` succeeded, and that there are
 /// `count` of them.
 async fn check_delivered(
@@ -681,18 +461,8 @@ async fn check_delivered(
     since: &DateTime<Utc>,
     count: usize,
 ) -> anyhow::Result<()> {
-    let mut tx = begin_platform(pool).await?;
-    let (succeeded, attempts): (i64, i64) = sqlx::query_as(
-        "select count(*) filter (where status = 'succeeded'), coalesce(sum(attempts), 0)::int8
-         from webhook_deliveries where tenant_id = $1 and endpoint_id = $2 and created_at >= $3",
-    )
-    .bind(tenant.as_str())
-    .bind(endpoint.as_str())
-    .bind(since)
-    .fetch_one(&mut *tx)
-    .await?;
-    db::tenant::end_read(tx);
-    if usize::try_from(succeeded)? != count {
+    let (succeeded, attempts) = fixtures::outcome(pool, tenant, std::slice::from_ref(endpoint), Some(since)).await?;
+    if succeeded != count {
         bail!("{succeeded} of {count} deliveries succeeded");
     }
     eprintln!("bench-webhooks: {succeeded} deliveries succeeded in {attempts} attempts");
@@ -702,17 +472,6 @@ async fn check_delivered(
 /// The database's clock, which stamps the rows.
 async fn db_now(pool: &PgPool) -> anyhow::Result<DateTime<Utc>> {
     Ok(sqlx::query_scalar("select now()").fetch_one(pool).await?)
-}
-
-/// Vacuums and analyses the tables a drain reads and writes, so that the two timed drains (alone
-/// and beside the failing tenant) each start from a table at rest: otherwise an autovacuum of the
-/// first drain's 100,000 updates could fall in either, and the isolation figure measured it
-/// (0.86-1.05 of alone over six runs of unchanged code).
-async fn settle(pool: &PgPool) -> anyhow::Result<()> {
-    for table in ["events", "webhook_deliveries", "webhook_attempts"] {
-        sqlx::query(&format!("vacuum (analyze) {table}")).execute(pool).await?;
-    }
-    Ok(())
 }
 
 /// Records `samples` events one at a time, each committed on its own, and returns the time from
@@ -749,94 +508,6 @@ async fn latency(pool: &PgPool, receiver: &Receiver, tenant: &TenantId, samples:
     Ok(latencies)
 }
 
-/// How a receiver answers.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Mode {
-    /// 200 with a two-byte body.
-    Healthy,
-    /// 500.
-    Failing,
-    /// Nothing until released (past any sender's timeout), then 503.
-    Hanging,
-}
-
-/// A bare axum server on a loopback port that counts requests and keeps the first arrival time
-/// of each `webhook-id`.
-struct Receiver {
-    url: String,
-    sink: Arc<Sink>,
-}
-
-struct Sink {
-    mode: Mode,
-    requests: AtomicU64,
-    first: Mutex<HashMap<String, Instant>>,
-    released: CancellationToken,
-}
-
-impl Receiver {
-    async fn start(mode: Mode) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/hooks", listener.local_addr()?);
-        let sink = Arc::new(Sink {
-            mode,
-            requests: AtomicU64::new(0),
-            first: Mutex::new(HashMap::new()),
-            released: CancellationToken::new(),
-        });
-        let router = Router::new().fallback(receive).with_state(sink.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Ok(Self { url, sink })
-    }
-
-    fn first(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.sink.first.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn requests(&self) -> u64 {
-        self.sink.requests.load(Ordering::Relaxed)
-    }
-
-    /// Distinct events received.
-    fn unique(&self) -> usize {
-        self.first().len()
-    }
-
-    fn arrivals(&self) -> HashMap<String, Instant> {
-        self.first().clone()
-    }
-
-    fn reset(&self) {
-        self.first().clear();
-        self.sink.requests.store(0, Ordering::Relaxed);
-    }
-
-    /// Answers every hanging request now, and later ones at once.
-    fn release(&self) {
-        self.sink.released.cancel();
-    }
-}
-
-async fn receive(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: Bytes) -> (StatusCode, &'static str) {
-    let arrived = Instant::now();
-    sink.requests.fetch_add(1, Ordering::Relaxed);
-    drop(body);
-    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
-        let mut first = sink.first.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !first.contains_key(id) {
-            first.insert(id.to_owned(), arrived);
-        }
-    }
-    match sink.mode {
-        Mode::Healthy => (StatusCode::OK, "ok"),
-        Mode::Failing => (StatusCode::INTERNAL_SERVER_ERROR, "failing"),
-        Mode::Hanging => {
-            sink.released.cancelled().await;
-            (StatusCode::SERVICE_UNAVAILABLE, "hung")
-        }
-    }
-}
-
 /// A database of its own on the `DATABASE_URL` server, so the run neither reads nor leaves rows
 /// in the one given.
 struct ScratchDatabase {
@@ -871,11 +542,4 @@ impl ScratchDatabase {
             eprintln!("bench-webhooks: could not drop the scratch database {}: {error}", self.name);
         }
     }
-}
-
-/// A fresh directory for the embedded cluster (removed afterwards).
-fn scratch_dir() -> anyhow::Result<String> {
-    let dir = std::env::temp_dir().join(format!("payymo-bench-webhooks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir.to_string_lossy().into_owned())
 }

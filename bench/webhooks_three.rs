@@ -42,39 +42,30 @@
 //! all CPUs); `rest` is the other busy time (other programs), then idle; and CPU µs per delivery.
 //!
 //! Prints one row per figure on stdout, in `bench/run`'s target-table columns (case, what was
-//! measured, figures | target); progress and each drain's figures on stderr.
+//! measured, figures | target); progress and each drain's figures on stderr. The tenants,
+//! endpoints, backlogs, receiver and delivery statements are [`fixtures`]
+//! (`bench/webhooks_fixtures.rs`), shared with `bench-webhooks`.
+
+#[path = "webhooks_fixtures.rs"]
+mod fixtures;
 
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     process::Stdio,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use axum::{
-    Router,
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode, Uri},
+use fixtures::{
+    DataDir, Drained, Mode, Receiver, count_arg, create_endpoint, create_tenant, median, outcome, record_events,
+    requeue, set_aside, settle, wait_drained,
 };
 use payymo::{
-    auth::{Environment, Plan},
     config::Config,
     crypto::KeyRing,
-    db::{
-        self, Database,
-        tenant::{begin_platform, begin_tenant},
-    },
+    db::{self, Database},
     domain::ids::{TenantId, WebhookEndpointId},
-    events, tenancy,
-    webhooks::{endpoints, signing::SigningSecret},
 };
-use serde_json::json;
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
 
@@ -86,6 +77,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(180);
 const START_LIMIT: Duration = Duration::from_secs(60);
 /// How many processes the comparison is about.
 const THREE: usize = 3;
+/// The last error of the deliveries set aside.
+const SET_ASIDE: &str = "set aside by bench-webhooks-three";
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -94,39 +87,26 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let usage = "usage: bench-webhooks-three PAYYMO_BIN [EVENTS [ROUNDS [ENDPOINTS]]] (counts above 0)";
     let bin = PathBuf::from(std::env::args().nth(1).context(usage)?);
-    let number = |i: usize, default: usize| -> anyhow::Result<usize> {
-        std::env::args().nth(i).map_or(Ok(default), |n| n.parse().with_context(|| format!("not a count: {n:?}")))
-    };
-    let (events, rounds, endpoints) = (number(2, 100_000)?, number(3, 3)?, number(4, 4)?);
+    let (events, rounds, endpoints) = (count_arg(2, 100_000)?, count_arg(3, 3)?, count_arg(4, 4)?);
     if events == 0 || rounds == 0 || endpoints == 0 || events < endpoints {
         bail!("{usage}; EVENTS at least ENDPOINTS");
     }
     if !bin.is_file() {
         bail!("{}: no such program (the payymo binary, release build)", bin.display());
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter("warn,payymo::crypto=error,sqlx=error")
-        .init();
+    fixtures::init_tracing();
 
-    let given_dir = std::env::var("PAYYMO_DATA_DIR").ok();
-    let data_dir = match &given_dir {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let dir = std::env::temp_dir().join(format!("payymo-bench-webhooks-three-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            dir
-        }
-    };
-    let config = Config::from_lookup(|name| match name {
-        "DATABASE_URL"
-        | "PAYYMO_WEBHOOK_CONCURRENCY"
-        | "PAYYMO_WEBHOOK_TIMEOUT"
-        | "PAYYMO_DB_MAX_CONNECTIONS"
-        | "PAYYMO_ENCRYPTION_KEYS" => std::env::var(name).ok(),
-        "PAYYMO_DATA_DIR" => Some(data_dir.to_string_lossy().into_owned()),
-        _ => None,
-    })?;
+    let data_dir = DataDir::new("bench-webhooks-three")?;
+    let config = fixtures::config(
+        &data_dir.path,
+        &[
+            "DATABASE_URL",
+            "PAYYMO_WEBHOOK_CONCURRENCY",
+            "PAYYMO_WEBHOOK_TIMEOUT",
+            "PAYYMO_DB_MAX_CONNECTIONS",
+            "PAYYMO_ENCRYPTION_KEYS",
+        ],
+    )?;
     let database = Database::locate(&config).await?;
     // Where the processes connect: DATABASE_URL, or the embedded cluster's socket as `payymo`.
     let url = match &config.database_url {
@@ -143,12 +123,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let pool = db::pool(database.options.clone(), &config);
-    let result = run(&config, &pool, &Launch { bin, url, dir: data_dir.clone() }, events, rounds, endpoints).await;
+    let result = run(&config, &pool, &Launch { bin, url, dir: data_dir.path.clone() }, events, rounds, endpoints).await;
     pool.close().await;
     database.shutdown().await;
-    if given_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
+    data_dir.remove();
     result
 }
 
@@ -182,7 +160,7 @@ async fn run(
     let keys = KeyRing::load(config.encryption_keys.as_ref(), pool).await?;
     let concurrency = config.webhook_concurrency;
     let postmaster = postmaster_pid(pool).await;
-    let receiver = Receiver::start().await?;
+    let receiver = Receiver::start(Mode::Healthy).await?;
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     eprintln!(
         "bench-webhooks-three: receiver {}, PAYYMO_WEBHOOK_CONCURRENCY {concurrency} (per process and endpoint), \
@@ -195,17 +173,18 @@ async fn run(
 
     // The backlogs, each recorded once and set aside.
     let single = create_tenant(pool, "webhooks-three one endpoint").await?;
-    let endpoint = create_endpoint(pool, &keys, &single, &format!("{}/hooks/single", receiver.base)).await?;
-    record_backlog(pool, &single, events).await?;
-    set_aside(pool, &single, std::slice::from_ref(&endpoint)).await?;
+    let (endpoint, _) = create_endpoint(pool, &keys, &single, &format!("{}/hooks/single", receiver.base)).await?;
+    record_events(pool, &single, events).await?;
+    set_aside(pool, &single, std::slice::from_ref(&endpoint), SET_ASIDE).await?;
     let several = create_tenant(pool, "webhooks-three several endpoints").await?;
     let mut several_endpoints = Vec::with_capacity(endpoint_count);
     for n in 0..endpoint_count {
-        several_endpoints.push(create_endpoint(pool, &keys, &several, &format!("{}/hooks/{n}", receiver.base)).await?);
+        several_endpoints
+            .push(create_endpoint(pool, &keys, &several, &format!("{}/hooks/{n}", receiver.base)).await?.0);
     }
     let per_endpoint = events / endpoint_count;
-    record_backlog(pool, &several, per_endpoint).await?;
-    set_aside(pool, &several, &several_endpoints).await?;
+    record_events(pool, &several, per_endpoint).await?;
+    set_aside(pool, &several, &several_endpoints, SET_ASIDE).await?;
     eprintln!(
         "bench-webhooks-three: backlogs recorded: {events} events to 1 endpoint, {per_endpoint} events to {endpoint_count} endpoints"
     );
@@ -238,7 +217,7 @@ async fn run(
     ];
     let bench = Bench { pool, launch, receiver: &receiver, config, postmaster };
     // drains[setup][0] one process, [1] three, one entry per round.
-    let mut drains: Vec<[Vec<Drained>; 2]> = setups.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut drains: Vec<[Vec<Drain>; 2]> = setups.iter().map(|_| [Vec::new(), Vec::new()]).collect();
     for round in 1..=rounds {
         for (setup, seen) in setups.iter().zip(drains.iter_mut()) {
             let order: [usize; 2] = if round % 2 == 1 { [0, 1] } else { [1, 0] };
@@ -253,8 +232,9 @@ async fn run(
     let of_rounds = if rounds == 1 { String::new() } else { format!(", medians of {rounds} rounds") };
     for (setup, seen) in setups.iter().zip(&drains) {
         let [one, three] = seen;
-        let (one_rate, three_rate) = (median(one.iter().map(Drained::rate)), median(three.iter().map(Drained::rate)));
-        let cut: usize = seen.iter().flatten().filter(|d| !d.finished).count();
+        let rate = |drains: &[Drain]| median(drains.iter().map(|d| d.drained.rate()));
+        let (one_rate, three_rate) = (rate(one), rate(three));
+        let cut: usize = seen.iter().flatten().filter(|d| !d.drained.finished).count();
         let cut =
             if cut == 0 { String::new() } else { format!(" ({cut} drains cut off after {}s)", DRAIN_LIMIT.as_secs()) };
         row(
@@ -284,32 +264,18 @@ struct Bench<'a> {
     postmaster: Option<u32>,
 }
 
-/// How one drain went.
-struct Drained {
-    delivered: usize,
-    seconds: f64,
-    finished: bool,
+/// How one drain went, and where the machine's CPU went meanwhile.
+struct Drain {
+    drained: Drained,
     cpu: CpuShares,
-}
-
-impl Drained {
-    fn rate(&self) -> f64 {
-        self.delivered as f64 / self.seconds
-    }
 }
 
 /// One drain of `setup`'s backlog by `processes` `payymo serve` processes at `each` attempts per
 /// endpoint.
-async fn drain(
-    bench: &Bench<'_>,
-    setup: &Setup,
-    processes: usize,
-    each: usize,
-    round: usize,
-) -> anyhow::Result<Drained> {
+async fn drain(bench: &Bench<'_>, setup: &Setup, processes: usize, each: usize, round: usize) -> anyhow::Result<Drain> {
     let Bench { pool, launch, receiver, config, postmaster } = *bench;
     let (tenant, endpoints, count) = (&setup.tenant, setup.endpoints.as_slice(), setup.deliveries);
-    requeue(pool, tenant, endpoints).await?;
+    requeue(pool, tenant, endpoints, None).await?;
     settle(pool).await?;
     receiver.reset();
 
@@ -342,18 +308,10 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     let before = Cpu::now(&pids, postmaster);
-    let mut finished = false;
-    while first.elapsed() < DRAIN_LIMIT {
-        // Counting pending rows only once everything arrived, so as not to take CPU meanwhile.
-        if receiver.unique() >= count && pending(pool, tenant, endpoints).await? == 0 {
-            finished = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let seconds = first.elapsed().as_secs_f64();
+    let mut drained = wait_drained(pool, receiver, tenant, endpoints, count, first, DRAIN_LIMIT).await?;
     let after = Cpu::now(&pids, postmaster);
-    let delivered = receiver.unique().min(count);
+    drained.delivered = drained.delivered.min(count);
+    let Drained { delivered, seconds, finished, .. } = drained;
     stop_all(&mut children).await;
 
     let cpu = after.since(&before, delivered);
@@ -364,7 +322,7 @@ async fn drain(
     );
     let requests = receiver.requests();
     if finished {
-        let (succeeded, attempts) = outcome(pool, tenant, endpoints).await?;
+        let (succeeded, attempts) = outcome(pool, tenant, endpoints, None).await?;
         if succeeded != count {
             bail!("{label}: {succeeded} of {count} deliveries succeeded");
         }
@@ -376,14 +334,14 @@ async fn drain(
             cpu.describe()
         );
     } else {
-        let left = set_aside(pool, tenant, endpoints).await?;
+        let left = set_aside(pool, tenant, endpoints, SET_ASIDE).await?;
         eprintln!(
             "bench-webhooks-three: {label}: cut off: {delivered} of {count} at the receiver after {seconds:.0} s = {:.0}/s; \
              {left} left pending were marked failed",
             delivered as f64 / seconds
         );
     }
-    Ok(Drained { delivered, seconds, finished, cpu })
+    Ok(Drain { drained, cpu })
 }
 
 /// Starts `payymo serve` number `n` (workers on, so its dispatcher runs) on a free loopback port.
@@ -520,7 +478,7 @@ impl CpuShares {
 }
 
 /// The medians over the rounds of each CPU figure.
-fn cpu_figures(drains: &[Drained], cpus: usize, local_server: bool) -> String {
+fn cpu_figures(drains: &[Drain], cpus: usize, local_server: bool) -> String {
     let m = |f: &dyn Fn(&CpuShares) -> f64| median(drains.iter().map(|d| f(&d.cpu)));
     let shares = CpuShares {
         payymo: m(&|c| c.payymo),
@@ -609,233 +567,4 @@ async fn postmaster_pid(pool: &PgPool) -> Option<u32> {
 
 fn row(measured: &str, figures: &str) {
     println!("{:<20} {measured:<22} {figures} | information", "webhooks-three");
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-async fn create_tenant(pool: &PgPool, name: &str) -> anyhow::Result<TenantId> {
-    let mut tx = begin_platform(pool).await?;
-    let tenant = tenancy::create_tenant(
-        &mut tx,
-        tenancy::NewTenant {
-            name: name.into(),
-            environment: Environment::Test,
-            plan: Some(Plan::Premium),
-            time_zone: None,
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    tx.commit().await?;
-    Ok(TenantId::from_db(tenant.id))
-}
-
-/// An endpoint for every event type at `url`, with a fresh secret sealed as the API seals it.
-async fn create_endpoint(
-    pool: &PgPool,
-    keys: &KeyRing,
-    tenant: &TenantId,
-    url: &str,
-) -> anyhow::Result<WebhookEndpointId> {
-    let id = WebhookEndpointId::generate();
-    let sealed = endpoints::seal_secret(keys, tenant, &id, &SigningSecret::generate())?;
-    let mut tx = begin_tenant(pool, tenant).await?;
-    sqlx::query("insert into webhook_endpoints (tenant_id, id, url, event_types, secret) values ($1, $2, $3, $4, $5)")
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .bind(url)
-        .bind(vec![endpoints::ALL_EVENTS.to_owned()])
-        .bind(&sealed)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(id)
-}
-
-/// Records `count` `transaction.created` events in one statement, in one transaction; the fan-out
-/// trigger makes a delivery per event and endpoint.
-async fn record_backlog(pool: &PgPool, tenant: &TenantId, count: usize) -> anyhow::Result<()> {
-    let mut tx = begin_tenant(pool, tenant).await?;
-    let payloads = (0..count)
-        .map(|n| {
-            json!({
-                "id": format!("txn_{:032x}", n),
-                "account_id": "ba_0192f3c4d5e6478fa1b2c3d4e5f60718",
-                "amount": format!("-{}.{:02}", 1 + n % 500, n % 100),
-                "currency": "GBP",
-                "booking_date": "2026-11-20",
-                "value_date": "2026-11-20",
-                "status": "booked",
-                "description": format!("CARD PAYMENT TO MERCHANT {} LONDON", n % 977),
-                "counterparty": format!("Merchant {}", n % 311),
-                "reference": format!("REF{:08}", n * 7),
-                "category": null,
-            })
-        })
-        .collect();
-    events::record_many(&mut tx, tenant, "transaction.created", payloads).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-fn endpoint_ids(endpoints: &[WebhookEndpointId]) -> Vec<String> {
-    endpoints.iter().map(|e| e.as_str().to_owned()).collect()
-}
-
-/// Marks the endpoints' pending deliveries failed (a backlog waiting for its drain, or what a drain
-/// cut off left); returns how many.
-async fn set_aside(pool: &PgPool, tenant: &TenantId, endpoints: &[WebhookEndpointId]) -> anyhow::Result<u64> {
-    let mut tx = begin_platform(pool).await?;
-    let left = sqlx::query(
-        "update webhook_deliveries set status = 'failed', completed_at = now(), locked_by = null,
-             last_error = 'set aside by bench-webhooks-three'
-         where tenant_id = $1 and endpoint_id = any($2) and status = 'pending'",
-    )
-    .bind(tenant.as_str())
-    .bind(endpoint_ids(endpoints))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    tx.commit().await?;
-    Ok(left)
-}
-
-/// Puts every delivery of the endpoints back as it was before any attempt: pending, due (at its
-/// creation), no attempts.
-async fn requeue(pool: &PgPool, tenant: &TenantId, endpoints: &[WebhookEndpointId]) -> anyhow::Result<()> {
-    let ids = endpoint_ids(endpoints);
-    let mut tx = begin_platform(pool).await?;
-    sqlx::query(
-        "delete from webhook_attempts a using webhook_deliveries d
-         where a.tenant_id = d.tenant_id and a.delivery_id = d.id and d.tenant_id = $1 and d.endpoint_id = any($2)",
-    )
-    .bind(tenant.as_str())
-    .bind(&ids)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "update webhook_deliveries set status = 'pending', attempts = 0, next_attempt_at = created_at,
-             locked_by = null, last_attempt_at = null, completed_at = null, last_status_code = null,
-             last_error = null
-         where tenant_id = $1 and endpoint_id = any($2)",
-    )
-    .bind(tenant.as_str())
-    .bind(&ids)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// The tables a drain reads and writes, vacuumed and analysed, so every drain starts from tables
-/// at rest (as in bench-webhooks).
-async fn settle(pool: &PgPool) -> anyhow::Result<()> {
-    for table in ["events", "webhook_deliveries", "webhook_attempts"] {
-        sqlx::query(&format!("vacuum (analyze) {table}")).execute(pool).await?;
-    }
-    Ok(())
-}
-
-async fn pending(pool: &PgPool, tenant: &TenantId, endpoints: &[WebhookEndpointId]) -> anyhow::Result<i64> {
-    let mut tx = begin_platform(pool).await?;
-    let pending: i64 = sqlx::query_scalar(
-        "select count(*) from webhook_deliveries where tenant_id = $1 and endpoint_id = any($2) and status = 'pending'",
-    )
-    .bind(tenant.as_str())
-    .bind(endpoint_ids(endpoints))
-    .fetch_one(&mut *tx)
-    .await?;
-    db::tenant::end_read(tx);
-    Ok(pending)
-}
-
-/// Deliveries succeeded and attempts made, over the endpoints' deliveries.
-async fn outcome(pool: &PgPool, tenant: &TenantId, endpoints: &[WebhookEndpointId]) -> anyhow::Result<(usize, i64)> {
-    let mut tx = begin_platform(pool).await?;
-    let (succeeded, attempts): (i64, i64) = sqlx::query_as(
-        "select count(*) filter (where status = 'succeeded'), coalesce(sum(attempts), 0)::int8
-         from webhook_deliveries where tenant_id = $1 and endpoint_id = any($2)",
-    )
-    .bind(tenant.as_str())
-    .bind(endpoint_ids(endpoints))
-    .fetch_one(&mut *tx)
-    .await?;
-    db::tenant::end_read(tx);
-    Ok((usize::try_from(succeeded)?, attempts))
-}
-
-/// A bare axum server on a loopback port answering 200 to everything; counts requests and
-/// distinct (path, `webhook-id`) pairs, and keeps the first arrival's time.
-struct Receiver {
-    base: String,
-    sink: Arc<Sink>,
-}
-
-#[derive(Default)]
-struct Sink {
-    requests: AtomicU64,
-    seen: Mutex<Seen>,
-}
-
-#[derive(Default)]
-struct Seen {
-    first: Option<Instant>,
-    pairs: HashSet<String>,
-}
-
-impl Receiver {
-    async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let sink = Arc::new(Sink::default());
-        let router = Router::new().fallback(receive).with_state(sink.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Ok(Self { base, sink })
-    }
-
-    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.sink.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn first(&self) -> Option<Instant> {
-        self.seen().first
-    }
-
-    fn unique(&self) -> usize {
-        self.seen().pairs.len()
-    }
-
-    fn requests(&self) -> u64 {
-        self.sink.requests.load(Ordering::Relaxed)
-    }
-
-    fn reset(&self) {
-        *self.seen() = Seen::default();
-        self.sink.requests.store(0, Ordering::Relaxed);
-    }
-}
-
-async fn receive(
-    State(sink): State<Arc<Sink>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, &'static str) {
-    let arrived = Instant::now();
-    sink.requests.fetch_add(1, Ordering::Relaxed);
-    drop(body);
-    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
-        let mut seen = sink.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.first.get_or_insert(arrived);
-        seen.pairs.insert(format!("{} {id}", uri.path()));
-    }
-    (StatusCode::OK, "ok")
 }
