@@ -142,9 +142,8 @@ impl Application {
     }
 }
 
-/// The read routing: a replica pool when `DATABASE_READ_URL` is set (same pool size as the
-/// primary's, and a short acquire timeout: a replica with no free connection sends the read to
-/// the primary rather than keep it waiting), with write marks in Redis when it is configured.
+/// The read routing: a replica pool ([`crate::db::replica_pool`]) when `DATABASE_READ_URL` is
+/// set, with write marks in Redis when it is configured.
 async fn read_routing(
     config: &Config,
     primary: &PgPool,
@@ -157,13 +156,7 @@ async fn read_routing(
     };
     let options: sqlx::postgres::PgConnectOptions =
         url.expose_secret().parse().map_err(|e| anyhow::anyhow!("DATABASE_READ_URL: {e}"))?;
-    let replica = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .min_connections(0)
-        .acquire_timeout(config.db_acquire_timeout.min(std::time::Duration::from_millis(500)))
-        .idle_timeout(std::time::Duration::from_secs(300))
-        .test_before_acquire(false)
-        .connect_lazy_with(options.application_name("payymo-read"));
+    let replica = crate::db::replica_pool(options, config);
     let redis = config.redis_url.as_ref().map(|url| url.expose_secret().to_owned());
     Ok(Reads::with_replica(primary.clone(), replica, config.replica_max_lag, redis.as_deref(), metrics).await?)
 }

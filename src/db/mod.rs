@@ -100,10 +100,25 @@ impl Database {
 /// A lazily connecting pool: the service starts even while the database is away, answers 503
 /// meanwhile, and recovers by itself when it returns.
 pub fn pool(options: PgConnectOptions, config: &Config) -> PgPool {
+    lazy_pool(options, config, config.db_acquire_timeout)
+}
+
+/// The read replica's pool (`DATABASE_READ_URL`): like [`pool`], as large, but waiting at most
+/// 500 ms for a connection, so that a replica with none free sends the read to the primary rather
+/// than keep it waiting.
+pub fn replica_pool(options: PgConnectOptions, config: &Config) -> PgPool {
+    lazy_pool(
+        options.application_name("payymo-read"),
+        config,
+        config.db_acquire_timeout.min(Duration::from_millis(500)),
+    )
+}
+
+fn lazy_pool(options: PgConnectOptions, config: &Config, acquire_timeout: Duration) -> PgPool {
     PgPoolOptions::new()
         .max_connections(config.db_max_connections)
         .min_connections(0)
-        .acquire_timeout(config.db_acquire_timeout)
+        .acquire_timeout(acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
         // No ping before each acquire: it costs a round trip on every request (measured: the
         // largest single cost of an authenticated read, bench/README.md). A connection that

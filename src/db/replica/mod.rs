@@ -304,11 +304,6 @@ impl Replica {
 }
 
 impl ReadRoute<'_> {
-    /// Which database this route reads from, unless beginning there fails.
-    pub fn source(&self) -> Source {
-        if self.replica.is_some() { Source::Replica } else { Source::Primary }
-    }
-
     /// Not counted in `payymo_db_reads`: a request's later reads, which follow its first.
     pub fn uncounted(mut self) -> Self {
         self.because = None;
